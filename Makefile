@@ -1,0 +1,40 @@
+# The README's two commands are `make demo` and `make test`; both set up .venv/ first when needed.
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.setup-done
+# The small rembg model the tests run offline (rembg's own u2netp.onnx, shipped inside a PyPI wheel).
+U2NET_HOME := $(abspath $(VENV)/u2net)
+export U2NET_HOME
+export NUMBA_CACHE_DIR := $(abspath $(VENV)/numba-cache)
+
+DEMO_IMAGE ?= examples/chair.png
+DEMO_OUT ?= demo_out
+
+.PHONY: setup demo test bench lint extension clean
+
+setup: $(STAMP)
+
+$(STAMP): requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade pip
+	# ONE pip command: bpy pins numpy<2, and a separate install would let rembg pull numpy 2 in.
+	$(PY) -m pip install -r requirements-dev.txt
+	$(PY) scripts/fetch_test_models.py $(U2NET_HOME)
+	touch $@
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+demo: $(STAMP)
+	$(PY) -m triposr_blender.batch -- $(DEMO_IMAGE) --out $(DEMO_OUT) --format glb
+
+bench: $(STAMP)
+	$(PY) scripts/bench_core.py
+
+lint: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+clean:
+	rm -rf $(VENV) build dist $(DEMO_OUT)

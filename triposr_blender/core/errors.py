@@ -1,0 +1,21 @@
+"""Exceptions the core raises. Every message is written for the user: it says what went wrong and what to do."""
+
+
+class TripoSRError(Exception):
+    """Base class: anything the core raises on purpose. ``str(error)`` is shown to the user as is."""
+
+
+class InvalidImageError(TripoSRError):
+    """The input is not a usable image (not an image, truncated, empty alpha, no foreground found)."""
+
+
+class ModelLoadError(TripoSRError):
+    """The model could not be loaded: missing files, a checkpoint that does not match the config, no network."""
+
+
+class NoSurfaceError(TripoSRError):
+    """The density field never crosses the threshold, so marching cubes found no surface."""
+
+
+class Cancelled(TripoSRError):
+    """The run was cancelled. A progress callback raises it to stop a long step between chunks."""
