@@ -1,0 +1,257 @@
+"""The headless batch (``python -m triposr_blender.batch``), run as users run it: a real process with the tiny
+fixture model, the real bpy wheel and Blender's own exporters."""
+
+import json
+import shutil
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import bpy
+import numpy as np
+import pytest
+
+from triposr_blender import batch, mesh_builder
+
+REPO = Path(__file__).resolve().parent.parent
+FIXTURE = REPO / "tests" / "fixtures" / "triposr-tiny-a"
+GOOD_IMAGE = FIXTURE / "input.png"
+# The random-weight fixture has a surface only at its own threshold and resolution (see its meta.json).
+TINY_MODEL_ARGS = [
+    "--model", str(FIXTURE), "--device", "cpu", "--no-remove-bg",
+    "--resolution", "48", "--threshold", "0.41453200578689575",
+]  # fmt: skip
+
+
+def run_batch(*args, cwd=REPO):
+    return subprocess.run(
+        [sys.executable, "-m", "triposr_blender.batch", "--", *map(str, args)],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+def glb_json(path):
+    """The JSON chunk of a binary glTF: a 12-byte header, then the chunk's length and type, then the JSON."""
+    data = path.read_bytes()
+    magic, _version, _length = struct.unpack_from("<4sII", data, 0)
+    chunk_length, chunk_type = struct.unpack_from("<I4s", data, 12)
+    assert (magic, chunk_type) == (b"glTF", b"JSON")
+    return json.loads(data[20 : 20 + chunk_length])
+
+
+def image_folder(folder):
+    """Two good images, a truncated PNG, a text file named .png, and a text file the folder scan ignores."""
+    folder.mkdir()
+    shutil.copy(GOOD_IMAGE, folder / "disc.png")
+    shutil.copy(GOOD_IMAGE, folder / "square.png")
+    (folder / "truncated.png").write_bytes(GOOD_IMAGE.read_bytes()[:200])
+    (folder / "notes.png").write_text("not an image\n")
+    (folder / "readme.txt").write_text("not an input\n")
+    return folder
+
+
+def statuses(report_path):
+    report = json.loads(report_path.read_text())
+    return {Path(item["input"]).name: item for item in report["images"]}
+
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory):
+    """One batch over a folder of good and bad images; several tests read its results."""
+    root = tmp_path_factory.mktemp("batch")
+    images = image_folder(root / "images")
+    out, report = root / "out", root / "report.json"
+    result = run_batch(images, "--out", out, "--report", report, *TINY_MODEL_ARGS)
+    return result, images, out, report
+
+
+# The command line
+
+
+def test_help_documents_every_option():
+    result = subprocess.run(
+        [sys.executable, "-m", "triposr_blender.batch", "--help"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0
+    for option in ("INPUT", "--out", "--format", "--one-blend", "--model", "--device", "--resolution",
+                   "--threshold", "--no-remove-bg", "--foreground-ratio", "--size", "--skip-existing",
+                   "--report"):  # fmt: skip
+        assert option in result.stdout
+
+
+def test_an_unknown_argument_is_a_usage_error_that_names_the_closest_option(tmp_path):
+    result = run_batch(GOOD_IMAGE, "--fromat", "obj")
+    assert result.returncode == batch.EXIT_USAGE
+    assert "unrecognized arguments: --fromat (did you mean --format?)" in result.stderr
+    assert "--help" in result.stderr
+
+
+def test_arguments_are_those_after_the_double_dash():
+    blender_command = ["blender", "-b", "--python", "batch.py", "--", "a.png", "--format", "obj"]
+    assert batch.batch_arguments(blender_command) == ["a.png", "--format", "obj"]
+    assert batch.batch_arguments(["batch.py", "a.png"]) == ["a.png"]
+
+
+# Inputs and output names
+
+
+def test_a_folder_gives_its_images_sorted_but_not_its_subfolders(tmp_path):
+    (tmp_path / "b.png").touch()
+    (tmp_path / "A.JPG").touch()
+    (tmp_path / "notes.txt").touch()
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "c.png").touch()
+    images, problems = batch.expand_inputs([str(tmp_path)])
+    assert [image.name for image in images] == ["A.JPG", "b.png"]
+    assert problems == []
+
+
+def test_patterns_recurse_with_double_star_and_a_file_named_twice_is_converted_once(tmp_path):
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "c.png").touch()
+    (tmp_path / "d.webp").touch()
+    images, _ = batch.expand_inputs([f"{tmp_path}/**/*.png", str(tmp_path / "sub" / "c.png"), str(tmp_path)])
+    assert [image.relative_to(tmp_path).as_posix() for image in images] == ["sub/c.png", "d.webp"]
+
+
+def test_inputs_that_give_no_image_are_reported_as_failed(tmp_path):
+    (tmp_path / "empty").mkdir()
+    inputs = [str(tmp_path / "missing.png"), str(tmp_path / "*.jpg"), str(tmp_path / "empty")]
+    images, problems = batch.expand_inputs(inputs)
+    assert images == []
+    assert [(item.input, item.status) for item in problems] == [(text, "failed") for text in inputs]
+    assert [item.error for item in problems] == [
+        "file not found",
+        "the pattern matched no images",
+        "no images in folder (looked for .png, .jpg, .jpeg, .webp, .bmp, .tif, .tiff, .exr)",
+    ]
+
+
+def test_images_with_the_same_name_get_numbered_outputs():
+    images = [Path("a/chair.png"), Path("b/chair.png"), Path("Chair.jpg"), Path("table.png")]
+    assert batch.output_names(images) == ["chair", "chair_2", "Chair_3", "table"]
+
+
+# Exporters
+
+
+@pytest.fixture
+def fixture_object():
+    """An object built from the fixture's reference mesh, the only selected one, as the batch exports it."""
+    arrays = np.load(FIXTURE / "expected.npz")
+    generated = mesh_builder.GeneratedMesh(
+        arrays["mesh_vertices"], arrays["mesh_faces"], arrays["mesh_vertex_colors"]
+    )
+    obj = mesh_builder.build_object(bpy.context, "chair", generated, mesh_builder.Placement())
+    yield obj
+    batch.remove_object(obj)
+
+
+IMPORTERS = {
+    "glb": lambda path: bpy.ops.import_scene.gltf(filepath=str(path)),
+    "obj": lambda path: bpy.ops.wm.obj_import(filepath=str(path)),
+    "fbx": lambda path: bpy.ops.import_scene.fbx(filepath=str(path)),
+    "usd": lambda path: bpy.ops.wm.usd_import(filepath=str(path)),
+}
+
+
+@pytest.mark.parametrize("file_format", sorted(IMPORTERS))
+def test_each_format_exports_the_mesh_with_its_vertex_colours(fixture_object, file_format, tmp_path):
+    output = tmp_path / f"chair.{file_format}"
+    batch.export_object(output, file_format)
+    existing = set(bpy.data.objects)
+    IMPORTERS[file_format](output)
+    (imported,) = [obj for obj in bpy.data.objects if obj not in existing and obj.type == "MESH"]
+    try:
+        assert len(imported.data.polygons) == len(fixture_object.data.polygons)
+        assert imported.data.color_attributes, f"{file_format} lost the vertex colours"
+    finally:
+        batch.remove_object(imported)
+
+
+def test_blend_export_holds_the_object(fixture_object, tmp_path):
+    output = tmp_path / "chair.blend"
+    batch.export_object(output, "blend")
+    with bpy.data.libraries.load(str(output)) as (data_from, _data_to):
+        assert "chair" in data_from.objects
+
+
+def test_exporting_leaves_only_the_finished_files(fixture_object, tmp_path):
+    batch.export_object(tmp_path / "chair.obj", "obj")
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["chair.mtl", "chair.obj"]
+
+
+# Whole runs with the tiny model
+
+
+def test_a_batch_converts_the_good_images_and_reports_the_bad_ones(first_run):
+    result, _images, out, report = first_run
+    assert result.returncode == batch.EXIT_FAILED, result.stderr
+    assert sorted(path.name for path in out.iterdir()) == ["disc.glb", "square.glb"]
+    items = statuses(report)
+    assert set(items) == {"disc.png", "square.png", "truncated.png", "notes.png"}
+    for name in ("disc.png", "square.png"):
+        assert items[name]["status"] == "done"
+        assert items[name]["error"] is None
+        assert items[name]["seconds"] > 0
+    for name in ("truncated.png", "notes.png"):
+        assert items[name]["status"] == "failed"
+        assert items[name]["error"]
+        assert name in items[name]["error"]
+    assert "2 done, 0 skipped, 2 failed" in result.stderr
+
+
+def test_glb_outputs_carry_vertex_colours_as_color_0(first_run):
+    _result, _images, out, _report = first_run
+    for output in out.glob("*.glb"):
+        primitives = [primitive for mesh in glb_json(output)["meshes"] for primitive in mesh["primitives"]]
+        assert primitives
+        assert all("COLOR_0" in primitive["attributes"] for primitive in primitives)
+
+
+def test_skip_existing_does_no_work_the_second_time(first_run, tmp_path):
+    _result, images, out, _report = first_run
+    written = {path.name: path.stat().st_mtime_ns for path in out.iterdir()}
+    report = tmp_path / "again.json"
+    result = run_batch(images, "--out", out, "--report", report, "--skip-existing", *TINY_MODEL_ARGS)
+    items = statuses(report)
+    assert items["disc.png"]["status"] == items["square.png"]["status"] == "skipped"
+    assert {path.name: path.stat().st_mtime_ns for path in out.iterdir()} == written
+    assert "loading model" not in result.stderr
+    # The bad images are tried again, and fail again.
+    assert result.returncode == batch.EXIT_FAILED
+    assert items["notes.png"]["status"] == "failed"
+
+
+def test_one_blend_collects_every_mesh_and_resumes(tmp_path):
+    images = image_folder(tmp_path / "images")
+    blend = tmp_path / "all.blend"
+    first = run_batch(images / "disc.png", "--one-blend", blend, *TINY_MODEL_ARGS)
+    assert first.returncode == 0, first.stderr
+    report = tmp_path / "report.json"
+    second = run_batch(
+        images / "disc.png", images / "square.png", "--one-blend", blend, "--skip-existing",
+        "--report", report, *TINY_MODEL_ARGS,
+    )  # fmt: skip
+    assert second.returncode == 0, second.stderr
+    assert [item["status"] for item in statuses(report).values()] == ["skipped", "done"]
+    with bpy.data.libraries.load(str(blend)) as (data_from, _data_to):
+        assert sorted(data_from.objects) == ["disc", "square"]
+
+
+def test_a_model_that_cannot_load_fails_every_image_with_its_message(tmp_path):
+    report = tmp_path / "report.json"
+    result = run_batch(GOOD_IMAGE, "--model", tmp_path / "no-model", "--report", report)
+    assert result.returncode == batch.EXIT_FAILED
+    (item,) = statuses(report).values()
+    assert item["status"] == "failed"
+    assert "no-model" in item["error"]

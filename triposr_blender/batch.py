@@ -1,0 +1,552 @@
+"""Headless batch: many images in, one coloured mesh file out per image (or all of them in one .blend).
+
+Run it with Blender, or with Python and the ``bpy`` wheel; the batch's own arguments follow ``--``::
+
+    blender -b --python <extension folder>/batch.py -- INPUT... [options]
+    python -m triposr_blender.batch -- INPUT... [options]
+
+``--help`` documents every option. The model loads once per run. A bad image is reported and skipped and
+the run goes on; the exit status is 1 when any image failed and 2 for a usage error. Each output is written
+to a temporary name first and moved into place when complete, so ``--skip-existing`` can resume an
+interrupted run without trusting a half-written file.
+"""
+
+import argparse
+import difflib
+import functools
+import glob
+import importlib
+import json
+import os
+import sys
+import tempfile
+import time
+import traceback
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import bpy
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".exr")
+STATUSES = ("done", "skipped", "failed")  # and "pending" for images an interruption left untouched
+FORMATS = ("glb", "obj", "fbx", "usd", "blend")
+DEFAULT_MODEL = "stabilityai/TripoSR"
+# In a --one-blend file, meshes stand in a row, this many target sizes apart.
+ONE_BLEND_SPACING = 1.5
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+DESCRIPTION = """\
+Turn images into coloured 3D meshes with TripoSR, without the user interface.
+
+INPUT is any mix of image files, folders and glob patterns. A folder contributes the images directly inside
+it (not its subfolders; use a pattern such as 'art/**/*.png', quoted, to recurse). Folders and patterns
+pick files by extension ({extensions}); a file named explicitly is always tried.
+
+Each image becomes <out>/<image name>.<format>, exported by Blender's own exporter with the vertex colours
+(glTF: COLOR_0). Images whose names collide get a numbered suffix (chair.png and chair.jpg give chair.glb
+and chair_2.glb).
+"""
+
+EPILOG = """\
+examples:
+  python -m triposr_blender.batch -- photos/ --out meshes --format obj
+  blender -b --python batch.py -- 'concept/*.png' --one-blend props.blend --skip-existing
+  python -m triposr_blender.batch -- chair.png --model ./TripoSR --device cpu --report report.json
+
+The exit status is 0 when every image was converted or skipped, 1 when any failed, 2 for a usage error
+and 130 when interrupted (Ctrl+C); the report and the outputs written so far are kept.
+"""
+
+
+@dataclass
+class Item:
+    """One image of the run and what became of it; the report lists these as they are."""
+
+    input: str
+    output: str | None = None
+    status: str = "pending"  # pending, done, skipped or failed
+    error: str | None = None
+    seconds: float = 0.0
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a hint that names the closest option when an argument is not recognised."""
+
+    def parse_args(self, args=None, namespace=None):
+        parsed, unknown = self.parse_known_args(args, namespace)
+        if unknown:
+            self.error(self._unknown_arguments_message(unknown))
+        return parsed
+
+    def error(self, message):
+        hint = f"Run `{self.prog} --help` for all options; the batch's arguments go after `--`."
+        super().error(f"{message}\n{hint}")
+
+    def _unknown_arguments_message(self, unknown):
+        known = list(self._option_string_actions)
+        parts = []
+        for argument in unknown:
+            close = difflib.get_close_matches(argument.split("=")[0], known, n=1)
+            parts.append(f"{argument} (did you mean {close[0]}?)" if close else argument)
+        return "unrecognized arguments: " + " ".join(parts)
+
+
+def _positive_int(text):
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive whole number, not {text}")
+    return value
+
+
+def _positive_float(text):
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be above 0, not {text}")
+    return value
+
+
+def _ratio(text):
+    value = float(text)
+    if not 0.0 < value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be above 0 and at most 1, not {text}")
+    return value
+
+
+def build_parser():
+    inside_blender = bool(bpy.app.binary_path)  # empty in the bpy wheel
+    prog = "blender -b --python batch.py --" if inside_blender else "python -m triposr_blender.batch --"
+    parser = _Parser(
+        prog=prog,
+        description=DESCRIPTION.format(extensions=" ".join(IMAGE_EXTENSIONS)),
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,
+    )
+    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or glob patterns")
+    parser.add_argument(
+        "--out", type=Path, default=Path("."), metavar="DIR", help="folder for the outputs (default: .)"
+    )
+    target = parser.add_mutually_exclusive_group()
+    target.add_argument(
+        "--format", choices=FORMATS, default="glb", help="file format of each output (default: glb)"
+    )
+    target.add_argument(
+        "--one-blend",
+        type=Path,
+        metavar="FILE",
+        help="put every mesh in this one .blend instead, side by side, one object per image",
+    )
+    parser.add_argument(
+        "--model",
+        metavar="SOURCE",
+        default=os.environ.get("TRIPOSR_MODEL") or DEFAULT_MODEL,
+        help="Hugging Face repo id or a folder holding config.yaml and model.ckpt "
+        f"(default: $TRIPOSR_MODEL, else {DEFAULT_MODEL}, downloaded on first use)",
+    )
+    parser.add_argument(
+        "--device",
+        default="auto",
+        help="auto (CUDA, else Apple MPS, else CPU), cpu, cuda, cuda:N or mps (default: auto)",
+    )
+    parser.add_argument(
+        "--resolution",
+        type=_positive_int,
+        default=256,
+        metavar="N",
+        help="marching-cubes grid size: more is finer and slower (default: 256)",
+    )
+    parser.add_argument(
+        "--threshold",
+        type=float,
+        default=25.0,
+        metavar="T",
+        help="density at which the surface lies: lower gives a thicker, more closed mesh (default: 25)",
+    )
+    parser.add_argument(
+        "--no-remove-bg",
+        dest="remove_background",
+        action="store_false",
+        help="keep the background (use for images already cut out on a plain background)",
+    )
+    parser.add_argument(
+        "--foreground-ratio",
+        type=_ratio,
+        default=0.85,
+        metavar="R",
+        help="share of the image the object fills after centring, in (0, 1] (default: 0.85)",
+    )
+    parser.add_argument(
+        "--size",
+        type=_positive_float,
+        metavar="S",
+        help="length of each mesh's longest side in Blender units (default: 2, as in the panel)",
+    )
+    parser.add_argument(
+        "--skip-existing",
+        action="store_true",
+        help="skip images whose output already exists, to resume an interrupted run",
+    )
+    parser.add_argument(
+        "--report",
+        type=Path,
+        metavar="FILE",
+        help="write a JSON report: each image's input, output, status (done, skipped, failed, or pending "
+        "if interrupted first), error and seconds, updated after every image",
+    )
+    return parser
+
+
+def batch_arguments(argv):
+    """The arguments after ``--``: before it, Blender's own (``-b --python batch.py``) or Python's."""
+    if "--" in argv:
+        return argv[argv.index("--") + 1 :]
+    return argv[1:]
+
+
+def expand_inputs(inputs):
+    """Image paths in command-line order (folders and patterns sorted), and a failed Item per input that
+    gave none."""
+    found, problems = [], []
+    for text in inputs:
+        path = Path(text)
+        if path.is_dir():
+            images = sorted(child for child in path.iterdir() if _is_image_file(child))
+            problem = f"no images in folder (looked for {', '.join(IMAGE_EXTENSIONS)})"
+        elif path.is_file():
+            images, problem = [path], None
+        elif glob.has_magic(text):
+            images = sorted(Path(match) for match in glob.glob(text, recursive=True))
+            images = [image for image in images if _is_image_file(image)]
+            problem = "the pattern matched no images"
+        else:
+            images, problem = [], "file not found"
+        found.extend(images)
+        if not images:
+            problems.append(Item(input=text, status="failed", error=problem))
+    return _without_duplicates(found), problems
+
+
+def _is_image_file(path):
+    return path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS
+
+
+def _without_duplicates(paths):
+    """The same file named twice (say, by a folder and a pattern) is converted once."""
+    seen, unique = set(), []
+    for path in paths:
+        key = path.resolve()
+        if key not in seen:
+            seen.add(key)
+            unique.append(path)
+    return unique
+
+
+def output_names(images):
+    """A distinct output name per image: its file name without extension, numbered when names collide."""
+    taken, names = set(), []
+    for image in images:
+        name, number = image.stem, 1
+        # Case-insensitive, since Windows and macOS file systems would merge Chair.glb and chair.glb.
+        while name.lower() in taken:
+            number += 1
+            name = f"{image.stem}_{number}"
+        taken.add(name.lower())
+        names.append(name)
+    return names
+
+
+class ProgressBar:
+    """One line on stderr: images finished of the total, and the current image's stage with its own bar.
+
+    On a terminal the line is redrawn in place; in a log (not a terminal) each new stage gets its own line.
+    Its ``__call__`` has the core's progress signature, so it is passed to the core as is.
+    """
+
+    WIDTH = 20
+
+    def __init__(self, total, stream=None):
+        self.total = total
+        self.stream = stream or sys.stderr
+        self.in_place = self.stream.isatty()
+        self.finished = 0
+        self.name = ""
+        self.shown = None
+
+    def start(self, name):
+        self.name = name
+        self("starting", 0.0)
+
+    def __call__(self, stage, fraction):
+        percent = int(100 * min(max(fraction, 0.0), 1.0))
+        if (stage, percent) == self.shown or (not self.in_place and stage == (self.shown or ("",))[0]):
+            return
+        self.shown = (stage, percent)
+        line = (
+            f"[{self.finished}/{self.total} {self._bar(self.finished / max(self.total, 1))}] "
+            f"{self.name}: {stage} {self._bar(percent / 100)} {percent:3d}%"
+        )
+        self.stream.write(f"\r{line}\x1b[K" if self.in_place else f"{line}\n")
+        self.stream.flush()
+
+    def finish(self, status):
+        self.finished += 1
+        self.shown = None
+        self(status, 1.0)
+        if self.in_place:
+            self.stream.write("\n")
+
+    def _bar(self, fraction):
+        filled = round(self.WIDTH * fraction)
+        return "#" * filled + "-" * (self.WIDTH - filled)
+
+
+class Report:
+    """The run's items, summarised on stderr at the end and kept as JSON in ``--report`` after each image."""
+
+    def __init__(self, items, path, settings):
+        self.items = items
+        self.path = path
+        self.settings = settings
+        self.started = time.monotonic()
+
+    def counts(self):
+        return {status: sum(item.status == status for item in self.items) for status in STATUSES}
+
+    def seconds_per_image(self):
+        done = [item.seconds for item in self.items if item.status == "done"]
+        return sum(done) / len(done) if done else 0.0
+
+    def save(self):
+        if self.path is None:
+            return
+        summary = {
+            **self.counts(),
+            "seconds": round(time.monotonic() - self.started, 3),
+            "seconds_per_image": round(self.seconds_per_image(), 3),
+        }
+        content = {"settings": self.settings, "summary": summary, "images": [asdict(i) for i in self.items]}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        partial = self.path.with_name(self.path.name + ".partial")
+        partial.write_text(json.dumps(content, indent=2) + "\n", encoding="utf-8")
+        os.replace(partial, self.path)
+
+    def print_summary(self, stream=None):
+        stream = stream or sys.stderr
+        counts = self.counts()
+        elapsed = time.monotonic() - self.started
+        stream.write(
+            f"TripoSR batch: {counts['done']} done, {counts['skipped']} skipped, {counts['failed']} failed "
+            f"in {elapsed:.1f} s ({self.seconds_per_image():.1f} s per converted image)\n"
+        )
+        for item in self.items:
+            if item.status == "failed":
+                stream.write(f"  failed: {item.input}: {item.error}\n")
+        if self.path is not None:
+            stream.write(f"Report: {self.path}\n")
+
+
+def main(argv=None):
+    """Run the batch; ``argv`` is the batch's own arguments (default: those after ``--`` in sys.argv)."""
+    args = build_parser().parse_args(batch_arguments(sys.argv) if argv is None else argv)
+    images, problems = expand_inputs(args.inputs)
+    plan = [(Item(input=str(image)), name) for image, name in zip(images, output_names(images), strict=True)]
+    report = Report([item for item, _ in plan] + problems, args.report, _settings(args))
+    try:
+        Batch(args, report).run(plan)
+    except KeyboardInterrupt:
+        sys.stderr.write("\nInterrupted: the outputs written so far are kept; --skip-existing resumes.\n")
+        return EXIT_INTERRUPTED
+    finally:
+        report.save()
+        report.print_summary()
+    return EXIT_FAILED if report.counts()["failed"] else 0
+
+
+def _settings(args):
+    """The options that shaped the outputs, as the report records them."""
+    settings = {name: getattr(args, name) for name in ("model", "device", "resolution", "threshold")}
+    settings.update(remove_background=args.remove_background, foreground_ratio=args.foreground_ratio)
+    settings["target"] = str(args.one_blend) if args.one_blend else f"{args.out}/*.{args.format}"
+    return settings
+
+
+class Batch:
+    """Converts the images one after another in this Blender session, loading the model once."""
+
+    def __init__(self, args, report):
+        self.args = args
+        self.report = report
+        self.progress = ProgressBar(len(report.items))
+        self.model = None
+
+    def run(self, plan):
+        from .core.errors import ModelLoadError  # the core imports torch: --help never needs it
+
+        self._open_target()
+        for position, (item, name) in enumerate(plan):
+            self.progress.start(Path(item.input).name)
+            try:
+                self._convert(item, name)
+            except ModelLoadError as error:
+                # Without a model no image can be converted: say so for each, once, and stop.
+                for remaining, _ in plan[position:]:
+                    remaining.status, remaining.error = "failed", str(error)
+                break
+            finally:
+                self.progress.finish(item.status)
+                self.report.save()
+
+    def _open_target(self):
+        """Start from an empty file, or reopen the --one-blend file to add to it when resuming."""
+        resume = self.args.one_blend and self.args.skip_existing and self.args.one_blend.is_file()
+        if resume:
+            bpy.ops.wm.open_mainfile(filepath=str(self.args.one_blend))
+        else:
+            bpy.ops.wm.read_homefile(use_empty=True)
+        if not self.args.one_blend:
+            self.args.out.mkdir(parents=True, exist_ok=True)
+
+    def _convert(self, item, name):
+        from .core.errors import TripoSRError
+
+        output = self.args.one_blend or self.args.out / f"{name}.{self.args.format}"
+        item.output = str(output)
+        if self.args.skip_existing and self._exists(output, name):
+            item.status = "skipped"
+            return
+        model = self._model()
+        started = time.monotonic()
+        try:
+            self._generate_and_write(model, Path(item.input), name, output)
+            item.status = "done"
+        except TripoSRError as error:
+            item.status, item.error = "failed", str(error)
+        except Exception as error:
+            # Anything else (an exporter's error, a full disk) must not end the batch either; the traceback
+            # goes to stderr for a bug report.
+            traceback.print_exc()
+            item.status, item.error = "failed", f"{type(error).__name__}: {error}"
+        item.seconds = round(time.monotonic() - started, 3)
+
+    def _exists(self, output, name):
+        if self.args.one_blend:
+            return name in bpy.data.objects
+        return output.exists()
+
+    def _model(self):
+        if self.model is None:
+            from .core import TripoSR
+
+            self.progress(f"loading model {self.args.model}", 0.0)
+            self.model = TripoSR.from_pretrained(self.args.model, device=self.args.device)
+        return self.model
+
+    def _generate_and_write(self, model, image_path, name, output):
+        obj = self._generate(model, image_path, name)
+        try:
+            if self.args.one_blend:
+                self._add_to_one_blend(obj, output)
+                obj = None  # it stays in the file
+            else:
+                self.progress("exporting", 0.0)
+                export_object(output, self.args.format)
+        finally:
+            if obj is not None:
+                remove_object(obj)
+
+    def _generate(self, model, image_path, name):
+        from . import mesh_builder
+        from .core import preprocess_image
+
+        image = preprocess_image(
+            image_path,
+            remove_background=self.args.remove_background,
+            foreground_ratio=self.args.foreground_ratio,
+            progress=self.progress,
+        )
+        self.progress("encoding", 0.0)
+        scene = model.encode(image)
+        mesh = model.extract_mesh(
+            scene, resolution=self.args.resolution, threshold=self.args.threshold, progress=self.progress
+        )
+        self.progress("building mesh", 0.0)
+        generated = mesh_builder.GeneratedMesh(mesh.vertices, mesh.faces, mesh.vertex_colors)
+        return mesh_builder.build_object(bpy.context, name, generated, self._placement(mesh_builder))
+
+    def _placement(self, mesh_builder):
+        """At the origin; in a --one-blend file, next in a row along +X, so the meshes do not overlap."""
+        size = self.args.size or mesh_builder.Placement.target_size
+        if not self.args.one_blend:
+            return mesh_builder.Placement(target_size=size)
+        placed = sum(obj.type == "MESH" for obj in bpy.context.scene.objects)
+        location = (placed * size * ONE_BLEND_SPACING, 0.0, 0.0)
+        return mesh_builder.Placement(location=location, target_size=size)
+
+    def _add_to_one_blend(self, obj, output):
+        self.progress("saving", 0.0)
+        output.parent.mkdir(parents=True, exist_ok=True)
+        # Saved after every image (Blender writes a .blend safely under a temporary name): an interrupted run
+        # keeps all finished meshes, and --skip-existing picks up from there.
+        bpy.ops.wm.save_as_mainfile(filepath=str(output.resolve()), copy=True)
+
+
+def export_object(output, file_format):
+    """Write the selected object (``build_object`` selects only the new one) to ``output`` with Blender's
+    exporter for ``file_format``, vertex colours included.
+
+    The exporter writes into a temporary folder beside ``output`` and the files move into place when it has
+    finished, the main file last: an interrupted run never leaves a half-written file that --skip-existing
+    would take for a finished one.
+    """
+    with tempfile.TemporaryDirectory(dir=output.parent, prefix=".triposr-") as staging:
+        staged = Path(staging) / output.name
+        EXPORTERS[file_format](filepath=str(staged))
+        # OBJ writes its .mtl beside the .obj, under the same name, so the files move together.
+        for written in sorted(Path(staging).iterdir(), key=lambda path: path == staged):
+            os.replace(written, output.parent / written.name)
+
+
+def remove_object(obj):
+    """Delete the object and its mesh: a long batch must not pile up one mesh per image."""
+    mesh = obj.data
+    bpy.data.objects.remove(obj)
+    if mesh.users == 0:
+        bpy.data.meshes.remove(mesh)
+    # Until the view layer syncs, its object lists hold None where the object was, which the next
+    # build_object would trip over when it deselects everything.
+    bpy.context.view_layer.update()
+
+
+EXPORTERS = {
+    "glb": functools.partial(
+        bpy.ops.export_scene.gltf, export_format="GLB", use_selection=True, export_vertex_color="ACTIVE"
+    ),
+    "obj": functools.partial(bpy.ops.wm.obj_export, export_selected_objects=True, export_colors=True),
+    "fbx": functools.partial(bpy.ops.export_scene.fbx, use_selection=True, colors_type="SRGB"),
+    "usd": functools.partial(bpy.ops.wm.usd_export, selected_objects_only=True, export_mesh_colors=True),
+    "blend": functools.partial(bpy.ops.wm.save_as_mainfile, copy=True),
+}
+
+
+def _import_package():
+    """The extension package this file belongs to, when Blender runs the file as a plain script.
+
+    Installed, the package is ``bl_ext.<repository>.triposr_blender`` and is already imported when the
+    extension is enabled; otherwise it is imported from its folder under its folder's name.
+    """
+    folder = Path(__file__).resolve().parent
+    for module in list(sys.modules.values()):
+        module_file = getattr(module, "__file__", None)
+        if module_file and Path(module_file).resolve() == folder / "__init__.py":
+            return module
+    sys.path.insert(0, str(folder.parent))
+    return importlib.import_module(folder.name)
+
+
+if __name__ == "__main__":
+    if __package__:
+        sys.exit(main())
+    # Run as a script (``blender --python batch.py``): relative imports need the module inside its package.
+    sys.exit(importlib.import_module(_import_package().__name__ + ".batch").main())
