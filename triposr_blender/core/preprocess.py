@@ -1,0 +1,248 @@
+"""Turn a user's picture into TripoSR's input: the object cut out, centred and framed on 0.5 grey.
+
+The steps follow the reference (TripoSR's ``run.py`` and gradio app): an image with real transparency
+keeps its own alpha, any other image goes through rembg; the result is cropped to the object, padded to a
+square in which the object spans ``foreground_ratio`` of the side, and composited over 0.5 grey.
+Two deliberate differences, both at the object's outline only: the crop keeps the object's last row and
+column (the reference's slice drops them), and rembg's mask is applied as straight alpha (the reference's
+cut-out premultiplies colour by alpha and then composites with alpha again, darkening soft edges).
+"""
+
+import io
+import threading
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from .errors import InvalidImageError, ModelLoadError
+
+ImageSource = Image.Image | str | Path | bytes
+Progress = Callable[[str, float], None]
+
+DEFAULT_MAX_SIDE = 2048
+# Pillow's own decompression-bomb limit (about 9459²). It applies to the pixels actually decoded, so a
+# huge JPEG that Pillow can decode at a reduced scale (Image.draft) still opens.
+MAX_PIXELS = 89_478_485
+# rembg's masks are soft; a result with no pixel more likely object than background found nothing.
+CONFIDENT_FOREGROUND = 128
+SIXTEEN_BIT_GREY_MODES = {"I;16", "I;16L", "I;16B", "I;16N", "I"}
+REMOVING_BACKGROUND = "Removing background"
+
+_rembg_sessions: dict[str, Any] = {}
+_rembg_sessions_lock = threading.Lock()
+
+
+def preprocess_image(
+    image: ImageSource,
+    remove_background: bool = True,
+    foreground_ratio: float = 0.85,
+    *,
+    rembg_model: str = "u2net",
+    max_side: int = DEFAULT_MAX_SIDE,
+    progress: Progress | None = None,
+) -> Image.Image:
+    """Prepare ``image`` (a PIL image, a file path or encoded bytes) for ``TripoSR.encode``.
+
+    Returns a new RGB image: the object centred on 0.5 grey, filling ``foreground_ratio`` of the side.
+    An image whose alpha channel has transparent pixels is framed using that alpha, whatever
+    ``remove_background`` says; any other image goes through rembg's ``rembg_model`` if
+    ``remove_background``, or is returned as RGB unchanged if not. Images larger than ``max_side`` are
+    scaled down first. Raises InvalidImageError for unusable input and ModelLoadError if rembg or its
+    model cannot be loaded.
+    """
+    check_foreground_ratio(foreground_ratio)
+    image = load_image(image, max_side=max_side)
+    if has_real_alpha(image):
+        check_something_visible(image)
+        cutout = image
+    elif remove_background:
+        cutout = cut_out_object(image.convert("RGB"), rembg_model, progress)
+    else:
+        return image.convert("RGB")
+    return composite_on_grey(frame_object(cutout, foreground_ratio))
+
+
+def load_image(source: ImageSource, *, max_side: int = DEFAULT_MAX_SIDE) -> Image.Image:
+    """Decode ``source`` into an upright RGB or RGBA image no larger than ``max_side`` on either side.
+
+    Applies the EXIF orientation and converts grayscale, palette, 16-bit and CMYK images; RGBA is kept
+    only when the image carries transparency. Raises InvalidImageError with a message for the user.
+    """
+    name = describe(source)
+    image = source if isinstance(source, Image.Image) else open_image(source, name, max_side)
+    decode(image, name)
+    image = to_rgb_or_rgba(ImageOps.exif_transpose(image), name)
+    image.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+    return image
+
+
+def check_foreground_ratio(foreground_ratio: float) -> None:
+    if not 0 < foreground_ratio <= 1:
+        raise InvalidImageError(
+            f"The foreground ratio must be above 0 and at most 1 (it is the share of the image side the "
+            f"object fills); got {foreground_ratio}."
+        )
+
+
+def describe(source: ImageSource) -> str:
+    if isinstance(source, str | Path):
+        return f"The file {source}"
+    if isinstance(source, bytes):
+        return "The image data"
+    return "The image"
+
+
+def open_image(source: str | Path | bytes, name: str, max_side: int) -> Image.Image:
+    """Open lazily (only the header is read) and refuse images too large to decode safely."""
+    try:
+        with warnings.catch_warnings():
+            # Pillow only warns between one and two times its limit; the check below raises instead.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
+    except Image.DecompressionBombError as error:
+        raise too_large(name) from error
+    except Image.UnidentifiedImageError as error:
+        raise InvalidImageError(
+            f"{name} is not an image in a format that can be read (use PNG, JPEG, WebP, TIFF or BMP)."
+        ) from error
+    except OSError as error:
+        raise InvalidImageError(f"{name} could not be opened: {error.strerror or error}.") from error
+    # JPEG can decode at 1/2, 1/4 or 1/8 scale, so a huge photo never fills memory at full size.
+    image.draft(None, (max_side, max_side))
+    if image.width * image.height > MAX_PIXELS:
+        raise too_large(name)
+    return image
+
+
+def too_large(name: str) -> InvalidImageError:
+    return InvalidImageError(
+        f"{name} has more than {MAX_PIXELS:,} pixels, too many to open safely. "
+        f"Scale it down ({DEFAULT_MAX_SIDE} pixels per side is plenty) and try again."
+    )
+
+
+def decode(image: Image.Image, name: str) -> None:
+    try:
+        image.load()
+    except OSError as error:
+        raise InvalidImageError(
+            f"{name} is damaged or incomplete ({error}). Save or download it again and retry."
+        ) from error
+
+
+def to_rgb_or_rgba(image: Image.Image, name: str) -> Image.Image:
+    if image.mode in SIXTEEN_BIT_GREY_MODES:
+        image = sixteen_bit_to_grey(image)
+    mode = "RGBA" if image.has_transparency_data else "RGB"
+    try:
+        return image.convert(mode)
+    except ValueError as error:
+        raise InvalidImageError(
+            f"{name} uses the colour mode {image.mode}, which cannot be converted to RGB. "
+            "Save it as an 8-bit RGB or RGBA PNG and try again."
+        ) from error
+
+
+def sixteen_bit_to_grey(image: Image.Image) -> Image.Image:
+    """Scale 0..65535 to 0..255: Pillow's own conversion clips everything above 255 to white."""
+    values = np.asarray(image, dtype=np.float64)
+    grey = np.clip(np.rint(values / 257.0), 0, 255).astype(np.uint8)
+    return Image.fromarray(grey)
+
+
+def has_real_alpha(image: Image.Image) -> bool:
+    """True if the image has an alpha channel in which some pixel is not fully opaque."""
+    return image.mode == "RGBA" and image.getchannel("A").getextrema()[0] < 255
+
+
+def check_something_visible(image: Image.Image) -> None:
+    if image.getchannel("A").getextrema()[1] == 0:
+        raise InvalidImageError(
+            "The image is fully transparent, so there is no object to turn into 3D. "
+            "Use an image in which the object is visible."
+        )
+
+
+def cut_out_object(image: Image.Image, rembg_model: str, progress: Progress | None) -> Image.Image:
+    """Run rembg on an RGB image and return it as RGBA with rembg's mask as alpha."""
+    if progress:
+        progress(REMOVING_BACKGROUND, 0.0)
+    rembg = import_rembg()
+    mask = rembg.remove(image, session=rembg_session(rembg_model), only_mask=True)
+    if mask.getextrema()[1] < CONFIDENT_FOREGROUND:
+        raise InvalidImageError(
+            "No object was found in the image after removing the background. Use a picture of one "
+            "object in front of a plain background, or an image whose background is already transparent."
+        )
+    cutout = image.convert("RGBA")
+    cutout.putalpha(mask)
+    if progress:
+        progress(REMOVING_BACKGROUND, 1.0)
+    return cutout
+
+
+def import_rembg() -> Any:
+    """Import rembg on first use only: its first import ever compiles numba code for about a minute."""
+    try:
+        import rembg
+    except ImportError as error:
+        raise ModelLoadError(
+            f"Background removal needs the rembg package, which cannot be imported ({error}). "
+            "Install the add-on's dependencies, or turn background removal off and use an image "
+            "with a transparent background."
+        ) from error
+    return rembg
+
+
+def rembg_session(model_name: str) -> Any:
+    """rembg's session for ``model_name``, created once and reused: creating one loads the ONNX model."""
+    with _rembg_sessions_lock:
+        if model_name not in _rembg_sessions:
+            _rembg_sessions[model_name] = new_rembg_session(model_name)
+        return _rembg_sessions[model_name]
+
+
+def new_rembg_session(model_name: str) -> Any:
+    rembg = import_rembg()
+    if model_name not in rembg.sessions.sessions_names:
+        raise ModelLoadError(
+            f"Unknown background-removal model {model_name!r}; "
+            f"choose one of {', '.join(rembg.sessions.sessions_names)}."
+        )
+    try:
+        return rembg.new_session(model_name)
+    except Exception as error:
+        # rembg downloads the model on first use; a missing network, a failed checksum or a damaged file
+        # surface as requests, pooch or onnxruntime errors that share no base class but Exception.
+        model_folder = rembg.sessions.base.BaseSession.u2net_home()
+        raise ModelLoadError(
+            f"The background-removal model {model_name!r} could not be loaded ({error}). rembg downloads "
+            f"it into {model_folder} on first use: connect to the internet once, or copy "
+            f"{model_name}.onnx there (the U2NET_HOME environment variable picks another folder). "
+            "Or turn background removal off and use an image with a transparent background."
+        ) from error
+
+
+def frame_object(cutout: Image.Image, foreground_ratio: float) -> Image.Image:
+    """Crop an RGBA image to its non-transparent pixels and centre them on a transparent square canvas
+    whose side is the object's longer side / ``foreground_ratio`` (TripoSR's ``resize_foreground``)."""
+    obj = cutout.crop(cutout.getchannel("A").getbbox())
+    side = max(obj.size)
+    canvas_side = int(side / foreground_ratio)
+    canvas = Image.new("RGBA", (canvas_side, canvas_side))
+    # Same rounding as the reference, which pads to a square first and then to the canvas.
+    left, top = ((side - extent) // 2 + (canvas_side - side) // 2 for extent in obj.size)
+    canvas.paste(obj, (left, top))
+    return canvas
+
+
+def composite_on_grey(image: Image.Image) -> Image.Image:
+    """RGB = rgb·a + 0.5·(1 − a), computed and truncated to 8 bits exactly as the reference does."""
+    rgba = np.asarray(image, dtype=np.float32) / 255.0
+    alpha = rgba[..., 3:4]
+    rgb = rgba[..., :3] * alpha + (1 - alpha) * 0.5
+    return Image.fromarray((rgb * 255.0).astype(np.uint8))
