@@ -54,6 +54,12 @@ def border_of(pixels):
     return np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
 
 
+def viewers_rotate_90_clockwise():
+    exif = Image.Exif()
+    exif[0x0112] = 6  # the EXIF Orientation tag: viewers rotate the stored pixels 90° clockwise
+    return exif
+
+
 def saved(image, path, **options):
     image.save(path, **options)
     return path
@@ -194,6 +200,9 @@ ODD_FILES = {
     "16-bit grayscale PNG I;16": lambda teapot, path: sixteen_bit_file(teapot, path, "I;16", ".png"),
     "32-bit integer TIFF I": lambda teapot, path: sixteen_bit_file(teapot, path, "I", ".tif"),
     "CMYK JPEG": lambda teapot, path: saved(teapot.convert("CMYK"), path / "cmyk.jpg", quality=95),
+    "EXIF-rotated JPEG": lambda teapot, path: saved(
+        teapot.crop((0, 30, 192, 162)), path / "rotated.jpg", exif=viewers_rotate_90_clockwise()
+    ),
 }
 
 
@@ -223,9 +232,7 @@ def test_cmyk_jpeg_keeps_its_colours(teapot, tmp_path):
 def test_exif_orientation_is_applied(tmp_path):
     stored = Image.new("RGB", (64, 32), "white")
     ImageDraw.Draw(stored).rectangle((0, 0, 15, 15), fill=RED)  # top-left as stored
-    exif = Image.Exif()
-    exif[0x0112] = 6  # Orientation: viewers rotate the stored pixels 90° clockwise
-    path = saved(stored, tmp_path / "rotated.jpg", exif=exif, quality=95)
+    path = saved(stored, tmp_path / "rotated.jpg", exif=viewers_rotate_90_clockwise(), quality=95)
 
     loaded = np.asarray(load_image(path), dtype=int)
 
