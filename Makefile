@@ -20,10 +20,14 @@ $(STAMP): requirements.txt requirements-dev.txt
 	$(PY) -m pip install --upgrade pip
 	# ONE pip command: bpy pins numpy<2, and a separate install would let rembg pull numpy 2 in.
 	$(PY) -m pip install -r requirements-dev.txt
-	$(PY) scripts/fetch_test_models.py $(U2NET_HOME)
+	# rembg's first import compiles numba code for about a minute; do it once here, cached in NUMBA_CACHE_DIR.
+	$(PY) -c "import rembg"
 	touch $@
 
-test: $(STAMP)
+$(U2NET_HOME)/u2netp.onnx: scripts/fetch_test_models.py | $(STAMP)
+	$(PY) scripts/fetch_test_models.py $(U2NET_HOME)
+
+test: $(STAMP) $(U2NET_HOME)/u2netp.onnx
 	$(PY) -m pytest
 
 demo: $(STAMP)
