@@ -9,3 +9,19 @@ Public API (the add-on, batch scripts and tests call exactly this)::
     fields = model.query(scene, points)              # {"density": (N,), "color": (N, 3)}
     mesh = model.extract_mesh(scene, resolution=256, threshold=25.0)
 """
+
+from .errors import Cancelled, InvalidImageError, ModelLoadError, NoSurfaceError, TripoSRError
+from .isosurface import Mesh
+from .model import TripoSR
+from .preprocess import preprocess_image
+
+__all__ = [
+    "Cancelled",
+    "InvalidImageError",
+    "Mesh",
+    "ModelLoadError",
+    "NoSurfaceError",
+    "TripoSR",
+    "TripoSRError",
+    "preprocess_image",
+]
