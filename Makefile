@@ -10,6 +10,9 @@ export NUMBA_CACHE_DIR := $(abspath $(VENV)/numba-cache)
 
 DEMO_IMAGE ?= examples/chair.png
 DEMO_OUT ?= demo_out
+# More batch options for the demo. The tiny offline test model has a surface only at its own threshold:
+#   make demo TRIPOSR_MODEL=tests/fixtures/triposr-tiny-a DEMO_ARGS="--resolution 48 --threshold 0.4145"
+DEMO_ARGS ?=
 
 .PHONY: setup demo test bench lint extension clean
 
@@ -31,7 +34,7 @@ test: $(STAMP) $(U2NET_HOME)/u2netp.onnx
 	$(PY) -m pytest
 
 demo: $(STAMP)
-	$(PY) -m triposr_blender.batch -- $(DEMO_IMAGE) --out $(DEMO_OUT) --format glb
+	$(PY) -m triposr_blender.batch -- $(DEMO_IMAGE) --out $(DEMO_OUT) --format glb $(DEMO_ARGS)
 
 bench: $(STAMP)
 	$(PY) scripts/bench_core.py

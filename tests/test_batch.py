@@ -226,7 +226,7 @@ def test_skip_existing_does_no_work_the_second_time(first_run, tmp_path):
     items = statuses(report)
     assert items["disc.png"]["status"] == items["square.png"]["status"] == "skipped"
     assert {path.name: path.stat().st_mtime_ns for path in out.iterdir()} == written
-    assert "loading model" not in result.stderr
+    assert "0 done, 2 skipped, 2 failed" in result.stderr
     # The bad images are tried again, and fail again.
     assert result.returncode == batch.EXIT_FAILED
     assert items["notes.png"]["status"] == "failed"
@@ -244,8 +244,15 @@ def test_one_blend_collects_every_mesh_and_resumes(tmp_path):
     )  # fmt: skip
     assert second.returncode == 0, second.stderr
     assert [item["status"] for item in statuses(report).values()] == ["skipped", "done"]
-    with bpy.data.libraries.load(str(blend)) as (data_from, _data_to):
-        assert sorted(data_from.objects) == ["disc", "square"]
+    with bpy.data.libraries.load(str(blend)) as (data_from, data_to):
+        data_to.objects = sorted(data_from.objects)
+    try:
+        assert [obj.name for obj in data_to.objects] == ["disc", "square"]
+        # Side by side along +X, 1.5 sizes (2 units each) apart, so they do not overlap.
+        assert [tuple(obj.location) for obj in data_to.objects] == [(0, 0, 0), (3, 0, 0)]
+    finally:
+        for obj in data_to.objects:
+            batch.remove_object(obj)
 
 
 def test_a_model_that_cannot_load_fails_every_image_with_its_message(tmp_path):

@@ -31,6 +31,9 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", "
 STATUSES = ("done", "skipped", "failed")  # and "pending" for images an interruption left untouched
 FORMATS = ("glb", "obj", "fbx", "usd", "blend")
 DEFAULT_MODEL = "stabilityai/TripoSR"
+# The worker's error kinds (exception class names) that would fail every image alike.
+ERRORS_THAT_STOP_THE_BATCH = frozenset({"ModelLoadError", "MissingDependencies"})
+PROGRESS_INTERVAL = 0.1  # seconds between progress bar updates
 # In a --one-blend file, meshes stand in a row, this many target sizes apart.
 ONE_BLEND_SPACING = 1.5
 EXIT_FAILED = 1
@@ -276,7 +279,6 @@ class ProgressBar:
 
     def start(self, name):
         self.name = name
-        self("starting", 0.0)
 
     def __call__(self, stage, fraction):
         percent = int(100 * min(max(fraction, 0.0), 1.0))
@@ -343,6 +345,8 @@ class Report:
         for item in self.items:
             if item.status == "failed":
                 stream.write(f"  failed: {item.input}: {item.error}\n")
+        if counts["done"]:
+            stream.write(f"Outputs: {self.settings['target']}\n")
         if self.path is not None:
             stream.write(f"Report: {self.path}\n")
 
@@ -372,31 +376,49 @@ def _settings(args):
     return settings
 
 
+class GenerationError(Exception):
+    """The worker could not make a mesh from this image; the text says why, for the user."""
+
+
+class StopBatch(Exception):
+    """A failure no later image can escape: the model does not load, or the dependencies are missing."""
+
+
 class Batch:
-    """Converts the images one after another in this Blender session, loading the model once."""
+    """Converts the images one after another in this Blender session.
+
+    The model runs in the extension's worker process, as Generate's does: it loads once and serves every
+    image, and a crash in PyTorch fails one image instead of the run (the next image gets a new worker).
+    """
 
     def __init__(self, args, report):
+        from . import jobs, preferences
+
         self.args = args
         self.report = report
         self.progress = ProgressBar(len(report.items))
-        self.model = None
+        self.model = jobs.ModelSettings(
+            source=args.model, device=args.device, chunk_size=preferences.DEFAULT_CHUNK_SIZE
+        )
+        self.worker = None
 
     def run(self, plan):
-        from .core.errors import ModelLoadError  # the core imports torch: --help never needs it
-
         self._open_target()
-        for position, (item, name) in enumerate(plan):
-            self.progress.start(Path(item.input).name)
-            try:
-                self._convert(item, name)
-            except ModelLoadError as error:
-                # Without a model no image can be converted: say so for each, once, and stop.
-                for remaining, _ in plan[position:]:
-                    remaining.status, remaining.error = "failed", str(error)
-                break
-            finally:
-                self.progress.finish(item.status)
-                self.report.save()
+        try:
+            for position, (item, name) in enumerate(plan):
+                self.progress.start(Path(item.input).name)
+                try:
+                    self._convert(item, name)
+                except StopBatch as error:
+                    for remaining, _ in plan[position:]:
+                        remaining.status, remaining.error = "failed", str(error)
+                    break
+                finally:
+                    self.progress.finish(item.status)
+                    self.report.save()
+        finally:
+            if self.worker is not None:
+                self.worker.stop()
 
     def _open_target(self):
         """Start from an empty file, or reopen the --one-blend file to add to it when resuming."""
@@ -409,19 +431,15 @@ class Batch:
             self.args.out.mkdir(parents=True, exist_ok=True)
 
     def _convert(self, item, name):
-        from .core.errors import TripoSRError
-
         output = self.args.one_blend or self.args.out / f"{name}.{self.args.format}"
-        item.output = str(output)
         if self.args.skip_existing and self._exists(output, name):
-            item.status = "skipped"
+            item.status, item.output = "skipped", str(output)
             return
-        model = self._model()
         started = time.monotonic()
         try:
-            self._generate_and_write(model, Path(item.input), name, output)
-            item.status = "done"
-        except TripoSRError as error:
+            self._generate_and_write(Path(item.input), name, output)
+            item.status, item.output = "done", str(output)
+        except GenerationError as error:
             item.status, item.error = "failed", str(error)
         except Exception as error:
             # Anything else (an exporter's error, a full disk) must not end the batch either; the traceback
@@ -435,45 +453,51 @@ class Batch:
             return name in bpy.data.objects
         return output.exists()
 
-    def _model(self):
-        if self.model is None:
-            from .core import TripoSR
-
-            self.progress(f"loading model {self.args.model}", 0.0)
-            self.model = TripoSR.from_pretrained(self.args.model, device=self.args.device)
-        return self.model
-
-    def _generate_and_write(self, model, image_path, name, output):
-        obj = self._generate(model, image_path, name)
+    def _generate_and_write(self, image_path, name, output):
+        obj = self._generate(image_path, name)
         try:
             if self.args.one_blend:
-                self._add_to_one_blend(obj, output)
+                self._add_to_one_blend(output)
                 obj = None  # it stays in the file
             else:
-                self.progress("exporting", 0.0)
+                self.progress("Exporting", 0.0)
                 export_object(output, self.args.format)
         finally:
             if obj is not None:
                 remove_object(obj)
 
-    def _generate(self, model, image_path, name):
+    def _generate(self, image_path, name):
         from . import mesh_builder
-        from .core import preprocess_image
 
-        image = preprocess_image(
-            image_path,
-            remove_background=self.args.remove_background,
-            foreground_ratio=self.args.foreground_ratio,
-            progress=self.progress,
-        )
-        self.progress("encoding", 0.0)
-        scene = model.encode(image)
-        mesh = model.extract_mesh(
-            scene, resolution=self.args.resolution, threshold=self.args.threshold, progress=self.progress
-        )
-        self.progress("building mesh", 0.0)
-        generated = mesh_builder.GeneratedMesh(mesh.vertices, mesh.faces, mesh.vertex_colors)
+        arrays = self._run_on_worker(image_path)
+        self.progress("Building the mesh", 0.0)
+        generated = mesh_builder.GeneratedMesh(arrays["vertices"], arrays["faces"], arrays["vertex_colors"])
         return mesh_builder.build_object(bpy.context, name, generated, self._placement(mesh_builder))
+
+    def _run_on_worker(self, image_path):
+        """The mesh arrays for one image, showing the worker's progress while it works."""
+        options = {
+            "remove_background": self.args.remove_background,
+            "foreground_ratio": self.args.foreground_ratio,
+            "resolution": self.args.resolution,
+            "threshold": self.args.threshold,
+        }
+        job = self._worker().submit("generate", self.model, image={"path": str(image_path)}, options=options)
+        while (outcome := job.poll()) is None:
+            self.progress(job.stage, job.fraction)
+            job.finished.wait(PROGRESS_INTERVAL)
+        if outcome["event"] == "error":
+            error = StopBatch if outcome["kind"] in ERRORS_THAT_STOP_THE_BATCH else GenerationError
+            raise error(outcome["message"])
+        return outcome["mesh"]
+
+    def _worker(self):
+        if self.worker is None:
+            from .dependencies import dependency_paths
+            from .jobs import WorkerClient
+
+            self.worker = WorkerClient(pythonpath=tuple(dependency_paths()))
+        return self.worker
 
     def _placement(self, mesh_builder):
         """At the origin; in a --one-blend file, next in a row along +X, so the meshes do not overlap."""
@@ -484,8 +508,8 @@ class Batch:
         location = (placed * size * ONE_BLEND_SPACING, 0.0, 0.0)
         return mesh_builder.Placement(location=location, target_size=size)
 
-    def _add_to_one_blend(self, obj, output):
-        self.progress("saving", 0.0)
+    def _add_to_one_blend(self, output):
+        self.progress("Saving", 0.0)
         output.parent.mkdir(parents=True, exist_ok=True)
         # Saved after every image (Blender writes a .blend safely under a temporary name): an interrupted run
         # keeps all finished meshes, and --skip-existing picks up from there.
