@@ -1,0 +1,307 @@
+"""Blender's side of the worker process, without bpy: start it, send jobs, collect their events, cancel, stop.
+
+A reader thread turns the worker's output into events on each job's own queue; the caller (a modal
+operator's timer on Blender's main thread, or a blocking ``Job.wait``) drains them. Nothing here touches
+bpy, so the reader thread is safe. The worker starts on the first job and stays alive, model loaded,
+until ``stop`` (Unload). A cancelled job that the worker does not give up within ``cancel_grace`` seconds
+gets the worker killed; jobs queued behind it are sent again to a fresh worker. A worker that dies on its
+own fails its jobs with a message that quotes the end of its log; the next job starts a new worker.
+"""
+
+import contextlib
+import itertools
+import os
+import queue
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from . import protocol
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+WORKER_MODULE = f"{PACKAGE_DIR.name}.worker"
+LOG_TAIL_LINES = 12
+STOP_TIMEOUT = 3.0
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    """Which model the worker loads and how (the add-on preferences, resolved)."""
+
+    source: str  # a folder with config.yaml and model.ckpt, or a Hugging Face repo id
+    device: str = "auto"
+    chunk_size: int = 65536
+    cache_dir: str = ""  # empty: Hugging Face's default cache
+    offline: bool = False  # Blender's Allow Online Access is off: use only what is downloaded
+
+    def as_message(self) -> dict:
+        return asdict(self)
+
+    def environment(self) -> dict[str, str]:
+        """Variables huggingface_hub reads once, at import: a change needs a new worker."""
+        variables = {"HF_HUB_CACHE": self.cache_dir} if self.cache_dir else {}
+        if self.offline:
+            variables["HF_HUB_OFFLINE"] = "1"
+        return variables
+
+
+@dataclass
+class Job:
+    """One command sent to the worker, and what has come back for it so far."""
+
+    id: int
+    command: dict
+    environment: dict[str, str]  # what the worker needs in its environment for this job
+    stage: str = "Waiting for the worker"
+    fraction: float = 0.0
+    outcome: dict | None = None  # the result, error or cancelled event, once polled
+    cancel_requested: bool = False
+    events: queue.Queue = field(default_factory=queue.Queue, repr=False)
+    finished: threading.Event = field(default_factory=threading.Event, repr=False)
+
+    def poll(self) -> dict | None:
+        """Take in the events that arrived (without waiting); the final event once there is one."""
+        while self.outcome is None:
+            try:
+                self._take(self.events.get_nowait())
+            except queue.Empty:
+                break
+        return self.outcome
+
+    def wait(self, timeout: float | None = None) -> dict:
+        """Block until the final event arrives; TimeoutError after ``timeout`` seconds."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.outcome is None:
+            remaining = None if deadline is None else max(deadline - time.monotonic(), 0.0)
+            try:
+                self._take(self.events.get(timeout=remaining))
+            except queue.Empty:
+                raise TimeoutError(f"Job {self.id} did not finish within {timeout} s.") from None
+        return self.outcome
+
+    def _take(self, event: dict) -> None:
+        if event["event"] == "progress":
+            self.stage, self.fraction = event["stage"], event["fraction"]
+        elif event["event"] in protocol.TERMINAL_EVENTS:
+            self.outcome = event
+
+
+@dataclass
+class _Process:
+    """A started worker and its bookkeeping."""
+
+    popen: subprocess.Popen
+    log_path: Path
+    environment: dict[str, str]
+    killed_to_cancel: bool = False
+
+
+class WorkerClient:
+    """Runs jobs on one persistent worker process, started when needed."""
+
+    def __init__(
+        self, python: str | None = None, pythonpath: tuple[str, ...] = (), cancel_grace: float = 1.0
+    ):
+        self.python = python or sys.executable
+        self.pythonpath = (str(PACKAGE_DIR.parent), *pythonpath)
+        self.cancel_grace = cancel_grace
+        self.model_state: dict = {"loaded": False}
+        self._folder: Path | None = None
+        self._process: _Process | None = None
+        self._readers: list[threading.Thread] = []
+        self._jobs: dict[int, Job] = {}
+        self._job_ids = itertools.count(1)
+        self._starts = itertools.count(1)
+        self._lock = threading.RLock()
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None
+
+    @property
+    def pid(self) -> int | None:
+        process = self._process
+        return process.popen.pid if process else None
+
+    @property
+    def busy(self) -> bool:
+        return bool(self._jobs)
+
+    def submit(self, cmd: str, model: ModelSettings, **fields) -> Job:
+        """Queue a command on the worker (starting one if needed) and return its job."""
+        environment = model.environment()
+        process = self._process
+        if process is not None and process.environment != environment and not self.busy:
+            self.stop()  # the cache folder or online access changed
+        job_id = next(self._job_ids)
+        job = Job(job_id, {"cmd": cmd, "id": job_id, "model": model.as_message(), **fields}, environment)
+        with self._lock:
+            self._jobs[job.id] = job
+            self._send_job(job)
+        return job
+
+    def cancel(self, job: Job) -> None:
+        """Ask the worker to drop ``job``; kill the worker if it has not within ``cancel_grace`` seconds."""
+        with self._lock:
+            if job.finished.is_set() or job.cancel_requested:
+                return
+            job.cancel_requested = True
+            process = self._process
+            self._send({"cmd": "cancel", "id": job.id})
+        if process is not None:
+            timer = threading.Timer(self.cancel_grace, self._kill_unless_finished, (job, process))
+            timer.daemon = True
+            timer.start()
+
+    def stop(self) -> None:
+        """Stop the worker, cancelling its jobs; frees everything the model held (Unload)."""
+        with self._lock:
+            process, readers = self._process, list(self._readers)
+            for job in self._jobs.values():
+                job.cancel_requested = True
+                self._send({"cmd": "cancel", "id": job.id})
+            if process is not None:
+                self._send({"cmd": "quit"})
+                close_quietly(process.popen.stdin)
+        if process is not None:
+            try:
+                process.popen.wait(timeout=STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                process.popen.kill()
+        for reader in readers:
+            reader.join(timeout=STOP_TIMEOUT)
+        with self._lock:
+            if self._folder is not None and not self._jobs:
+                shutil.rmtree(self._folder, ignore_errors=True)
+                self._folder = None
+
+    # Internals. ``_lock`` guards the process, the job table and the folder against the reader threads.
+
+    def _send_job(self, job: Job) -> None:
+        if self._process is None:
+            self._start(job.environment)
+        self._send(job.command)
+
+    def _send(self, message: dict) -> None:
+        process = self._process
+        if process is None:
+            return
+        try:
+            process.popen.stdin.write(protocol.encode(message, self._folder))
+            process.popen.stdin.flush()
+        except (BrokenPipeError, OSError, ValueError):
+            pass  # the worker is gone; its reader thread reports that to the jobs
+
+    def _start(self, environment: dict[str, str]) -> None:
+        if self._folder is None:
+            self._folder = Path(tempfile.mkdtemp(prefix="triposr-"))
+        log_path = self._folder / f"worker-{next(self._starts)}.log"
+        with open(log_path, "w", encoding="utf-8") as log:
+            popen = subprocess.Popen(
+                [self.python, "-m", WORKER_MODULE, str(self._folder)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=log,
+                env=worker_environment(self.pythonpath, environment),
+                text=True,
+                encoding="utf-8",
+                bufsize=1,
+            )
+        self._process = _Process(popen, log_path, environment)
+        reader = threading.Thread(target=self._read_events, args=(self._process,), name="triposr-events")
+        reader.daemon = True
+        self._readers = [thread for thread in self._readers if thread.is_alive()] + [reader]
+        reader.start()
+
+    def _read_events(self, process: _Process) -> None:
+        for line in process.popen.stdout:
+            self._dispatch(protocol.decode(line))
+        self._worker_exited(process, process.popen.wait())
+
+    def _dispatch(self, event: dict) -> None:
+        if event["event"] == "model":
+            self.model_state = event["state"]
+            return
+        with self._lock:
+            job = self._jobs.get(event.get("id"))
+            if job is None:
+                return
+            if event["event"] in protocol.TERMINAL_EVENTS:
+                del self._jobs[job.id]
+                job.finished.set()
+        job.events.put(event)
+
+    def _worker_exited(self, process: _Process, exit_code: int) -> None:
+        with self._lock:
+            if self._process is process:
+                self._process = None
+            self.model_state = {"loaded": False}
+            orphans = list(self._jobs.values())
+            for job in orphans:
+                if job.cancel_requested:
+                    self._finish(job, {"event": "cancelled", "id": job.id})
+                elif process.killed_to_cancel:
+                    self._send_job(job)  # queued behind the cancelled job: run it on a fresh worker
+                else:
+                    message = worker_died_message(exit_code, process.log_path)
+                    self._finish(
+                        job, {"event": "error", "id": job.id, "kind": "WorkerDied", "message": message}
+                    )
+
+    def _finish(self, job: Job, event: dict) -> None:
+        del self._jobs[job.id]
+        job.finished.set()
+        job.events.put(event)
+
+    def _kill_unless_finished(self, job: Job, process: _Process) -> None:
+        with self._lock:
+            if job.finished.is_set() or process.popen.poll() is not None:
+                return
+            process.killed_to_cancel = True
+        process.popen.kill()
+
+
+def worker_environment(pythonpath: tuple[str, ...], variables: dict[str, str]) -> dict[str, str]:
+    """The worker sees the package and the installed dependencies, but not the user's own site-packages."""
+    env = {**os.environ, **variables}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [*pythonpath, env.get("PYTHONPATH", "")]))
+    env["PYTHONNOUSERSITE"] = "1"
+    env["PYTHONIOENCODING"] = "utf-8"
+    return env
+
+
+def worker_died_message(exit_code: int, log_path: Path) -> str:
+    if exit_code < 0:
+        try:
+            how = f"was killed by signal {signal.Signals(-exit_code).name}"
+        except ValueError:
+            how = f"was killed by signal {-exit_code}"
+        if exit_code == -getattr(signal, "SIGKILL", 9):
+            how += " (often the system running out of memory)"
+    else:
+        how = f"exited with status {exit_code}"
+    tail = log_tail(log_path)
+    details = f" Its last output: {tail}" if tail else ""
+    return (
+        f"The TripoSR worker process {how}. Nothing was added to the scene; Generate again to start a "
+        f"new worker. Full log: {log_path}.{details}"
+    )
+
+
+def log_tail(log_path: Path) -> str:
+    try:
+        lines = log_path.read_text(encoding="utf-8", errors="replace").strip().splitlines()
+    except OSError:
+        return ""
+    return " | ".join(line.strip() for line in lines[-LOG_TAIL_LINES:] if line.strip())
+
+
+def close_quietly(stream) -> None:
+    with contextlib.suppress(OSError):
+        stream.close()
