@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import bpy
 import numpy as np
+from mathutils import Matrix
 
 from . import placement
 
@@ -137,7 +138,7 @@ def build_object(
         mesh.materials.append(material)
         obj = bpy.data.objects.new(name, mesh)
         created.append(obj)
-        obj.matrix_world = matrix.tolist()  # both mathutils and numpy list a matrix row by row
+        obj.matrix_world = Matrix(matrix.tolist())  # a bare nested list would be read column by column
         (context.collection or context.scene.collection).objects.link(obj)
         select_only(context, obj)
         return obj

@@ -1,0 +1,341 @@
+"""Operators: Generate, Cancel, Load Model and Unload Model, all served by one shared worker process.
+
+In the UI, Generate is modal: the model runs in the worker, a timer on Blender's main thread drains the
+job's events (progress, then the mesh) and builds the object, and Blender stays responsive throughout.
+From scripts (``bpy.ops.triposr.generate(...)``) and in background mode the same work runs to the end
+before the call returns. Either way a failure leaves the scene as it was, with one message saying why.
+"""
+
+import os
+
+import bpy
+import numpy as np
+from bpy.props import StringProperty
+
+from . import dependencies, jobs, mesh_builder, placement, preferences, properties
+
+TIMER_INTERVAL = 0.1
+AREAS_SHOWING_PROGRESS = ("VIEW_3D", "PREFERENCES")
+
+
+class Session:
+    """The worker shared by every operator in this Blender session, and the jobs the UI shows."""
+
+    def __init__(self):
+        self.client: jobs.WorkerClient | None = None
+        self.active: list[jobs.Job] = []
+
+    def worker(self) -> jobs.WorkerClient:
+        if self.client is None:
+            self.client = jobs.WorkerClient(pythonpath=tuple(dependencies.dependency_paths()))
+        return self.client
+
+    @property
+    def model_state(self) -> dict:
+        return self.client.model_state if self.client else {"loaded": False}
+
+    def current(self, command: str) -> jobs.Job | None:
+        return next((job for job in self.active if job.command["cmd"] == command), None)
+
+    def cancel_all(self) -> None:
+        for job in list(self.active):
+            self.worker().cancel(job)
+
+    def stop(self) -> None:
+        if self.client is not None:
+            self.client.stop()
+        self.active.clear()
+
+
+SESSION = Session()
+
+
+class UserError(Exception):
+    """A problem the user can fix; its text is the report."""
+
+
+def missing_dependencies_message() -> str | None:
+    missing = dependencies.status().missing
+    if not missing:
+        return None
+    return (
+        f"The TripoSR dependencies are not installed ({', '.join(missing)} missing). Install them with the "
+        "button in the Image to 3D panel, or in Edit > Preferences > Add-ons > TripoSR Image to 3D."
+    )
+
+
+def redraw_status_areas() -> None:
+    for window in bpy.context.window_manager.windows:
+        for area in window.screen.areas:
+            if area.type in AREAS_SHOWING_PROGRESS:
+                area.tag_redraw()
+
+
+class WorkerJobOperator:
+    """Runs one worker job: modally from the UI (a timer polls it), to completion from scripts."""
+
+    def submit(self, context) -> jobs.Job:
+        raise NotImplementedError
+
+    def finished(self, context, outcome: dict) -> set[str]:
+        raise NotImplementedError
+
+    def execute(self, context):
+        try:
+            job = self.submit(context)
+        except UserError as error:
+            self.report({"ERROR"}, str(error))
+            return {"CANCELLED"}
+        return self.conclude(context, job.wait())
+
+    def invoke(self, context, event):
+        try:
+            self._job = self.submit(context)
+        except UserError as error:
+            self.report({"ERROR"}, str(error))
+            return {"CANCELLED"}
+        SESSION.active.append(self._job)
+        self._timer = context.window_manager.event_timer_add(TIMER_INTERVAL, window=context.window)
+        context.window_manager.modal_handler_add(self)
+        return {"RUNNING_MODAL"}
+
+    def modal(self, context, event):
+        if event.type != "TIMER":
+            return {"PASS_THROUGH"}
+        outcome = self._job.poll()
+        if outcome is None:
+            show_progress(context, self._job)
+            return {"RUNNING_MODAL"}
+        context.window_manager.event_timer_remove(self._timer)
+        if self._job in SESSION.active:
+            SESSION.active.remove(self._job)
+        show_progress(context, None)
+        return self.conclude(context, outcome)
+
+    def conclude(self, context, outcome: dict) -> set[str]:
+        if outcome["event"] == "cancelled":
+            self.report({"WARNING"}, "Cancelled.")
+            return {"CANCELLED"}
+        if outcome["event"] == "error":
+            self.report({"ERROR"}, outcome["message"])
+            return {"CANCELLED"}
+        return self.finished(context, outcome)
+
+
+def show_progress(context, job: jobs.Job | None) -> None:
+    if context.workspace is not None:
+        text = f"TripoSR: {job.stage} ({job.fraction:.0%})" if job else None
+        context.workspace.status_text_set(text)
+    redraw_status_areas()
+
+
+class TRIPOSR_OT_generate(WorkerJobOperator, bpy.types.Operator):
+    """Reconstruct a coloured 3D mesh from one image with TripoSR. Options not given come from the panel"""
+
+    bl_idname = "triposr.generate"
+    bl_label = "Generate 3D Mesh"
+    bl_options = {"REGISTER", "UNDO"}  # noqa: RUF012 - Blender's API wants a plain set
+
+    __annotations__ = {  # Blender reads properties from the class annotations
+        "filepath": StringProperty(
+            name="Image File",
+            description="Image file to reconstruct",
+            subtype="FILE_PATH",
+            options={"SKIP_SAVE"},
+        ),
+        "image_name": StringProperty(
+            name="Image", description="Name of an image in Blender to reconstruct", options={"SKIP_SAVE"}
+        ),
+        "reference_empty": StringProperty(
+            name="Reference Empty",
+            description="Name of an image empty: its image is the input when no other is given, and Place At "
+            "Reference Image places the object in its picture (default: the active object)",
+            options={"SKIP_SAVE"},
+        ),
+        # SKIP_SAVE: an option not passed comes from the panel, never from the operator's last use.
+        **properties.generation_options(options={"SKIP_SAVE"}),
+    }
+
+    @classmethod
+    def poll(cls, context):
+        return context.scene is not None
+
+    def submit(self, context) -> jobs.Job:
+        self.fill_from_panel(context)
+        name, image = self.input_image(context)
+        self._name, self._where = name, self.object_placement(context)
+        if message := missing_dependencies_message():
+            raise UserError(message)
+        options = {name: getattr(self, name) for name in ("remove_background", "foreground_ratio")}
+        options.update(resolution=self.resolution, threshold=self.threshold)
+        model = preferences.model_settings(context, self.device)
+        return SESSION.worker().submit("generate", model, image=image, options=options)
+
+    def finished(self, context, outcome: dict) -> set[str]:
+        arrays = outcome["mesh"]
+        generated = mesh_builder.GeneratedMesh(arrays["vertices"], arrays["faces"], arrays["vertex_colors"])
+        try:
+            obj = mesh_builder.build_object(context, self._name, generated, self._where, self.shade_smooth)
+        except Exception as error:  # the scene is unchanged (build_object cleans up); say why
+            self.report({"ERROR"}, f"Could not build the mesh in Blender: {type(error).__name__}: {error}")
+            return {"CANCELLED"}
+        self.report({"INFO"}, f"Created {obj.name}: {len(generated.vertices):,} vertices.")
+        return {"FINISHED"}
+
+    def fill_from_panel(self, context) -> None:
+        settings = context.scene.triposr
+        for name in properties.OPTION_NAMES:
+            if not self.properties.is_property_set(name):
+                setattr(self, name, getattr(settings, name))
+        if self.filepath or self.image_name or self.reference_empty:
+            return
+        if settings.input_source == "FILE":
+            self.filepath = settings.filepath
+        elif settings.input_source == "IMAGE" and settings.image is not None:
+            self.image_name = settings.image.name
+
+    def reference_object(self, context) -> bpy.types.Object | None:
+        if self.reference_empty:
+            obj = bpy.data.objects.get(self.reference_empty)
+            if obj is None or not is_image_empty(obj):
+                raise UserError(f"'{self.reference_empty}' is not an image empty (a reference image).")
+            return obj
+        active = context.active_object
+        return active if active is not None and is_image_empty(active) else None
+
+    def input_image(self, context) -> tuple[str, dict]:
+        """The object's name and the image as the worker takes it."""
+        if self.filepath:
+            path = bpy.path.abspath(self.filepath)
+            if not os.path.isfile(path):
+                raise UserError(f"Image file not found: {path}")
+            return os.path.splitext(os.path.basename(path))[0], {"path": path}
+        if self.image_name:
+            image = bpy.data.images.get(self.image_name)
+            if image is None:
+                raise UserError(f"There is no image named '{self.image_name}' in this file.")
+            return image_input(image)
+        reference = self.reference_object(context)
+        if reference is None:
+            raise UserError(
+                "No input image: choose an image file or an image in the Image to 3D panel, or select a "
+                "reference image empty."
+            )
+        return image_input(reference.data)
+
+    def object_placement(self, context) -> mesh_builder.Placement:
+        if self.placement == "CURSOR":
+            cursor = context.scene.cursor.location
+            return mesh_builder.Placement(
+                location=tuple(cursor),
+                target_size=self.target_size,
+                front_axis=preferences.front_axis(context),
+            )
+        reference = self.reference_object(context)
+        if reference is None:
+            raise UserError(
+                "Place At Reference Image needs a selected image empty. Select one or use 3D Cursor."
+            )
+        width, height = reference.data.size
+        frame = placement.image_empty_frame(
+            np.array(reference.matrix_world),
+            reference.empty_display_size,
+            tuple(reference.empty_image_offset),
+            width,
+            height,
+        )
+        return mesh_builder.Placement(picture=frame)
+
+
+def is_image_empty(obj: bpy.types.Object) -> bool:
+    return obj.type == "EMPTY" and obj.empty_display_type == "IMAGE" and obj.data is not None
+
+
+def image_input(image: bpy.types.Image) -> tuple[str, dict]:
+    """The worker reads an image's file when it matches what Blender shows, and gets its pixels otherwise."""
+    name = os.path.splitext(image.name)[0]
+    path = bpy.path.abspath(image.filepath, library=image.library) if image.filepath else ""
+    if image.source == "FILE" and not image.packed_file and not image.is_dirty and os.path.isfile(path):
+        return name, {"path": path}
+    width, height = image.size
+    if width * height == 0:
+        raise UserError(f"The image '{image.name}' has no pixels (is its file missing?).")
+    pixels = np.empty(width * height * image.channels, dtype=np.float32)
+    image.pixels.foreach_get(pixels)
+    pixels = pixels.reshape(height, width, image.channels)[::-1]  # Blender stores the bottom row first
+    if image.is_float:  # float buffers hold linear values; the model expects display (sRGB) colours
+        pixels[..., :3] = linear_to_srgb(pixels[..., :3])
+    if image.channels < 3:
+        pixels = np.repeat(pixels[..., :1], 3, axis=2)
+    return name, {"pixels": np.ascontiguousarray(pixels[..., :4])}
+
+
+def linear_to_srgb(linear: np.ndarray) -> np.ndarray:
+    linear = np.clip(linear, 0.0, 1.0)
+    return np.where(linear <= 0.0031308, linear * 12.92, 1.055 * linear ** (1 / 2.4) - 0.055)
+
+
+class TRIPOSR_OT_load_model(WorkerJobOperator, bpy.types.Operator):
+    """Download the model if needed and load it, so the first generation starts at once"""
+
+    bl_idname = "triposr.load_model"
+    bl_label = "Download and Load Model"
+
+    def submit(self, context) -> jobs.Job:
+        if message := missing_dependencies_message():
+            raise UserError(message)
+        return SESSION.worker().submit("load", preferences.model_settings(context))
+
+    def finished(self, context, outcome: dict) -> set[str]:
+        self.report({"INFO"}, f"Model loaded on {outcome['model']['device']}.")
+        return {"FINISHED"}
+
+
+class TRIPOSR_OT_cancel(bpy.types.Operator):
+    """Stop the running generation"""
+
+    bl_idname = "triposr.cancel"
+    bl_label = "Cancel"
+
+    @classmethod
+    def poll(cls, context):
+        return bool(SESSION.active)
+
+    def execute(self, context):
+        SESSION.cancel_all()
+        return {"FINISHED"}
+
+
+class TRIPOSR_OT_unload_model(bpy.types.Operator):
+    """Stop the model's worker process, freeing all the memory it used (the next Generate loads it again)"""
+
+    bl_idname = "triposr.unload_model"
+    bl_label = "Unload Model"
+
+    @classmethod
+    def poll(cls, context):
+        return SESSION.client is not None and SESSION.client.running
+
+    def execute(self, context):
+        SESSION.stop()
+        redraw_status_areas()
+        return {"FINISHED"}
+
+
+@bpy.app.handlers.persistent
+def cancel_on_file_load(*_args) -> None:
+    """Loading a file drops the modal operators, so their jobs would run on unseen."""
+    SESSION.cancel_all()
+    SESSION.active.clear()
+
+
+classes = (TRIPOSR_OT_generate, TRIPOSR_OT_load_model, TRIPOSR_OT_cancel, TRIPOSR_OT_unload_model)
+
+
+def register() -> None:
+    bpy.app.handlers.load_pre.append(cancel_on_file_load)
+
+
+def unregister() -> None:
+    bpy.app.handlers.load_pre.remove(cancel_on_file_load)
+    SESSION.stop()

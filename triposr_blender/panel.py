@@ -1,0 +1,138 @@
+"""The "Image to 3D" tab of the 3D Viewport's sidebar: input, options, Generate / progress / Cancel, model."""
+
+import os
+
+import bpy
+import bpy.utils.previews
+
+from . import operators, ui_dependencies
+
+# File thumbnails (images already in Blender have their own previews). Keyed by path and modification time,
+# so an edited file shows its new content.
+_file_previews = None
+
+
+def file_preview_icon(path: str) -> int:
+    global _file_previews
+    if _file_previews is None:
+        _file_previews = bpy.utils.previews.new()
+    key = f"{path}:{os.path.getmtime(path)}"
+    preview = _file_previews.get(key) or _file_previews.load(key, path, "IMAGE")
+    return preview.icon_id
+
+
+def input_preview_icon(layout, context) -> int:
+    """Icon id of the thumbnail of the current input, or 0 when there is none to show."""
+    settings = context.scene.triposr
+    if settings.input_source == "FILE":
+        path = bpy.path.abspath(settings.filepath)
+        return file_preview_icon(path) if settings.filepath and os.path.isfile(path) else 0
+    image = settings.image if settings.input_source == "IMAGE" else reference_image(context)
+    return layout.icon(image) if image is not None else 0
+
+
+def reference_image(context) -> bpy.types.Image | None:
+    active = context.active_object
+    return active.data if active is not None and operators.is_image_empty(active) else None
+
+
+def draw_model_status(layout) -> None:
+    """Loaded or not, where, how much memory; the Load / Unload buttons; download and load progress."""
+    loading = operators.SESSION.current("load")
+    if loading is not None:
+        layout.progress(factor=loading.fraction, text=loading.stage)
+        return
+    state = operators.SESSION.model_state
+    row = layout.row()
+    if state["loaded"]:
+        memory = state["memory_bytes"] / 2**20
+        row.label(text=f"Loaded on {state['device']} ({memory:,.0f} MB)", icon="CHECKMARK")
+        row.operator("triposr.unload_model", text="Unload", icon="X")
+    else:
+        row.label(text="Not loaded", icon="DOT")
+        row.operator("triposr.load_model", text="Load", icon="IMPORT")
+
+
+class VIEW3D_PT_triposr(bpy.types.Panel):
+    bl_label = "Image to 3D"
+    bl_space_type = "VIEW_3D"
+    bl_region_type = "UI"
+    bl_category = "Image to 3D"
+
+    def draw(self, context):
+        layout = self.layout
+        if not ui_dependencies.draw_dependencies(layout, context):
+            return
+        settings = context.scene.triposr
+        layout.row().prop(settings, "input_source", expand=True)
+        self.draw_input(layout, context, settings)
+        icon = input_preview_icon(layout, context)
+        if icon:
+            layout.template_icon(icon_value=icon, scale=6.0)
+        self.draw_generate(layout)
+
+    @staticmethod
+    def draw_input(layout, context, settings) -> None:
+        if settings.input_source == "FILE":
+            layout.prop(settings, "filepath", text="")
+        elif settings.input_source == "IMAGE":
+            layout.template_ID(settings, "image", open="image.open")
+        elif (image := reference_image(context)) is not None:
+            layout.label(text=f"{context.active_object.name}: {image.name}", icon="IMAGE_REFERENCE")
+        else:
+            layout.label(text="Select an image empty (a reference image)", icon="INFO")
+
+    @staticmethod
+    def draw_generate(layout) -> None:
+        job = operators.SESSION.current("generate")
+        if job is None:
+            layout.operator("triposr.generate", icon="MESH_MONKEY")
+            return
+        layout.progress(factor=job.fraction, text=job.stage)
+        layout.operator("triposr.cancel", icon="CANCEL")
+
+
+class VIEW3D_PT_triposr_options(bpy.types.Panel):
+    bl_label = "Options"
+    bl_space_type = "VIEW_3D"
+    bl_region_type = "UI"
+    bl_category = "Image to 3D"
+    bl_parent_id = "VIEW3D_PT_triposr"
+
+    def draw(self, context):
+        layout = self.layout
+        layout.use_property_split = True
+        layout.use_property_decorate = False
+        settings = context.scene.triposr
+        layout.prop(settings, "remove_background")
+        layout.prop(settings, "foreground_ratio")
+        layout.prop(settings, "resolution")
+        layout.prop(settings, "threshold")
+        layout.prop(settings, "shade_smooth")
+        layout.prop(settings, "device")
+        layout.prop(settings, "placement")
+        size = layout.row()
+        size.active = settings.placement == "CURSOR"  # a reference image sets the size itself
+        size.prop(settings, "target_size")
+
+
+class VIEW3D_PT_triposr_model(bpy.types.Panel):
+    bl_label = "Model"
+    bl_space_type = "VIEW_3D"
+    bl_region_type = "UI"
+    bl_category = "Image to 3D"
+    bl_parent_id = "VIEW3D_PT_triposr"
+    bl_options = {"DEFAULT_CLOSED"}  # noqa: RUF012 - Blender's API wants a plain set
+
+    def draw(self, context):
+        draw_model_status(self.layout)
+
+
+classes = (VIEW3D_PT_triposr, VIEW3D_PT_triposr_options, VIEW3D_PT_triposr_model)
+
+
+def unregister() -> None:
+    global _file_previews
+    if _file_previews is not None:
+        bpy.utils.previews.remove(_file_previews)
+        _file_previews = None

@@ -1,0 +1,118 @@
+"""Add-on preferences: the model and its download cache, device, chunk size, orientation, dependencies."""
+
+import os
+
+import bpy
+from bpy.props import EnumProperty, IntProperty, StringProperty
+
+from . import jobs, properties, ui_dependencies
+
+MODEL_ENVIRONMENT_VARIABLE = "TRIPOSR_MODEL"
+DEFAULT_REPO = "stabilityai/TripoSR"
+DEFAULT_CHUNK_SIZE = 65536
+
+MODEL_SOURCES = (
+    ("HUB", "Hugging Face", "Download the model from a Hugging Face repository once, then use it offline"),
+    ("FOLDER", "Folder", "A folder on this computer holding config.yaml and model.ckpt"),
+)
+FRONT_AXES = (
+    ("NEG_Y", "-Y (Front View)", "Numpad 1 shows the object as in the image"),
+    ("POS_Y", "+Y (Back View)", "Ctrl Numpad 1 shows the object as in the image"),
+    ("POS_X", "+X (Right View)", "Numpad 3 shows the object as in the image: TripoSR's own axes"),
+    ("NEG_X", "-X (Left View)", "Ctrl Numpad 3 shows the object as in the image"),
+)
+
+
+class TripoSRPreferences(bpy.types.AddonPreferences):
+    bl_idname = __package__
+
+    model_source: EnumProperty(name="Model Source", items=MODEL_SOURCES)
+    model_repo: StringProperty(
+        name="Repository", description="Hugging Face repository id of the model", default=DEFAULT_REPO
+    )
+    model_folder: StringProperty(
+        name="Folder", description="Folder holding the model's config.yaml and model.ckpt", subtype="DIR_PATH"
+    )
+    cache_dir: StringProperty(
+        name="Download Cache",
+        description="Folder for downloaded models; empty: Hugging Face's shared cache (~/.cache/huggingface)",
+        subtype="DIR_PATH",
+    )
+    device: EnumProperty(name="Default Device", items=properties.DEVICES)
+    chunk_size: IntProperty(
+        name="Chunk Size",
+        description=(
+            "Points the model evaluates at once. Lower it if the GPU runs out of memory; 0 evaluates all at "
+            "once (fastest, most memory)"
+        ),
+        default=DEFAULT_CHUNK_SIZE,
+        min=0,
+        soft_max=1 << 20,
+    )
+    front_axis: EnumProperty(
+        name="Front Axis",
+        description="Which way the side seen in the image faces when the object is placed at the 3D cursor",
+        items=FRONT_AXES,
+    )
+
+    def draw(self, context):
+        layout = self.layout
+        layout.use_property_split = True
+        draw_model_source(layout.box(), self)
+        box = layout.box()
+        box.prop(self, "device")
+        box.prop(self, "chunk_size")
+        box.prop(self, "front_axis")
+        ui_dependencies.draw_dependencies(layout.box(), context)
+
+
+def draw_model_source(layout, preferences: TripoSRPreferences) -> None:
+    from . import panel  # the panel draws the same model status
+
+    layout.prop(preferences, "model_source", expand=True)
+    override = os.environ.get(MODEL_ENVIRONMENT_VARIABLE)
+    column = layout.column()
+    column.active = not override
+    column.prop(preferences, "model_repo" if preferences.model_source == "HUB" else "model_folder")
+    column.prop(preferences, "cache_dir")
+    if override:
+        layout.label(text=f"{MODEL_ENVIRONMENT_VARIABLE} overrides this: {override}", icon="INFO")
+    panel.draw_model_status(layout)
+
+
+def addon_preferences(context) -> TripoSRPreferences | None:
+    """None when the package runs without being enabled as an add-on (e.g. imported by a script)."""
+    addon = context.preferences.addons.get(__package__)
+    return addon.preferences if addon else None
+
+
+def model_source(preferences: TripoSRPreferences | None) -> str:
+    """The TRIPOSR_MODEL environment variable wins over the preferences; folders become absolute paths."""
+    source = os.environ.get(MODEL_ENVIRONMENT_VARIABLE)
+    if not source and preferences is not None:
+        use_folder = preferences.model_source == "FOLDER"
+        source = bpy.path.abspath(preferences.model_folder) if use_folder else preferences.model_repo.strip()
+    source = source or DEFAULT_REPO
+    return os.path.abspath(source) if os.path.isdir(source) else source
+
+
+def model_settings(context, device: str = "DEFAULT") -> jobs.ModelSettings:
+    """What the worker needs to load the model, from the preferences and Blender's online-access setting."""
+    preferences = addon_preferences(context)
+    if device == "DEFAULT":
+        device = preferences.device if preferences else "AUTO"
+    return jobs.ModelSettings(
+        source=model_source(preferences),
+        device=device.lower(),
+        chunk_size=preferences.chunk_size if preferences else DEFAULT_CHUNK_SIZE,
+        cache_dir=bpy.path.abspath(preferences.cache_dir) if preferences and preferences.cache_dir else "",
+        offline=not bpy.app.online_access,
+    )
+
+
+def front_axis(context) -> str:
+    preferences = addon_preferences(context)
+    return preferences.front_axis if preferences else FRONT_AXES[0][0]
+
+
+classes = (TripoSRPreferences,)
