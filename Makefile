@@ -39,6 +39,10 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(PY) scripts/bench_core.py
 
+# dist/triposr_blender-<version>.zip, validated and built by Blender's own extension tool (from the bpy wheel).
+extension: $(STAMP)
+	$(PY) scripts/build_extension.py
+
 lint: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
