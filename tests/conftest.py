@@ -33,3 +33,51 @@ def rembg_model():
         patch.setenv("U2NET_HOME", str(TEST_U2NET_HOME))
         patch.setattr(pooch.core, "stream_download", _no_network)
         yield REMBG_TEST_MODEL
+
+
+# --- The extension registered, with the tiny fixture model (drag-and-drop, reference images, batch) -----
+
+FIXTURE_MODEL = REPO / "tests" / "fixtures" / "triposr-tiny-a"
+FIXTURE_IMAGE = FIXTURE_MODEL / "input.png"
+# The random-weight model has a surface only at its own threshold, at this resolution (see its meta.json).
+FIXTURE_THRESHOLD = 0.41453200578689575
+FIXTURE_RESOLUTION = 48
+
+
+@pytest.fixture(scope="module")
+def extension(tmp_path_factory):
+    """The extension registered in bpy, its panel set for the tiny model; one worker serves the module.
+
+    bpy is imported here, not at the top, so that test files of the bpy-free parts never load it."""
+    import bpy
+
+    import triposr_blender
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TRIPOSR_MODEL", str(FIXTURE_MODEL))
+        patch.setenv("TRIPOSR_DEPS_DIR", str(tmp_path_factory.mktemp("deps")))
+        triposr_blender.register()
+        settings = bpy.context.scene.triposr
+        settings.remove_background = False
+        settings.resolution = FIXTURE_RESOLUTION
+        settings.threshold = FIXTURE_THRESHOLD
+        settings.device = "CPU"
+        yield settings
+        triposr_blender.unregister()
+
+
+@pytest.fixture
+def new_objects(extension):
+    """Lists the objects the test has added, sorted by name; they are removed afterwards."""
+    import bpy
+
+    from triposr_blender.batch import remove_object
+
+    before = set(bpy.data.objects)
+
+    def added():
+        return [obj for obj in bpy.data.objects if obj not in before]
+
+    yield added
+    for obj in added():
+        remove_object(obj)
