@@ -11,16 +11,13 @@ from pathlib import Path
 import bpy
 import numpy as np
 import pytest
+from conftest import FIXTURE_IMAGE, FIXTURE_MODEL, FIXTURE_RESOLUTION, FIXTURE_THRESHOLD, REPO
 
 from triposr_blender import batch, mesh_builder
 
-REPO = Path(__file__).resolve().parent.parent
-FIXTURE = REPO / "tests" / "fixtures" / "triposr-tiny-a"
-GOOD_IMAGE = FIXTURE / "input.png"
-# The random-weight fixture has a surface only at its own threshold and resolution (see its meta.json).
 TINY_MODEL_ARGS = [
-    "--model", str(FIXTURE), "--device", "cpu", "--no-remove-bg",
-    "--resolution", "48", "--threshold", "0.41453200578689575",
+    "--model", FIXTURE_MODEL, "--device", "cpu", "--no-remove-bg",
+    "--resolution", FIXTURE_RESOLUTION, "--threshold", repr(FIXTURE_THRESHOLD),
 ]  # fmt: skip
 
 
@@ -47,9 +44,9 @@ def glb_json(path):
 def image_folder(folder):
     """Two good images, a truncated PNG, a text file named .png, and a text file the folder scan ignores."""
     folder.mkdir()
-    shutil.copy(GOOD_IMAGE, folder / "disc.png")
-    shutil.copy(GOOD_IMAGE, folder / "square.png")
-    (folder / "truncated.png").write_bytes(GOOD_IMAGE.read_bytes()[:200])
+    shutil.copy(FIXTURE_IMAGE, folder / "disc.png")
+    shutil.copy(FIXTURE_IMAGE, folder / "square.png")
+    (folder / "truncated.png").write_bytes(FIXTURE_IMAGE.read_bytes()[:200])
     (folder / "notes.png").write_text("not an image\n")
     (folder / "readme.txt").write_text("not an input\n")
     return folder
@@ -89,7 +86,7 @@ def test_help_documents_every_option():
 
 
 def test_an_unknown_argument_is_a_usage_error_that_names_the_closest_option(tmp_path):
-    result = run_batch(GOOD_IMAGE, "--fromat", "obj")
+    result = run_batch(FIXTURE_IMAGE, "--fromat", "obj")
     assert result.returncode == batch.EXIT_USAGE
     assert "unrecognized arguments: --fromat (did you mean --format?)" in result.stderr
     assert "--help" in result.stderr
@@ -147,7 +144,7 @@ def test_images_with_the_same_name_get_numbered_outputs():
 @pytest.fixture
 def fixture_object():
     """An object built from the fixture's reference mesh, the only selected one, as the batch exports it."""
-    arrays = np.load(FIXTURE / "expected.npz")
+    arrays = np.load(FIXTURE_MODEL / "expected.npz")
     generated = mesh_builder.GeneratedMesh(
         arrays["mesh_vertices"], arrays["mesh_faces"], arrays["mesh_vertex_colors"]
     )
@@ -257,7 +254,7 @@ def test_one_blend_collects_every_mesh_and_resumes(tmp_path):
 
 def test_a_model_that_cannot_load_fails_every_image_with_its_message(tmp_path):
     report = tmp_path / "report.json"
-    result = run_batch(GOOD_IMAGE, "--model", tmp_path / "no-model", "--report", report)
+    result = run_batch(FIXTURE_IMAGE, "--model", tmp_path / "no-model", "--report", report)
     assert result.returncode == batch.EXIT_FAILED
     (item,) = statuses(report).values()
     assert item["status"] == "failed"

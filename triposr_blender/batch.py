@@ -34,8 +34,9 @@ DEFAULT_MODEL = "stabilityai/TripoSR"
 # The worker's error kinds (exception class names) that would fail every image alike.
 ERRORS_THAT_STOP_THE_BATCH = frozenset({"ModelLoadError", "MissingDependencies"})
 PROGRESS_INTERVAL = 0.1  # seconds between progress bar updates
-# In a --one-blend file, meshes stand in a row, this many target sizes apart.
-ONE_BLEND_SPACING = 1.5
+# Meshes made together (a --one-blend file, images dropped at once) stand in a row along +X, this many
+# target sizes apart, so they do not overlap.
+ROW_SPACING = 1.5
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -505,7 +506,7 @@ class Batch:
         if not self.args.one_blend:
             return mesh_builder.Placement(target_size=size)
         placed = sum(obj.type == "MESH" for obj in bpy.context.scene.objects)
-        location = (placed * size * ONE_BLEND_SPACING, 0.0, 0.0)
+        location = (placed * size * ROW_SPACING, 0.0, 0.0)
         return mesh_builder.Placement(location=location, target_size=size)
 
     def _add_to_one_blend(self, output):
@@ -533,10 +534,10 @@ def export_object(output, file_format):
 
 
 def remove_object(obj):
-    """Delete the object and its mesh: a long batch must not pile up one mesh per image."""
-    mesh = obj.data
+    """Delete the object, and its mesh unless something else uses it: a long batch must not pile up meshes."""
+    mesh = obj.data if obj.type == "MESH" else None
     bpy.data.objects.remove(obj)
-    if mesh.users == 0:
+    if mesh is not None and mesh.users == 0:
         bpy.data.meshes.remove(mesh)
     # Until the view layer syncs, its object lists hold None where the object was, which the next
     # build_object would trip over when it deselects everything.
