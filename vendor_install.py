@@ -55,7 +55,7 @@ VERIFY_START = 0.85
 VERIFY_END = 0.98
 
 # Import names that differ from the distribution names in requirements.txt.
-IMPORT_NAMES = {"pillow": "PIL", "pymcubes": "mcubes"}
+IMPORT_NAMES = {"pillow": "PIL", "pymcubes": "mcubes", "opencv_python_headless": "cv2"}
 
 # Approximate downloads, in MB, for the size shown before installing (pip prints the real sizes as it goes):
 # PyTorch 2.x wheels with their CUDA/ROCm libraries on Linux x86_64 (Windows CUDA wheels are smaller),
@@ -421,26 +421,28 @@ def _project_of(location: str) -> str:
     return re.split(r"-\d|[^A-Za-z0-9._-]", file_name, maxsplit=1)[0].lower()
 
 
-# Causes that pip reports in passing, often above a less helpful final error, and what the user should do.
+# Causes that pip reports in passing, often above a less helpful final error, and what the user should do;
+# the first that matches wins, so the ones that retries cannot cause come first.
 DIAGNOSES = (
+    (re.compile(r"No space left on device|Errno 28"), "The disk is full: free some space and retry."),
     (
-        re.compile(
-            r"NewConnectionError|Failed to establish a new connection|Max retries exceeded|ConnectTimeout|"
-            r"Temporary failure in name resolution|getaddrinfo failed|Network is unreachable|ProxyError"
-        ),
-        "Could not reach the package index: check the internet connection, proxy (HTTPS_PROXY) or "
-        "firewall, then retry.",
+        re.compile(r"Permission denied|Errno 13|Access is denied"),
+        "No permission to write the dependency folder: check its permissions (never run Blender as "
+        "administrator for this), or choose another folder.",
     ),
     (
         re.compile(r"CERTIFICATE_VERIFY_FAILED|SSLError"),
         "The package index's SSL certificate was rejected (often a company proxy): ask IT for the proxy's "
         "certificate and point pip to it with the PIP_CERT environment variable.",
     ),
-    (re.compile(r"No space left on device|Errno 28"), "The disk is full: free some space and retry."),
     (
-        re.compile(r"Permission denied|Errno 13|Access is denied"),
-        "No permission to write the dependency folder: check its permissions (never run Blender as "
-        "administrator for this), or choose another folder.",
+        re.compile(
+            r"NewConnectionError|Failed to establish a new connection|Max retries exceeded|ConnectTimeout|"
+            r"NameResolutionError|Temporary failure in name resolution|getaddrinfo failed|"
+            r"Network is unreachable|ProxyError"
+        ),
+        "Could not reach the package index{host}: check the internet connection, proxy (HTTPS_PROXY) or "
+        "firewall, then retry.",
     ),
     (
         re.compile(r"No matching distribution found for torch\b"),
@@ -455,7 +457,8 @@ def diagnose(output: list[str]) -> str:
     text = "\n".join(output)
     for pattern, advice in DIAGNOSES:
         if pattern.search(text):
-            return advice
+            host = re.search(r"host='([^']+)'", text)
+            return advice.format(host=f" ({host[1]})" if host else "")
     errors = [line.removeprefix("ERROR:").strip() for line in output if line.startswith("ERROR:")]
     return " ".join(errors[-3:]) or (output[-1].strip() if output else "pip stopped without saying why.")
 
@@ -518,8 +521,12 @@ def verify_command(python: str, folder: Path, requirements_file: Path) -> list[s
 
 
 def import_check(folder: Path, modules: list[str]) -> int:
-    """Import each module with `folder` appended to sys.path, as the add-on does (in a fresh interpreter)."""
-    sys.path.append(str(folder))
+    """Import each module from `folder`, in a fresh interpreter, the way the add-on's worker process does.
+
+    The folder goes first on the import path, as the worker's PYTHONPATH puts it: a package the interpreter
+    ships too (an older antlr4, requests, ...) must not stand in for the installed one, here or there.
+    """
+    sys.path.insert(0, str(folder))
     for index, name in enumerate(modules):
         note = (
             " (the first import compiles code once; this can take a few minutes)" if name == "rembg" else ""

@@ -118,6 +118,14 @@ def test_pip_output_becomes_progress_events():
     [
         (["WARNING: Retrying ... 'NewConnectionError(... Connection refused)': /torch/"], "Could not reach"),
         (
+            ["WARNING: ... NameResolutionError(\"HTTPSConnection(host='download.pytorch.org', port=443)\")"],
+            "Could not reach the package index (download.pytorch.org)",
+        ),
+        (  # a retry that worked does not hide the real cause
+            ["WARNING: Retrying ... NewConnectionError", "OSError: [Errno 28] No space left on device"],
+            "disk is full",
+        ),
+        (
             ["ERROR: Could not install packages due to an OSError: [Errno 28] No space left on device"],
             "disk is full",
         ),
@@ -313,7 +321,8 @@ def test_an_unreachable_index_fails_with_the_cause_and_leaves_the_target_as_it_w
     assert result.returncode == vendor_install.EXIT_FAILED
     log = vendor_install.log_path_for(target)
     message = events(result.stdout, "error")[0]["message"]
-    assert message.startswith("Could not reach the package index: check the internet connection")
+    assert message.startswith("Could not reach the package index")
+    assert "check the internet connection, proxy (HTTPS_PROXY) or firewall" in message
     assert f"full log: {log}" in message
     assert f"ERROR: {message}" in result.stderr
     assert "Connection refused" in log.read_text()
