@@ -1,0 +1,203 @@
+"""The dependency box and its operators, in the real bpy, installing a real wheel with real pip.
+
+The dependency folder, the modules to require and the installer's options come from the add-on's documented
+environment variables (TRIPOSR_DEPS_DIR, TRIPOSR_REQUIRED_MODULES, TRIPOSR_INSTALL_ARGS), so the tests run the
+same code as the Install button, against a wheel the test builds, and never touch the user's Blender folders.
+"""
+
+import importlib
+import os
+import shlex
+import socket
+import subprocess
+import sys
+
+import bpy
+import pytest
+from tiny_wheel import build_wheel
+
+from triposr_blender import dependencies, ui_dependencies
+
+HANG_GUARD_S = 120
+MISSING_MODULE = "triposr_test_module_that_does_not_exist"
+
+
+def installer_args(*options) -> str:
+    return shlex.join(map(str, options))
+
+
+@pytest.fixture
+def addon(tmp_path, monkeypatch):
+    """The dependency UI registered, with its own empty dependency folder and a local wheel to install."""
+    for name in [name for name in os.environ if name.startswith("PIP_")]:
+        monkeypatch.delenv(name)  # this machine's find-links and extra indexes must not take part
+    monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
+    monkeypatch.setenv(dependencies.ENV_DEPS_DIR, str(tmp_path / "deps"))
+    monkeypatch.setenv(dependencies.ENV_REQUIRED_MODULES, "tinypkg")
+    wheels = tmp_path / "wheels"
+    build_wheel(wheels)
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text("tinypkg\n")
+    monkeypatch.setenv(
+        dependencies.ENV_INSTALL_ARGS,
+        installer_args("--requirement", requirements, "--no-index", "--find-links", wheels),
+    )
+    system = bpy.context.preferences.system
+    monkeypatch.setattr(system, "use_online_access", True)
+    monkeypatch.setattr(ui_dependencies, "_job", None)
+    dependencies.ensure_on_sys_path()
+    for cls in ui_dependencies.classes:
+        bpy.utils.register_class(cls)
+    dependencies.refresh_status()
+    yield tmp_path
+    ui_dependencies.unregister()
+    for cls in reversed(ui_dependencies.classes):
+        bpy.utils.unregister_class(cls)
+    sys.modules.pop("tinypkg", None)
+
+
+def rows(details=False):
+    job = ui_dependencies.current_job()
+    return ui_dependencies.dependency_rows(job, dependencies.status(), bpy.app.online_access, details=details)
+
+
+def buttons(shown):
+    return {row.operator: row.enabled for row in shown if row.operator}
+
+
+def texts(shown):
+    return "\n".join(row.text for row in shown)
+
+
+def snapshot(folder):
+    return {str(path.relative_to(folder)): path.read_bytes() for path in folder.rglob("*") if path.is_file()}
+
+
+def test_the_operators_register_and_unregister_repeatedly(addon):
+    for _ in range(2):
+        for cls in reversed(ui_dependencies.classes):
+            bpy.utils.unregister_class(cls)
+        assert not hasattr(bpy.types, "TRIPOSR_OT_install_dependencies")
+        for cls in ui_dependencies.classes:
+            bpy.utils.register_class(cls)
+        assert hasattr(bpy.types, "TRIPOSR_OT_install_dependencies")
+
+
+def test_the_dependency_check_never_imports_torch(tmp_path):
+    script = (
+        "import sys, bpy\n"
+        "from triposr_blender import dependencies, ui_dependencies\n"
+        "status = dependencies.refresh_status()\n"
+        "ui_dependencies.dependency_rows(None, status, True, details=True)\n"
+        "print(status.ready, 'torch' in sys.modules)\n"
+    )
+    env = {**os.environ, dependencies.ENV_DEPS_DIR: str(tmp_path / "deps")}
+    result = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=HANG_GUARD_S
+    )
+    assert result.stdout.split()[-2:] == ["True", "False"], result.stderr  # torch found, yet not imported
+
+
+def test_missing_dependencies_offer_the_install_with_its_size(addon, monkeypatch):
+    monkeypatch.setenv(dependencies.ENV_REQUIRED_MODULES, f"{MISSING_MODULE},numpy")
+
+    assert not dependencies.refresh_status().ready
+
+    shown = rows()
+    assert shown[0].text == f"Missing Python packages: {MISSING_MODULE}"  # numpy, which Blender has, is not
+    plan = dependencies.download_plan()
+    assert f"About {plan.size_text} to download: PyTorch build {plan.build}" in texts(shown)
+    assert buttons(shown) == {"triposr.install_dependencies": True}
+
+
+def test_without_online_access_the_install_is_refused_with_where_to_allow_it(addon, monkeypatch):
+    monkeypatch.setattr(bpy.context.preferences.system, "use_online_access", False)
+    assert not bpy.app.online_access
+
+    shown = rows()
+    assert ui_dependencies.OFFLINE_MESSAGE in texts(shown)
+    assert "Preferences > System > Network > Allow Online Access" in ui_dependencies.OFFLINE_MESSAGE
+    assert any(row.setting == "use_online_access" for row in shown)
+    assert buttons(shown) == {"triposr.install_dependencies": False}
+
+    with pytest.raises(RuntimeError, match="Allow Online Access"):
+        bpy.ops.triposr.install_dependencies()
+    assert ui_dependencies.current_job() is None
+    assert not (addon / "deps-install.log").exists()
+
+
+def test_install_makes_the_packages_importable_without_a_restart(addon):
+    assert bpy.ops.triposr.install_dependencies() == {"FINISHED"}
+
+    assert importlib.import_module("tinypkg").VALUE == 42
+    assert dependencies.status().ready
+    assert rows() == []  # the panel goes straight to Generate
+    shown = rows(details=True)
+    assert f"Dependencies installed in {addon / 'deps'}" in texts(shown)
+    assert set(buttons(shown)) == {
+        "triposr.check_dependencies",
+        "triposr.reinstall_dependencies",
+        "triposr.remove_dependencies",
+    }
+    assert bpy.ops.triposr.check_dependencies() == {"FINISHED"}
+
+
+def test_an_install_that_cannot_reach_the_index_shows_the_cause_and_leaves_the_folder(addon, monkeypatch):
+    requirements = addon / "requirements.txt"
+    monkeypatch.setenv(
+        dependencies.ENV_INSTALL_ARGS,
+        installer_args("--requirement", requirements, "--index-url", "http://127.0.0.1:9/", "--retries", 1),
+    )
+    folder = addon / "deps"
+    folder.mkdir()
+    (folder / "earlier.txt").write_text("kept")
+
+    with pytest.raises(RuntimeError, match="Could not reach the package index"):
+        bpy.ops.triposr.install_dependencies()
+
+    job = ui_dependencies.current_job()
+    assert job.state == dependencies.FAILED
+    shown = rows()
+    assert job.error in texts(shown)
+    log_rows = [row for row in shown if row.path]
+    assert [row.path for row in log_rows] == [str(dependencies.log_path())]
+    assert dependencies.log_path().is_file()
+    assert buttons(shown) == {"triposr.retry_dependency_install": True}
+    assert snapshot(folder) == {"earlier.txt": b"kept"}
+    assert sorted(path.name for path in addon.glob("deps.*")) == []  # no staging folder left
+
+
+def test_remove_deletes_the_installed_dependencies(addon):
+    bpy.ops.triposr.install_dependencies()
+    assert (addon / "deps" / "tinypkg").is_dir()
+
+    assert bpy.ops.triposr.remove_dependencies() == {"FINISHED"}
+
+    assert not (addon / "deps").exists()
+    assert not dependencies.status().ready
+    assert "triposr.install_dependencies" in buttons(rows())
+
+
+def test_cancel_stops_the_installer_and_changes_nothing(addon, monkeypatch):
+    with socket.create_server(("127.0.0.1", 0)) as silent_index:  # accepts, then never answers
+        port = silent_index.getsockname()[1]
+        monkeypatch.setenv(
+            dependencies.ENV_INSTALL_ARGS,
+            installer_args(
+                "--requirement", addon / "requirements.txt", "--index-url", f"http://127.0.0.1:{port}/"
+            ),
+        )
+        folder = addon / "deps"
+        folder.mkdir()
+        (folder / "earlier.txt").write_text("kept")
+        job = ui_dependencies.start_job(ui_dependencies.InstallerOperator.installer_options)
+        silent_index.settimeout(HANG_GUARD_S)
+        connection, _ = silent_index.accept()  # pip is now waiting for the index
+        with connection:
+            assert bpy.ops.triposr.cancel_dependency_install() == {"FINISHED"}
+            job.wait()
+
+    assert job.state == dependencies.CANCELLED
+    assert texts(rows()).startswith("Cancelled; nothing was changed")
+    assert snapshot(folder) == {"earlier.txt": b"kept"}
+    assert sorted(path.name for path in addon.glob("deps.*")) == []

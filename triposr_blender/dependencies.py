@@ -1,0 +1,344 @@
+"""Where the add-on's Python dependencies live, which are missing, and the background install of them.
+
+Never imports bpy at import time, and never imports the dependencies themselves: whether torch is there is a
+question for importlib's finders, answered in milliseconds, so registering the add-on stays fast.
+
+The dependencies live in the extension's user folder (``bpy.utils.extension_path_user``), which survives
+updates of the extension and needs no admin rights. ``vendor_install.py`` installs them there; it ships beside
+this module in the extension (and sits at the root of a source checkout), and this module loads it to share
+its requirement list, build choice and progress format instead of repeating them.
+
+Environment variables, for render farms, mirrors and tests:
+
+- ``TRIPOSR_DEPS_DIR``: use this folder for the dependencies instead of the extension's user folder.
+- ``TRIPOSR_REQUIRED_MODULES``: comma-separated modules to require instead of those of requirements.txt.
+- ``TRIPOSR_INSTALL_ARGS``: extra ``vendor_install.py`` options for the Install button, e.g.
+  ``--index-url https://mirror.example/simple`` or ``--torch cpu``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import importlib
+import importlib.metadata
+import importlib.util
+import json
+import os
+import queue
+import shlex
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+
+ENV_DEPS_DIR = "TRIPOSR_DEPS_DIR"
+ENV_REQUIRED_MODULES = "TRIPOSR_REQUIRED_MODULES"
+ENV_INSTALL_ARGS = "TRIPOSR_INSTALL_ARGS"
+INSTALLER_NAME = "vendor_install.py"
+CANCEL_GRACE_S = 5.0  # time for the installer to stop pip and delete its staging folder before it is killed
+OUTPUT_LINES_KEPT = 30
+
+RUNNING, SUCCEEDED, FAILED, CANCELLED = "running", "succeeded", "failed", "cancelled"
+
+
+# ------------------------------------------------------------------------------------------- locations
+
+
+def deps_dir() -> Path:
+    """The folder the dependencies are installed into and imported from."""
+    override = os.environ.get(ENV_DEPS_DIR)
+    if override:
+        return Path(override)
+    import bpy
+
+    folder = bpy.utils.extension_path_user(_extension_package(), path="site-packages", create=True)
+    if not folder:
+        raise OSError("Blender could not create the extension's user folder for the dependencies.")
+    return Path(folder)
+
+
+def _extension_package() -> str:
+    # A source checkout imported as plain "triposr_blender" shares the installed extension's folder.
+    return __package__ if __package__.startswith("bl_ext.") else f"bl_ext.user_default.{__package__}"
+
+
+def dependency_paths() -> list[str]:
+    """The folders a process needs on its import path to find the dependencies (the worker's PYTHONPATH)."""
+    return [str(deps_dir())]
+
+
+def ensure_on_sys_path() -> Path:
+    """Make installed dependencies importable in this process, also right after an install (no restart)."""
+    folder = deps_dir()
+    if str(folder) not in sys.path:
+        sys.path.append(str(folder))  # appended: Blender's own modules, numpy above all, keep precedence
+    importlib.invalidate_caches()  # forget that the folder was missing or empty when last looked at
+    return folder
+
+
+def remove_from_sys_path() -> None:
+    folder = str(deps_dir())
+    while folder in sys.path:
+        sys.path.remove(folder)
+
+
+def installer_script() -> Path:
+    package_dir = Path(__file__).resolve().parent
+    for folder in (package_dir, package_dir.parent):  # the built extension; a source checkout
+        if (folder / INSTALLER_NAME).is_file():
+            return folder / INSTALLER_NAME
+    raise FileNotFoundError(f"{INSTALLER_NAME} is missing from {package_dir}; reinstall the extension.")
+
+
+@functools.cache
+def installer() -> ModuleType:
+    """vendor_install.py as a module: the requirement list, build choice and event format come from there."""
+    spec = importlib.util.spec_from_file_location("_triposr_vendor_install", installer_script())
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the class is created
+    spec.loader.exec_module(module)
+    return module
+
+
+# ------------------------------------------------------------------------------------------- status
+
+
+def required_modules() -> list[str]:
+    override = os.environ.get(ENV_REQUIRED_MODULES)
+    if override:
+        return [name.strip() for name in override.split(",") if name.strip()]
+    vendor = installer()
+    return [vendor.import_name(line) for line in vendor.read_requirements(vendor.default_requirements_file())]
+
+
+def is_importable(module: str) -> bool:
+    """Whether `module` would import, found without importing it (find_spec only locates a top-level one)."""
+    if module in sys.modules:
+        return True
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+@dataclass(frozen=True)
+class Status:
+    folder: Path
+    missing: tuple[str, ...]
+    info: dict = field(default_factory=dict)  # what the installer recorded: torch build, device, ...
+
+    @property
+    def ready(self) -> bool:
+        return not self.missing
+
+    @property
+    def torch_version(self) -> str | None:
+        if "torch_version" in self.info:
+            return self.info["torch_version"]
+        try:
+            return importlib.metadata.version("torch")
+        except importlib.metadata.PackageNotFoundError:
+            return None
+
+
+_status: Status | None = None
+
+
+def status() -> Status:
+    """The dependencies' state, computed once and kept until refresh_status(): the panel draws it often."""
+    global _status
+    if _status is None:
+        folder = deps_dir()
+        missing = tuple(module for module in required_modules() if not is_importable(module))
+        _status = Status(folder, missing, _read_install_info(folder))
+    return _status
+
+
+def refresh_status() -> Status:
+    global _status
+    _status = None
+    ensure_on_sys_path()
+    return status()
+
+
+def _read_install_info(folder: Path) -> dict:
+    try:
+        return json.loads((folder / installer().INSTALL_INFO_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+@dataclass(frozen=True)
+class DownloadPlan:
+    build: str
+    reason: str
+    size_mb: int
+
+    @property
+    def size_text(self) -> str:
+        return f"{self.size_mb / 1000:.1f} GB" if self.size_mb >= 1000 else f"{self.size_mb} MB"
+
+
+@functools.cache
+def download_plan() -> DownloadPlan:
+    """The PyTorch build --torch auto picks on this machine and the download's size (runs nvidia-smi once)."""
+    vendor = installer()
+    machine = vendor.detect_machine()
+    build = vendor.choose_torch_build(machine)
+    return DownloadPlan(build.name, build.reason, vendor.estimated_download_mb(build.name, machine.system))
+
+
+def log_path() -> Path:
+    return installer().log_path_for(deps_dir())
+
+
+def extra_installer_options() -> list[str]:
+    return shlex.split(os.environ.get(ENV_INSTALL_ARGS, ""))
+
+
+def remove_dependencies() -> None:
+    """Delete the installed dependencies; modules already imported in this process stay until a restart."""
+    installer().remove_installed(deps_dir())
+    refresh_status()
+
+
+# ------------------------------------------------------------------------------------------- install job
+
+
+class InstallJob:
+    """vendor_install.py running in a background process; poll() on the main thread follows its progress.
+
+    Only the reader thread touches the process's output, and only to queue its lines; everything the UI
+    reads is updated by poll(), so nothing here needs a lock and nothing touches bpy off the main thread.
+    """
+
+    def __init__(self, options: list[str]):
+        self.command = [sys.executable, str(installer_script()), *options]
+        self.state = RUNNING
+        self.message = "Starting the installer"
+        self.package = ""
+        self.fraction = 0.0
+        self.downloaded_mb = 0.0
+        self.expected_mb = 0.0
+        self.error = ""
+        self.device: dict = {}
+        self.output: deque[str] = deque(maxlen=OUTPUT_LINES_KEPT)
+        self._cancel_requested_at: float | None = None
+        self._lines: queue.Queue[str | None] = queue.Queue()
+        self._process = subprocess.Popen(
+            self.command,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            encoding="utf-8",
+            errors="replace",
+            env=installer().child_environment(),
+            **_own_process_group(),
+        )
+        threading.Thread(target=self._read_output, name="triposr-install-output", daemon=True).start()
+
+    @property
+    def running(self) -> bool:
+        return self.state == RUNNING
+
+    def poll(self) -> bool:
+        """Take in the installer's new output; True when anything changed (time to redraw)."""
+        changed = False
+        while self.running:
+            try:
+                line = self._lines.get_nowait()
+            except queue.Empty:
+                break
+            changed = True
+            if line is None:
+                self._finish(self._process.wait())
+            else:
+                self._take(line)
+        if (
+            self.running
+            and self._cancel_requested_at
+            and time.monotonic() > self._cancel_requested_at + CANCEL_GRACE_S
+        ):
+            _kill_process_group(self._process)
+        return changed
+
+    def wait(self, poll_interval: float = 0.1) -> None:
+        """Follow the installer to its end, blocking: for background mode and scripts."""
+        while self.running:
+            if not self.poll():
+                time.sleep(poll_interval)
+
+    def cancel(self) -> None:
+        if self.running and self._cancel_requested_at is None:
+            self._cancel_requested_at = time.monotonic()
+            self.message = "Cancelling"
+            _interrupt_process_group(self._process)
+
+    def _read_output(self) -> None:
+        for line in self._process.stdout:
+            self._lines.put(line.rstrip())
+        self._lines.put(None)
+
+    def _take(self, line: str) -> None:
+        self.output.append(line)
+        event = installer().parse_event(line)
+        if event is None:
+            return
+        kind, fields = event
+        if kind == "progress":
+            self.message = fields.get("message", self.message)
+            self.package = fields.get("package", "")
+            self.fraction = fields.get("fraction", self.fraction)
+            self.downloaded_mb = fields.get("downloaded_mb", self.downloaded_mb)
+            self.expected_mb = fields.get("expected_mb", self.expected_mb)
+        elif kind == "device":
+            self.device = fields
+        elif kind == "error":
+            self.error = fields.get("message", "")
+
+    def _finish(self, exit_code: int) -> None:
+        if exit_code == 0:
+            self.state, self.fraction, self.message = SUCCEEDED, 1.0, "Done"
+        elif self._cancel_requested_at is not None:
+            self.state, self.message = CANCELLED, "Cancelled; nothing was changed"
+        else:
+            self.state = FAILED
+            self.error = self.error or self._unexplained_failure(exit_code)
+
+    def _unexplained_failure(self, exit_code: int) -> str:
+        last = next((line for line in reversed(self.output) if line and not line.startswith("@@")), "")
+        return f"The installer stopped with exit code {exit_code}. {last}".strip()
+
+
+def _own_process_group() -> dict:
+    """Start the installer as the head of its own process group, so Cancel reaches pip below it too."""
+    if os.name == "nt":
+        return {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP | subprocess.CREATE_NO_WINDOW}
+    return {"start_new_session": True}
+
+
+def _interrupt_process_group(process: subprocess.Popen) -> None:
+    """Ask the installer to stop: it stops pip, deletes its staging folder and exits."""
+    if os.name == "nt":  # no console to deliver Ctrl+Break to: end the tree; the next run clears the staging
+        _kill_process_group(process)
+    else:
+        _signal_group(process, signal.SIGTERM)
+
+
+def _kill_process_group(process: subprocess.Popen) -> None:
+    if os.name == "nt":
+        subprocess.run(["taskkill", "/T", "/F", "/PID", str(process.pid)], capture_output=True)
+    else:
+        _signal_group(process, signal.SIGKILL)
+
+
+def _signal_group(process: subprocess.Popen, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signum)
