@@ -175,6 +175,7 @@ class Worker:
         self.models = ModelCache()
         self.pending: queue.Queue[dict] = queue.Queue()
         self.cancelled: set[int] = set()
+        self.abandoned = threading.Event()
         self.write_lock = threading.Lock()
 
     def send(self, event: str, **fields) -> None:
@@ -184,13 +185,17 @@ class Worker:
             self.events.flush()
 
     def read_commands(self) -> None:
-        """Cancels take effect at once; everything else waits its turn in ``pending``."""
+        """Cancels take effect at once; everything else waits its turn in ``pending``.
+
+        The end of the input (Blender quit or crashed) cancels everything: nobody is left to get results.
+        """
         for line in self.commands:
             command = protocol.decode(line)
             if command["cmd"] == "cancel":
                 self.cancelled.add(command["id"])
             else:
                 self.pending.put(command)
+        self.abandoned.set()
         self.pending.put({"cmd": "quit"})
 
     def serve(self) -> None:
@@ -202,7 +207,7 @@ class Worker:
 
     def progress_for(self, job_id: int):
         def progress(stage: str, fraction: float) -> None:
-            if job_id in self.cancelled:
+            if job_id in self.cancelled or self.abandoned.is_set():
                 raise core_errors()[1]("Cancelled.")
             self.send("progress", id=job_id, stage=stage, fraction=float(fraction))
 

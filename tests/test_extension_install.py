@@ -1,0 +1,143 @@
+"""The extension as a package: the zip Blender's tools build and validate, installing it with Blender's
+extension installer in a throw-away user folder, registering and unregistering, uninstalling."""
+
+import subprocess
+import sys
+import tomllib
+import zipfile
+
+import pytest
+from extension_harness import PACKAGE, REPO, Blender, build_extension
+
+MANIFEST = tomllib.loads((REPO / "blender_manifest.toml").read_text(encoding="utf-8"))
+
+TYPES = ["TRIPOSR_OT_generate", "TRIPOSR_OT_cancel", "TRIPOSR_OT_unload_model", "VIEW3D_PT_triposr"]
+# Defines registered_state() in Blender, and returns it.
+REGISTERED = """
+import sys
+def registered_state():
+    return {
+        "enabled": module in bpy.context.preferences.addons,
+        "types": [name for name in types if hasattr(bpy.types, name)],
+        "scene_settings": hasattr(bpy.types.Scene, "triposr"),
+        "modules": sorted(name for name in sys.modules if name.startswith(module)),
+    }
+result = registered_state()
+"""
+
+
+@pytest.fixture(scope="module")
+def zip_path(tmp_path_factory):
+    return build_extension(tmp_path_factory.mktemp("extension"))
+
+
+@pytest.fixture(scope="module")
+def blender(tmp_path_factory, zip_path):
+    """Blender with the extension installed and enabled, as a user's Install from Disk leaves it."""
+    blender = Blender(tmp_path_factory.mktemp("user"))
+    blender.install(zip_path)
+    yield blender
+    blender.close()
+
+
+def test_the_zip_holds_the_package_with_its_manifest_installer_and_licence(zip_path):
+    names = zipfile.ZipFile(zip_path).namelist()
+
+    expected = {"blender_manifest.toml", "__init__.py", "worker.py", "core/__init__.py"}
+    assert expected | {"vendor_install.py", "requirements.txt", "LICENSE"} <= set(names)
+    assert not [name for name in names if "__pycache__" in name or name.endswith(".pyc")]
+    assert zip_path.name == f"triposr_blender-{MANIFEST['version']}.zip"
+
+
+def test_blenders_own_validator_accepts_the_zip(zip_path):
+    (tool,) = REPO.glob(".venv/lib/python*/site-packages/bpy/*/scripts/addons_core/bl_pkg/cli/blender_ext.py")
+
+    validated = subprocess.run(
+        [sys.executable, str(tool), "validate", str(zip_path)], capture_output=True, text=True
+    )
+
+    assert validated.returncode == 0, validated.stdout + validated.stderr
+
+
+def test_the_manifest_names_the_extension_its_blender_and_its_permissions():
+    assert MANIFEST["schema_version"] == "1.0.0"
+    assert MANIFEST["id"] == "triposr_blender" and MANIFEST["version"] == "0.1.0"
+    assert MANIFEST["blender_version_min"] == "4.2.0"
+    assert MANIFEST["license"] == ["SPDX:MIT"]
+    assert set(MANIFEST["permissions"]) == {"files", "network"}
+
+
+def test_installed_it_is_the_user_default_extension(blender):
+    registered = blender.run(REGISTERED, module=PACKAGE, types=TYPES)
+
+    assert registered["enabled"] and registered["types"] == TYPES and registered["scene_settings"]
+
+
+def test_registering_imports_neither_torch_nor_the_core(blender):
+    imported = blender.run("import sys\nresult = sorted(sys.modules)")
+
+    assert "torch" not in imported
+    assert f"{PACKAGE}.core" not in imported
+
+
+def test_the_panel_and_preferences_start_with_the_documented_defaults(blender):
+    defaults = blender.run(
+        "settings = bpy.context.scene.triposr\n"
+        "prefs = bpy.context.preferences.addons[module].preferences\n"
+        "result = {name: getattr(settings, name) for name in ('remove_background', 'foreground_ratio', "
+        "'resolution', 'threshold', 'shade_smooth', 'target_size', 'device', 'placement')}\n"
+        "result.update(repo=prefs.model_repo, source=prefs.model_source, device_default=prefs.device)",
+        module=PACKAGE,
+    )
+
+    assert defaults == {
+        "remove_background": True,
+        "foreground_ratio": pytest.approx(0.85),
+        "resolution": 256,
+        "threshold": 25.0,
+        "shade_smooth": True,
+        "target_size": 2.0,
+        "device": "DEFAULT",
+        "placement": "CURSOR",
+        "repo": "stabilityai/TripoSR",
+        "source": "HUB",
+        "device_default": "AUTO",
+    }
+
+
+def test_disabling_and_enabling_again_is_clean_every_time(blender):
+    blender.run(REGISTERED, module=PACKAGE, types=TYPES)
+    states = blender.run(
+        "import addon_utils\n"
+        "def fail(error):\n"
+        "    raise error\n"
+        "result = []\n"
+        "for _ in range(3):\n"
+        "    addon_utils.disable(module, default_set=True, handle_error=fail)\n"
+        "    result.append(registered_state())\n"
+        "    addon_utils.enable(module, default_set=True, handle_error=fail)\n"
+        "    result.append(registered_state())\n"
+    )
+
+    for disabled in states[0::2]:
+        assert not disabled["enabled"] and not disabled["types"] and not disabled["scene_settings"]
+    for enabled in states[1::2]:
+        assert enabled["enabled"] and enabled["types"] == TYPES and enabled["scene_settings"]
+
+
+def test_uninstalling_leaves_nothing_registered_and_no_files(tmp_path, zip_path):
+    blender = Blender(tmp_path)
+    try:
+        blender.install(zip_path)
+        removed = blender.run(
+            "repos = [repo.module for repo in bpy.context.preferences.extensions.repos]\n"
+            "operator('extensions.package_uninstall', repo_index=repos.index('user_default'), "
+            "pkg_id='triposr_blender')\n" + REGISTERED,
+            module=PACKAGE,
+            types=TYPES,
+        )
+    finally:
+        blender.close()
+
+    assert removed == {"enabled": False, "types": [], "scene_settings": False, "modules": []}
+    assert not (tmp_path / "extensions" / "user_default" / "triposr_blender").exists()
