@@ -21,15 +21,21 @@ TINY_MODEL_ARGS = [
 ]  # fmt: skip
 
 
-def run_batch(*args, cwd=REPO):
-    return subprocess.run(
-        [sys.executable, "-m", "triposr_blender.batch", "--", *map(str, args)],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+@pytest.fixture(scope="module", autouse=True)
+def own_dependency_folder(tmp_path_factory):
+    """The batch looks for the extension's dependency folder; here, never in the user's Blender folders."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TRIPOSR_DEPS_DIR", str(tmp_path_factory.mktemp("deps")))
+        yield
+
+
+def run_python(*arguments, cwd=REPO):
+    command = [sys.executable, *map(str, arguments)]
+    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=300, check=False)
+
+
+def run_batch(*args):
+    return run_python("-m", "triposr_blender.batch", "--", *args)
 
 
 def glb_json(path):
@@ -71,18 +77,21 @@ def first_run(tmp_path_factory):
 
 
 def test_help_documents_every_option():
-    result = subprocess.run(
-        [sys.executable, "-m", "triposr_blender.batch", "--help"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    result = run_python("-m", "triposr_blender.batch", "--help")
     assert result.returncode == 0
     for option in ("INPUT", "--out", "--format", "--one-blend", "--model", "--device", "--resolution",
                    "--threshold", "--no-remove-bg", "--foreground-ratio", "--size", "--skip-existing",
                    "--report"):  # fmt: skip
         assert option in result.stdout
+
+
+def test_run_as_a_script_by_its_path_as_blender_runs_it_the_batch_finds_its_package(tmp_path):
+    # `blender -b --python <extension>/batch.py -- ...` runs the file outside its package; from another
+    # folder, the package is not importable by name either.
+    script = REPO / "triposr_blender" / "batch.py"
+    result = run_python(script, "--", "--help", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "--one-blend" in result.stdout
 
 
 def test_an_unknown_argument_is_a_usage_error_that_names_the_closest_option(tmp_path):
