@@ -73,8 +73,8 @@ def add_vertex_colors(mesh: bpy.types.Mesh, srgb: np.ndarray) -> None:
 
 
 def find_vertex_color_material() -> bpy.types.Material | None:
-    material = bpy.data.materials.get(MATERIAL_NAME)
-    return material if material is not None and material.get(MATERIAL_TAG) else None
+    """Ours is found by its tag, not its name: a user's namesake pushes ours to "TripoSR Vertex Color.001"."""
+    return next((material for material in bpy.data.materials if material.get(MATERIAL_TAG)), None)
 
 
 def new_vertex_color_material() -> bpy.types.Material:
