@@ -11,6 +11,7 @@ import shlex
 import socket
 import subprocess
 import sys
+import time
 
 import bpy
 import pytest
@@ -127,7 +128,14 @@ def test_without_online_access_the_install_is_refused_with_where_to_allow_it(add
 
 
 def test_install_makes_the_packages_importable_without_a_restart(addon):
-    assert bpy.ops.triposr.install_dependencies() == {"FINISHED"}
+    job = ui_dependencies.start_job(ui_dependencies.InstallerOperator.installer_options)
+    fractions = []
+    while (interval := ui_dependencies.follow_job()) is not None:  # what the UI's timer does
+        fractions.append(job.fraction)
+        time.sleep(interval)
+
+    assert (job.state, job.fraction) == (dependencies.SUCCEEDED, 1.0)
+    assert fractions == sorted(fractions)
 
     assert importlib.import_module("tinypkg").VALUE == 42
     assert dependencies.status().ready
@@ -140,6 +148,47 @@ def test_install_makes_the_packages_importable_without_a_restart(addon):
         "triposr.remove_dependencies",
     }
     assert bpy.ops.triposr.check_dependencies() == {"FINISHED"}
+
+
+@pytest.mark.parametrize(
+    ("installed", "shown"),
+    [
+        (
+            {
+                "torch_build": "cu130",
+                "torch_version": "2.13.0+cu130",
+                "cuda_available": True,
+                "device": "NVIDIA GeForce RTX 4090",
+                "free_vram_gb": 21.3,
+                "total_vram_gb": 24.0,
+            },
+            ["PyTorch 2.13.0+cu130 (cu130 build)", "GPU NVIDIA GeForce RTX 4090: 21.3 GB of 24.0 GB free"],
+        ),
+        (
+            {
+                "torch_build": "default",
+                "torch_version": "2.13.0",
+                "cuda_available": False,
+                "mps_available": True,
+            },
+            ["PyTorch 2.13.0 (default build)", "GPU: Apple silicon (Metal/MPS)"],
+        ),
+        (
+            {
+                "torch_build": "cpu",
+                "torch_version": "2.13.0+cpu",
+                "cuda_available": False,
+                "mps_available": False,
+            },
+            ["PyTorch 2.13.0+cpu (cpu build)", "No GPU available to PyTorch: TripoSR runs on the CPU"],
+        ),
+        ({}, ["Device not checked yet: press Refresh"]),
+    ],
+)
+def test_the_preferences_show_the_installed_build_and_device(tmp_path, installed, shown):
+    status = dependencies.Status(tmp_path, missing=(), info=installed)
+    text = texts(ui_dependencies.dependency_rows(None, status, True, details=True))
+    assert all(line in text for line in shown), text
 
 
 def test_an_install_that_cannot_reach_the_index_shows_the_cause_and_leaves_the_folder(addon, monkeypatch):
@@ -168,7 +217,7 @@ def test_an_install_that_cannot_reach_the_index_shows_the_cause_and_leaves_the_f
 
 
 def test_remove_deletes_the_installed_dependencies(addon):
-    bpy.ops.triposr.install_dependencies()
+    assert bpy.ops.triposr.install_dependencies() == {"FINISHED"}  # a script's call waits for the end
     assert (addon / "deps" / "tinypkg").is_dir()
 
     assert bpy.ops.triposr.remove_dependencies() == {"FINISHED"}
@@ -194,6 +243,10 @@ def test_cancel_stops_the_installer_and_changes_nothing(addon, monkeypatch):
         silent_index.settimeout(HANG_GUARD_S)
         connection, _ = silent_index.accept()  # pip is now waiting for the index
         with connection:
+            job.poll()
+            shown = rows()
+            assert shown[0].progress is not None
+            assert buttons(shown) == {"triposr.cancel_dependency_install": True}
             assert bpy.ops.triposr.cancel_dependency_install() == {"FINISHED"}
             job.wait()
 

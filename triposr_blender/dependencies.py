@@ -221,6 +221,7 @@ class InstallJob:
     def __init__(self, options: list[str]):
         self.command = [sys.executable, str(installer_script()), *options]
         self.state = RUNNING
+        self.stage = "starting"  # then resolving, downloading, installing, verifying, finishing
         self.message = "Starting the installer"
         self.package = ""
         self.fraction = 0.0
@@ -293,6 +294,7 @@ class InstallJob:
             return
         kind, fields = event
         if kind == "progress":
+            self.stage = fields.get("stage", self.stage)
             self.message = fields.get("message", self.message)
             self.package = fields.get("package", "")
             self.fraction = fields.get("fraction", self.fraction)

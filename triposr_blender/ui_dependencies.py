@@ -70,7 +70,7 @@ def dependency_rows(job, status: dependencies.Status, online: bool, *, details: 
 
 def _progress_rows(job) -> list[Row]:
     rows = [Row(job.message, progress=job.fraction)]
-    if job.expected_mb:
+    if job.stage == "downloading":
         rows.append(Row(f"{job.downloaded_mb:.0f} MB of about {job.expected_mb:.0f} MB downloaded", "IMPORT"))
     return [*rows, Row("Cancel", "CANCEL", operator=TRIPOSR_OT_cancel_dependency_install.bl_idname)]
 
@@ -122,7 +122,7 @@ def _installed_rows(status: dependencies.Status, job) -> list[Row]:
 def _device_text(device: dict) -> str:
     if device.get("cuda_available"):
         memory = (
-            f": {device['free_vram_gb']} GB of {device['total_vram_gb']} GB free"
+            f": {device['free_vram_gb']} GB of {device['total_vram_gb']} GB free at the last check"
             if "free_vram_gb" in device
             else ""
         )
@@ -151,20 +151,21 @@ def draw_dependencies(layout, context) -> bool:
 
 
 def _draw_row(column, context, row: Row) -> None:
-    line = column.row()
-    line.enabled = row.enabled
-    line.alert = row.alert
+    block = column.column(align=True)
+    block.enabled = row.enabled
+    block.alert = row.alert
     if row.progress is not None:
-        line.progress(factor=row.progress, type="BAR", text=row.text)
+        block.progress(factor=row.progress, type="BAR", text=row.text)
     elif row.operator:
-        line.operator(row.operator, text=row.text, icon=row.icon)
+        block.operator(row.operator, text=row.text, icon=row.icon)
     elif row.path:
-        line.operator("wm.path_open", text=row.text, icon=row.icon).filepath = row.path
+        block.operator("wm.path_open", text=row.text, icon=row.icon).filepath = row.path
     elif row.setting:
-        line.prop(context.preferences.system, row.setting)
+        block.prop(context.preferences.system, row.setting)
     else:
+        continuation = "NONE" if row.icon == "NONE" else "BLANK1"  # wrapped lines align under the first
         for index, text in enumerate(_wrap(row.text, context)):
-            (line if index == 0 else column).label(text=text, icon=row.icon if index == 0 else "BLANK1")
+            block.label(text=text, icon=row.icon if index == 0 else continuation)
 
 
 def _wrap(text: str, context) -> list[str]:
@@ -191,7 +192,7 @@ def start_job(options: tuple[str, ...]) -> dependencies.InstallJob:
     return _job
 
 
-def _follow_job() -> float | None:
+def follow_job() -> float | None:
     """Timer on the main thread: take in the installer's output, redraw, and finish when it ends."""
     job = _job
     if job is None:
@@ -233,7 +234,8 @@ class InstallerOperator:
             self.report({"ERROR"}, f"Could not start the dependency installer: {error}")
             return {"CANCELLED"}
         if not bpy.app.background:
-            bpy.app.timers.register(_follow_job, first_interval=POLL_INTERVAL_S, persistent=True)
+            if not bpy.app.timers.is_registered(follow_job):
+                bpy.app.timers.register(follow_job, first_interval=POLL_INTERVAL_S, persistent=True)
             return {"FINISHED"}
         job.wait()
         _finish_job(job)
@@ -329,8 +331,8 @@ classes = (
 
 def unregister() -> None:
     """Stop following (and cancel) an install in progress, and take the dependency folder off sys.path."""
-    if bpy.app.timers.is_registered(_follow_job):
-        bpy.app.timers.unregister(_follow_job)
+    if bpy.app.timers.is_registered(follow_job):
+        bpy.app.timers.unregister(follow_job)
     if installing():
         _job.cancel()
     dependencies.remove_from_sys_path()
