@@ -264,8 +264,8 @@ def output_names(images):
 class ProgressBar:
     """One line on stderr: images finished of the total, and the current image's stage with its own bar.
 
-    On a terminal the line is redrawn in place; in a log (not a terminal) each new stage gets its own line.
-    Its ``__call__`` has the core's progress signature, so it is passed to the core as is.
+    On a terminal the line is redrawn in place as the percentage changes; in a log (not a terminal) each new
+    stage gets a line of its own. Calls take the core's progress arguments: stage text, fraction of it done.
     """
 
     WIDTH = 20
@@ -283,9 +283,10 @@ class ProgressBar:
 
     def __call__(self, stage, fraction):
         percent = int(100 * min(max(fraction, 0.0), 1.0))
-        if (stage, percent) == self.shown or (not self.in_place and stage == (self.shown or ("",))[0]):
+        shown = (stage, percent) if self.in_place else stage
+        if shown == self.shown:
             return
-        self.shown = (stage, percent)
+        self.shown = shown
         line = (
             f"[{self.finished}/{self.total} {self._bar(self.finished / max(self.total, 1))}] "
             f"{self.name}: {stage} {self._bar(percent / 100)} {percent:3d}%"
@@ -390,6 +391,8 @@ class Batch:
 
     The model runs in the extension's worker process, as Generate's does: it loads once and serves every
     image, and a crash in PyTorch fails one image instead of the run (the next image gets a new worker).
+    The package's modules are imported in the methods: run as a script, this file is outside its package
+    until ``main`` runs inside it (see the end of the file).
     """
 
     def __init__(self, args, report):
