@@ -9,6 +9,7 @@ and returns the JSON-able value a snippet leaves in ``result``. Helpers availabl
 - ``scene_counts()``: how many objects, meshes, materials and images the file holds.
 """
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -50,6 +51,14 @@ for line in sys.stdin:
     sys.stdout.write(MARKER + json.dumps(reply) + "\n")
     sys.stdout.flush()
 """
+
+
+def blender_ext_tool() -> Path:
+    """Blender's own extension tool (blender_ext.py), found as scripts/build_extension.py finds it."""
+    spec = importlib.util.spec_from_file_location("build_extension", REPO / "scripts" / "build_extension.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    return script.find_blender_ext_tool()
 
 
 def build_extension(folder: Path) -> Path:

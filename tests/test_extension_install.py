@@ -7,7 +7,7 @@ import tomllib
 import zipfile
 
 import pytest
-from extension_harness import PACKAGE, REPO, Blender, build_extension
+from extension_harness import PACKAGE, REPO, Blender, blender_ext_tool, build_extension
 
 MANIFEST = tomllib.loads((REPO / "blender_manifest.toml").read_text(encoding="utf-8"))
 
@@ -50,11 +50,9 @@ def test_the_zip_holds_the_package_with_its_manifest_installer_and_licence(zip_p
 
 
 def test_blenders_own_validator_accepts_the_zip(zip_path):
-    (tool,) = REPO.glob(".venv/lib/python*/site-packages/bpy/*/scripts/addons_core/bl_pkg/cli/blender_ext.py")
+    command = [sys.executable, str(blender_ext_tool()), "validate", str(zip_path)]
 
-    validated = subprocess.run(
-        [sys.executable, str(tool), "validate", str(zip_path)], capture_output=True, text=True
-    )
+    validated = subprocess.run(command, capture_output=True, text=True)
 
     assert validated.returncode == 0, validated.stdout + validated.stderr
 
