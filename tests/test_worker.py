@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from triposr_blender.jobs import ModelSettings, WorkerClient
+from triposr_blender.jobs import ModelSettings, WorkerClient, WorkerStartError
 
 FIXTURE = Path(__file__).parent / "fixtures" / "triposr-tiny-a"
 EXPECTED = np.load(FIXTURE / "expected.npz")
@@ -198,3 +198,12 @@ def test_unload_ends_the_worker_and_cancels_its_job(own_client):
     assert job.wait(JOB_TIMEOUT)["event"] == "cancelled"
     assert not own_client.running and not process_exists(pid)
     assert own_client.model_state == {"loaded": False}
+
+
+def test_a_worker_that_cannot_start_is_explained_and_leaves_no_job_behind(tmp_path):
+    client = WorkerClient(python=str(tmp_path / "no-python"))
+
+    with pytest.raises(WorkerStartError, match="Could not start the TripoSR worker process"):
+        generate(client)
+
+    assert not client.busy and not client.running

@@ -30,6 +30,10 @@ LOG_TAIL_LINES = 12
 STOP_TIMEOUT = 3.0
 
 
+class WorkerStartError(Exception):
+    """The worker process could not be started; the text says why."""
+
+
 @dataclass(frozen=True)
 class ModelSettings:
     """Which model the worker loads and how (the add-on preferences, resolved)."""
@@ -141,9 +145,9 @@ class WorkerClient:
             self.stop()  # the cache folder or online access changed
         job_id = next(self._job_ids)
         job = Job(job_id, {"cmd": cmd, "id": job_id, "model": model.as_message(), **fields}, environment)
-        with self._lock:
-            self._jobs[job.id] = job
+        with self._lock:  # the reader thread sees the job only once it is tracked, when the lock is free
             self._send_job(job)
+            self._jobs[job.id] = job
         return job
 
     def cancel(self, job: Job) -> None:
@@ -202,17 +206,22 @@ class WorkerClient:
         if self._folder is None:
             self._folder = Path(tempfile.mkdtemp(prefix="triposr-"))
         log_path = self._folder / f"worker-{next(self._starts)}.log"
-        with open(log_path, "w", encoding="utf-8") as log:
-            popen = subprocess.Popen(
-                [self.python, "-m", WORKER_MODULE, str(self._folder)],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=log,
-                env=worker_environment(self.pythonpath, environment),
-                text=True,
-                encoding="utf-8",
-                bufsize=1,
-            )
+        try:
+            with open(log_path, "w", encoding="utf-8") as log:
+                popen = subprocess.Popen(
+                    [self.python, "-m", WORKER_MODULE, str(self._folder)],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    stderr=log,
+                    env=worker_environment(self.pythonpath, environment),
+                    text=True,
+                    encoding="utf-8",
+                    bufsize=1,
+                )
+        except OSError as error:
+            raise WorkerStartError(
+                f"Could not start the TripoSR worker process ({self.python}): {error}"
+            ) from error
         self._process = _Process(popen, log_path, environment)
         reader = threading.Thread(target=self._read_events, args=(self._process,), name="triposr-events")
         reader.daemon = True
@@ -247,12 +256,18 @@ class WorkerClient:
                 if job.cancel_requested:
                     self._finish(job, {"event": "cancelled", "id": job.id})
                 elif process.killed_to_cancel:
-                    self._send_job(job)  # queued behind the cancelled job: run it on a fresh worker
+                    self._resend(job)  # queued behind the cancelled job: run it on a fresh worker
                 else:
                     message = worker_died_message(exit_code, process.log_path)
                     self._finish(
                         job, {"event": "error", "id": job.id, "kind": "WorkerDied", "message": message}
                     )
+
+    def _resend(self, job: Job) -> None:
+        try:
+            self._send_job(job)
+        except WorkerStartError as error:
+            self._finish(job, {"event": "error", "id": job.id, "kind": "WorkerDied", "message": str(error)})
 
     def _finish(self, job: Job, event: dict) -> None:
         del self._jobs[job.id]

@@ -83,7 +83,7 @@ class WorkerJobOperator:
     def execute(self, context):
         try:
             job = self.submit(context)
-        except UserError as error:
+        except (UserError, jobs.WorkerStartError) as error:
             self.report({"ERROR"}, str(error))
             return {"CANCELLED"}
         return self.conclude(context, job.wait())
@@ -91,7 +91,7 @@ class WorkerJobOperator:
     def invoke(self, context, event):
         try:
             self._job = self.submit(context)
-        except UserError as error:
+        except (UserError, jobs.WorkerStartError) as error:
             self.report({"ERROR"}, str(error))
             return {"CANCELLED"}
         SESSION.active.append(self._job)
