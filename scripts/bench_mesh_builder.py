@@ -53,7 +53,7 @@ def main() -> None:
     mesh = timed(
         "  of which new_mesh", lambda: mesh_builder.new_mesh("b", generated.vertices, generated.faces)
     )
-    timed("  of which Blender deriving the edges (update)", lambda: mesh.update(calc_edges=True))
+    timed("  of which Blender deriving the edges (timed again)", lambda: mesh.update(calc_edges=True))
     timed(
         "  of which add_vertex_colors", lambda: mesh_builder.add_vertex_colors(mesh, generated.vertex_colors)
     )
