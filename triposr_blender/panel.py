@@ -69,7 +69,7 @@ class VIEW3D_PT_triposr(bpy.types.Panel):
         icon = input_preview_icon(layout, context)
         if icon:
             layout.template_icon(icon_value=icon, scale=6.0)
-        self.draw_generate(layout)
+        self.draw_generate(layout, settings)
 
     @staticmethod
     def draw_input(layout, context, settings) -> None:
@@ -83,10 +83,12 @@ class VIEW3D_PT_triposr(bpy.types.Panel):
             layout.label(text="Select an image empty (a reference image)", icon="INFO")
 
     @staticmethod
-    def draw_generate(layout) -> None:
+    def draw_generate(layout, settings) -> None:
         job = operators.SESSION.current("generate")
         if job is None:
             layout.operator("triposr.generate", icon="MESH_MONKEY")
+            if settings.input_source == "REFERENCE":
+                layout.operator("triposr.generate_from_references", icon="IMAGE_REFERENCE")
             return
         layout.progress(factor=job.fraction, text=job.stage)
         layout.operator("triposr.cancel", icon="CANCEL")
