@@ -209,7 +209,8 @@ class WorkerClient:
         try:
             with open(log_path, "w", encoding="utf-8") as log:
                 popen = subprocess.Popen(
-                    [self.python, "-m", WORKER_MODULE, str(self._folder)],
+                    # -P: never import from the current folder, which may hold another copy of the package
+                    [self.python, "-P", "-m", WORKER_MODULE, str(self._folder)],
                     stdin=subprocess.PIPE,
                     stdout=subprocess.PIPE,
                     stderr=log,

@@ -206,7 +206,7 @@ class TRIPOSR_OT_generate(WorkerJobOperator, bpy.types.Operator):
     def input_image(self, context) -> tuple[str, dict]:
         """The object's name and the image as the worker takes it."""
         if self.filepath:
-            path = bpy.path.abspath(self.filepath)
+            path = os.path.abspath(bpy.path.abspath(self.filepath))
             if not os.path.isfile(path):
                 raise UserError(f"Image file not found: {path}")
             return os.path.splitext(os.path.basename(path))[0], {"path": path}
