@@ -126,3 +126,15 @@ def test_an_unloaded_model_says_so_when_used_again(image):
     model.unload()
     with pytest.raises(ModelLoadError, match="unloaded"):
         model.encode(image)
+
+
+def test_a_half_precision_encoder_still_yields_float32_scene_codes_and_fields(image, scene):
+    """Half precision covers image -> scene codes only; the density field stays float32 (tested in bfloat16,
+    which the CPU runs, as a stand-in for a GPU's float16)."""
+    network = TripoSR.from_pretrained(TINY, device="cpu").network
+    network.set_encoder_dtype(torch.bfloat16)
+    half = TripoSR(network, torch.device("cpu"))
+    half_scene = half.encode(image)
+    assert half.dtype == torch.bfloat16 and half_scene.dtype == torch.float32
+    torch.testing.assert_close(half_scene, scene, atol=0.05, rtol=0.05)
+    assert half.query(half_scene, POINTS)["density"].dtype == torch.float32

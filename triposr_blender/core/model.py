@@ -72,6 +72,15 @@ class TripoSRNetwork(nn.Module):
     def forward(self, rgb_cond: torch.Tensor) -> torch.Tensor:
         return self.scene_codes(self.triplane_tokens(self.tokenize_image(rgb_cond)))
 
+    def set_encoder_dtype(self, dtype: torch.dtype) -> None:
+        """Run image -> scene codes in ``dtype`` (half precision on GPUs).
+
+        The decoder stays float32: after exp() densities can leave float16's range (above 65504), and the
+        iso-surface threshold needs more than float16's three significant digits.
+        """
+        for part in (self.image_tokenizer, self.tokenizer, self.backbone, self.post_processor):
+            part.to(dtype)
+
 
 def build_network(config: ModelConfig, device: str | torch.device = "meta") -> TripoSRNetwork:
     """On the meta device nothing is allocated: the checkpoint's tensors are adopted later, not copied."""
@@ -85,7 +94,8 @@ class TripoSR:
     def __init__(self, network: TripoSRNetwork, device: torch.device, chunk_size: int = DEFAULT_CHUNK_SIZE):
         self._network: TripoSRNetwork | None = network
         self._device = device
-        self.dtype = next(network.parameters()).dtype
+        # Precision of the image encoder and backbone; scene codes and field queries are always float32.
+        self.dtype = network.backbone.proj_in.weight.dtype
         self.chunk_size = chunk_size
         self.load_seconds = 0.0
 
@@ -106,7 +116,8 @@ class TripoSR:
         report(progress, LOAD_STAGE, 0.0)
         network = build_network(load_config(files.config))
         load_weights(network, read_checkpoint(files.weights))
-        network.to(device=chosen_device, dtype=chosen_dtype).eval().requires_grad_(False)
+        network.to(chosen_device).eval().requires_grad_(False)
+        network.set_encoder_dtype(chosen_dtype)
         model = cls(network, chosen_device, chunk_size)
         model.load_seconds = time.perf_counter() - started
         report(progress, LOAD_STAGE, 1.0)
@@ -156,7 +167,7 @@ class TripoSR:
             tokens = network.triplane_tokens(
                 image_tokens, scaled(progress, ENCODE_STAGE, IMAGE_ENCODER_SHARE, 1.0)
             )
-            return network.scene_codes(tokens)
+            return network.scene_codes(tokens).float()
 
     def query(
         self, scene: torch.Tensor, points: torch.Tensor | np.ndarray, progress: Progress | None = None
@@ -216,16 +227,16 @@ class TripoSR:
     ) -> torch.Tensor:
         """Volume-rendered views around the object, as the reference renders them -> [B, n_views, H, W, 3]."""
         rays_o, rays_d = spherical_cameras(n_views, elevation_deg, camera_distance, fovy_deg, height, width)
-        rays_o, rays_d = rays_o.to(self._device, self.dtype), rays_d.to(self._device, self.dtype)
+        rays_o, rays_d = rays_o.to(self._device), rays_d.to(self._device)
         renderer, decoder = self.network.renderer, self.network.decoder
         images = []
         with torch.inference_mode():
-            for triplane in scene.to(self._device, self.dtype):
+            for triplane in scene.to(self._device, torch.float32):
                 views = [
                     renderer.render_rays(decoder, triplane, rays_o[view], rays_d[view], self.chunk_size)
                     for view in range(n_views)
                 ]
-                images.append(torch.stack(views).float())
+                images.append(torch.stack(views))
         return torch.stack(images)
 
     def _triplane(self, scene: torch.Tensor) -> torch.Tensor:
@@ -235,16 +246,14 @@ class TripoSR:
             scene = scene[0]
         if scene.ndim != 4 or scene.shape[0] != 3:
             raise ValueError(f"scene must have shape [1, 3, C, H, W], got {tuple(scene.shape)}")
-        return scene.to(self._device, self.dtype)
+        return scene.to(self._device, torch.float32)
 
     def _query(
         self, triplane: torch.Tensor, points: torch.Tensor, on_chunk: Callable[[float], None] | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         network = self.network
-        density, color = network.renderer.query(
-            network.decoder, points.to(self._device, self.dtype), triplane, self.chunk_size, on_chunk
-        )
-        return density.float(), color.float()
+        points = points.to(self._device, torch.float32)
+        return network.renderer.query(network.decoder, points, triplane, self.chunk_size, on_chunk)
 
 
 def image_to_tensor(image: PIL.Image.Image) -> torch.Tensor:

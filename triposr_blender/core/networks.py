@@ -58,9 +58,12 @@ class NeRFMLP(nn.Module):
         super().__init__()
         self.cfg = cfg
         activation = MLP_ACTIVATIONS[cfg.activation]
-        layers: list[nn.Module] = [nn.Linear(cfg.in_channels, cfg.n_neurons, bias=cfg.bias), activation()]
+        layers: list[nn.Module] = [
+            nn.Linear(cfg.in_channels, cfg.n_neurons, bias=cfg.bias),
+            activation(inplace=True),
+        ]
         for _ in range(cfg.n_hidden_layers - 1):
-            layers += [nn.Linear(cfg.n_neurons, cfg.n_neurons, bias=cfg.bias), activation()]
+            layers += [nn.Linear(cfg.n_neurons, cfg.n_neurons, bias=cfg.bias), activation(inplace=True)]
         layers.append(nn.Linear(cfg.n_neurons, 4, bias=cfg.bias))
         self.layers = nn.Sequential(*layers)
 
