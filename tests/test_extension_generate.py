@@ -4,14 +4,10 @@ it), with the tiny random-weight fixture model as the model source: the object i
 import numpy as np
 import pytest
 from extension_harness import PACKAGE, REPO, Blender, build_extension
+from fixture_model import FIXTURE, IMAGE, OPTIONS, core_mesh
 
 from triposr_blender import placement
-from triposr_blender.core import TripoSR, preprocess_image
 
-FIXTURE = REPO / "tests" / "fixtures" / "triposr-tiny-a"
-IMAGE = FIXTURE / "input.png"
-# The fixture's random field has a surface at this density on its resolution-48 grid (see its README).
-OPTIONS = {"remove_background": False, "resolution": 48, "threshold": 0.41453200578689575}
 CURSOR = (1.0, -2.0, 0.5)
 SIZE = 1.5
 
@@ -78,13 +74,9 @@ def empty_file(blender):
 
 
 @pytest.fixture(scope="module")
-def core_mesh():
-    """The mesh the core itself makes from the fixture image, in TripoSR's model space."""
-    model = TripoSR.from_pretrained(FIXTURE, device="cpu")
-    image = preprocess_image(IMAGE, remove_background=False)
-    return model.extract_mesh(
-        model.encode(image), resolution=OPTIONS["resolution"], threshold=OPTIONS["threshold"]
-    )
+def expected_mesh():
+    """What the core itself makes from the fixture image: Generate must hand it over unchanged."""
+    return core_mesh()
 
 
 @pytest.fixture(scope="module")
@@ -104,28 +96,28 @@ def test_the_object_is_named_after_the_image(generated):
     assert generated["name"] == "input"
 
 
-def test_the_mesh_has_the_core_mesh_vertices_and_triangles(generated, core_mesh):
-    assert len(generated["vertices"]) == len(core_mesh.vertices)
-    assert len(generated["faces"]) == len(core_mesh.faces)
+def test_the_mesh_has_the_core_mesh_vertices_and_triangles(generated, expected_mesh):
+    assert len(generated["vertices"]) == len(expected_mesh.vertices)
+    assert len(generated["faces"]) == len(expected_mesh.faces)
     assert generated["polygon_sizes"] == [3]
 
 
-def test_the_mesh_is_the_core_mesh_upright_facing_front_and_sized(generated, core_mesh):
+def test_the_mesh_is_the_core_mesh_upright_facing_front_and_sized(generated, expected_mesh):
     front = placement.model_to_blender_rotation("NEG_Y")
-    expected = placement.place_vertices(core_mesh.vertices, front, SIZE)
+    expected = placement.place_vertices(expected_mesh.vertices, front, SIZE)
 
     np.testing.assert_allclose(generated["vertices"], expected, atol=1e-5)
 
 
-def test_the_triangles_keep_the_core_winding_so_normals_point_out(generated, core_mesh):
-    np.testing.assert_array_equal(generated["faces"], core_mesh.faces)
+def test_the_triangles_keep_the_core_winding_so_normals_point_out(generated, expected_mesh):
+    np.testing.assert_array_equal(generated["faces"], expected_mesh.faces)
 
 
-def test_the_vertex_colours_are_the_core_colours(generated, core_mesh):
+def test_the_vertex_colours_are_the_core_colours(generated, expected_mesh):
     colors = np.array(generated["colors_srgb"])
 
     # Blender stores linear colours and converts back through OpenColorIO: well within half an 8-bit step.
-    np.testing.assert_allclose(colors[:, :3], core_mesh.vertex_colors, atol=0.5 / 255)
+    np.testing.assert_allclose(colors[:, :3], expected_mesh.vertex_colors, atol=0.5 / 255)
     np.testing.assert_array_equal(colors[:, 3], 1.0)
 
 
@@ -171,7 +163,7 @@ def test_further_objects_share_the_one_material(blender, empty_file):
     assert second["counts"]["materials"] == 1
 
 
-def test_an_image_without_a_file_is_read_from_its_pixels(blender, empty_file, core_mesh):
+def test_an_image_without_a_file_is_read_from_its_pixels(blender, empty_file, expected_mesh):
     from_pixels = blender.run(
         "source = bpy.data.images.load(path)\n"
         "image = bpy.data.images.new('Painted', *source.size, alpha=True)\n"
@@ -184,10 +176,10 @@ def test_an_image_without_a_file_is_read_from_its_pixels(blender, empty_file, co
     )
 
     assert from_pixels["name"] == "Painted"
-    np.testing.assert_array_equal(from_pixels["faces"], core_mesh.faces)
+    np.testing.assert_array_equal(from_pixels["faces"], expected_mesh.faces)
 
 
-def test_a_reference_image_empty_gives_the_input_and_holds_the_object(blender, empty_file, core_mesh):
+def test_a_reference_image_empty_gives_the_input_and_holds_the_object(blender, empty_file):
     in_picture = blender.run(
         "empty = bpy.data.objects.new('Reference', None)\n"
         "empty.empty_display_type = 'IMAGE'\n"
@@ -272,18 +264,18 @@ def test_a_setup_problem_reports_what_to_do_and_the_next_run_works(
 
 
 def test_a_worker_that_dies_mid_run_is_reported_and_the_next_run_works(blender, empty_file):
+    """The worker is killed while a fresh one is still loading: a point every run passes."""
     outcomes = blender.run(
         "import os, signal, sys, threading, time\n"
         "session = sys.modules[package + '.operators'].SESSION\n"
-        "operator('triposr.generate', filepath=path, **options)  # the worker is up, the model loaded\n"
+        "session.stop()\n"
         "def kill_when_busy():\n"
-        "    while not session.client.busy:\n"
-        "        time.sleep(0.01)\n"
-        "    time.sleep(0.2)\n"
+        "    while session.client.pid is None or not session.client.busy:\n"
+        "        time.sleep(0.005)\n"
         "    os.kill(session.client.pid, signal.SIGKILL)\n"
         "threading.Thread(target=kill_when_busy).start()\n"
         "before = scene_counts()\n"
-        "failed = operator('triposr.generate', filepath=path, **{**options, 'resolution': 256})\n"
+        "failed = operator('triposr.generate', filepath=path, **options)\n"
         "result = {'failed': failed, 'unchanged': before == scene_counts(), "
         "'next': operator('triposr.generate', filepath=path, **options)}",
         package=PACKAGE,

@@ -1,35 +1,29 @@
 """The worker process and its client (jobs.py), as Blender uses them, without bpy: a real worker process
-running the real core on the tiny random-weight fixture model."""
+running the real core on the tiny random-weight fixture model.
+
+Tests that interrupt a job do it right after the job's first progress event on a fresh worker, while the
+worker is still importing PyTorch and loading the model: a point every job passes, however fast the
+machine or the mesh extraction."""
 
 import os
 import signal
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
+from fixture_model import FIXTURE, IMAGE, OPTIONS, core_mesh
 from PIL import Image
 
 from triposr_blender.jobs import ModelSettings, WorkerClient, WorkerStartError
 
-FIXTURE = Path(__file__).parent / "fixtures" / "triposr-tiny-a"
-EXPECTED = np.load(FIXTURE / "expected.npz")
 MODEL = ModelSettings(str(FIXTURE), device="cpu")
-# The fixture's random field has a surface at this density on its resolution-48 grid (see its README).
-FIXTURE_OPTIONS = {
-    "remove_background": False,
-    "foreground_ratio": 0.85,
-    "resolution": 48,
-    "threshold": 0.41453200578689575,
-}
-# Large enough that the density grid takes many progress steps, so there is time to interrupt it.
-SLOW_OPTIONS = {"resolution": 160}
 JOB_TIMEOUT = 120
+FIRST_STAGE = "Starting"
 
 
 def generate(client: WorkerClient, image=None, **options):
-    image = image or {"path": str(FIXTURE / "input.png")}
-    return client.submit("generate", MODEL, image=image, options={**FIXTURE_OPTIONS, **options})
+    image = image or {"path": str(IMAGE)}
+    return client.submit("generate", MODEL, image=image, options={**OPTIONS, **options})
 
 
 def events_until_done(job) -> list[dict]:
@@ -39,12 +33,15 @@ def events_until_done(job) -> list[dict]:
     return events
 
 
-def wait_for_stage(job, stage: str) -> None:
+def started_job(client: WorkerClient):
+    """A generation that has reported its first progress (on a fresh worker: before the model loads)."""
+    job = generate(client)
     deadline = time.monotonic() + JOB_TIMEOUT
-    while job.stage != stage:
-        assert job.poll() is None, f"the job ended before reaching {stage!r}: {job.outcome}"
-        assert time.monotonic() < deadline, f"no {stage!r} progress within {JOB_TIMEOUT} s"
-        time.sleep(0.02)
+    while job.stage != FIRST_STAGE:
+        assert job.poll() is None, f"the job ended before it started: {job.outcome}"
+        assert time.monotonic() < deadline, f"no progress within {JOB_TIMEOUT} s"
+        time.sleep(0.01)
+    return job
 
 
 def process_exists(pid: int) -> bool:
@@ -57,17 +54,15 @@ def process_exists(pid: int) -> bool:
 
 @pytest.fixture(scope="module")
 def client():
-    """One worker shared by the tests that leave it running (a start costs a torch import).
-
-    Its long cancel grace lets a busy test machine never mistake a slow stop for a stuck worker."""
-    client = WorkerClient(cancel_grace=JOB_TIMEOUT)
+    """One worker shared by the tests that leave it running (a start costs a torch import)."""
+    client = WorkerClient()
     yield client
     client.stop()
 
 
 @pytest.fixture
 def own_client():
-    """A worker for a test that kills or stops it."""
+    """A fresh worker for a test that interrupts, kills or stops it."""
     client = WorkerClient()
     yield client
     client.stop()
@@ -78,13 +73,12 @@ def test_a_job_reports_progress_then_returns_the_core_mesh(own_client):
 
     *progress, result = events
     assert {event["event"] for event in progress} == {"progress"}
-    stages = [event["stage"] for event in progress]
-    assert "Loading model" in stages and "Computing density grid" in stages
+    assert [event["stage"] for event in progress][:2] == [FIRST_STAGE, "Loading model"]
     assert all(0.0 <= event["fraction"] <= 1.0 for event in progress)
-    mesh = result["mesh"]
-    assert mesh["vertices"].shape == EXPECTED["mesh_vertices"].shape
-    assert mesh["faces"].shape == EXPECTED["mesh_faces"].shape
-    assert mesh["vertex_colors"].dtype == np.float32 and mesh["faces"].dtype == np.int64
+    mesh, expected = result["mesh"], core_mesh()
+    np.testing.assert_array_equal(mesh["vertices"], expected.vertices)
+    np.testing.assert_array_equal(mesh["faces"], expected.faces)
+    np.testing.assert_array_equal(mesh["vertex_colors"], expected.vertex_colors)
 
 
 def test_the_model_stays_loaded_in_the_same_worker_between_jobs(client):
@@ -100,27 +94,23 @@ def test_the_model_stays_loaded_in_the_same_worker_between_jobs(client):
 
 
 def test_an_image_can_be_sent_as_pixels(client):
-    pixels = np.asarray(Image.open(FIXTURE / "input.png").convert("RGB"), dtype=np.float32) / 255
+    pixels = np.asarray(Image.open(IMAGE).convert("RGB"), dtype=np.float32) / 255
 
     from_pixels = generate(client, image={"pixels": pixels}).wait(JOB_TIMEOUT)
-    from_file = generate(client).wait(JOB_TIMEOUT)
 
-    np.testing.assert_array_equal(from_pixels["mesh"]["faces"], from_file["mesh"]["faces"])
-    np.testing.assert_allclose(from_pixels["mesh"]["vertices"], from_file["mesh"]["vertices"], atol=1e-6)
+    np.testing.assert_array_equal(from_pixels["mesh"]["faces"], core_mesh().faces)
 
 
 @pytest.mark.parametrize(
     ("image", "options", "kind", "advice"),
     [
         ("not-an-image.png", {}, "InvalidImageError", "not an image"),
-        ("input.png", {"threshold": 100.0}, "NoSurfaceError", "Lower the threshold"),
+        (IMAGE.name, {"threshold": 100.0}, "NoSurfaceError", "Lower the threshold"),
     ],
 )
-def test_a_failing_job_gives_the_core_message_and_the_worker_serves_on(
-    client, tmp_path, image, options, kind, advice
-):
+def test_a_failing_job_is_explained_and_the_worker_serves_on(client, tmp_path, image, options, kind, advice):
     (tmp_path / "not-an-image.png").write_text("plain text")
-    path = tmp_path / image if image != "input.png" else FIXTURE / image
+    path = IMAGE if image == IMAGE.name else tmp_path / image
     generate(client).wait(JOB_TIMEOUT)
     pid = client.pid
 
@@ -144,26 +134,24 @@ def test_a_model_that_cannot_be_loaded_offline_is_explained(own_client, tmp_path
     assert "Allow Online Access" in not_downloaded["message"]
 
 
-def test_a_cancelled_job_stops_at_the_next_step_and_the_worker_serves_on(client):
-    generate(client).wait(JOB_TIMEOUT)
-    pid = client.pid
-    job = generate(client, **SLOW_OPTIONS)
-    wait_for_stage(job, "Computing density grid")
+def test_a_cancelled_job_stops_at_its_next_step_and_the_worker_serves_on(own_client):
+    own_client.cancel_grace = JOB_TIMEOUT  # a busy test machine must not pass for a stuck worker
+    job = started_job(own_client)
+    pid = own_client.pid
 
-    client.cancel(job)
+    own_client.cancel(job)
 
     assert job.wait(JOB_TIMEOUT)["event"] == "cancelled"
-    assert client.pid == pid, "a worker that stops by itself is kept"
-    assert generate(client).wait(JOB_TIMEOUT)["event"] == "result"
+    assert own_client.pid == pid, "a worker that stops by itself is kept"
+    assert generate(own_client).wait(JOB_TIMEOUT)["event"] == "result"
 
 
 @pytest.mark.skipif(not hasattr(signal, "SIGSTOP"), reason="needs POSIX signals to freeze the worker")
 def test_a_worker_that_ignores_a_cancel_is_killed_and_queued_jobs_run_on_a_new_one(own_client):
-    job = generate(own_client, **SLOW_OPTIONS)
+    job = started_job(own_client)
     queued = generate(own_client)
-    wait_for_stage(job, "Computing density grid")
     frozen = own_client.pid
-    os.kill(frozen, signal.SIGSTOP)  # a worker stuck in a long step that never reports progress
+    os.kill(frozen, signal.SIGSTOP)  # as stuck as a worker can be
 
     own_client.cancel(job)
 
@@ -173,8 +161,7 @@ def test_a_worker_that_ignores_a_cancel_is_killed_and_queued_jobs_run_on_a_new_o
 
 
 def test_a_worker_killed_mid_job_fails_the_job_clearly_and_the_next_job_starts_a_new_worker(own_client):
-    job = generate(own_client, **SLOW_OPTIONS)
-    wait_for_stage(job, "Computing density grid")
+    job = started_job(own_client)
     killed = own_client.pid
 
     os.kill(killed, signal.SIGKILL)
@@ -189,8 +176,7 @@ def test_a_worker_killed_mid_job_fails_the_job_clearly_and_the_next_job_starts_a
 
 
 def test_unload_ends_the_worker_and_cancels_its_job(own_client):
-    job = generate(own_client, **SLOW_OPTIONS)
-    wait_for_stage(job, "Computing density grid")
+    job = started_job(own_client)
     pid = own_client.pid
 
     own_client.stop()
