@@ -1,0 +1,249 @@
+"""Baked colour texture: a UV layout from xatlas, then the colour field sampled at each texel's surface point.
+
+No OpenGL context and no GPU: the UV triangles are rasterised with numpy. The pipeline is
+
+    unwrap (xatlas) -> rasterise the UV triangles -> surface point of each covered texel
+    -> colour_fn at those points -> dilate across the seams -> RGBA image.
+
+Image convention: ``image[row, column]`` with row 0 at v = 0 and column 0 at u = 0 (the bottom-left
+origin of OpenGL and of Blender's ``Image.pixels``); texel (row r, column c) has its centre at
+``u = (c + 0.5) / size, v = (r + 0.5) / size``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import xatlas
+
+from .isosurface import Mesh
+from .model import report
+from .weights import Progress
+
+ColorFn = Callable[[np.ndarray], np.ndarray]
+
+UNWRAP_STAGE = "Unwrapping UVs"
+RASTERIZE_STAGE = "Rasterising UV layout"
+BAKE_STAGE = "Baking texture"
+MIN_TEXTURE_SIZE, MAX_TEXTURE_SIZE = 64, 8192
+# xatlas grows charts without limit by default and then spends most of its time splitting the ones that
+# fail to flatten: on a 40k-triangle marching-cubes mesh that took 20 s instead of 1 s. Capping a chart's
+# area at this share of the surface keeps charts flat from the start, for about 10 % less texel density.
+MAX_CHART_AREA_SHARE = 1 / 300
+# Candidate texels tested per rasterisation batch: bounds the batch arrays to some tens of MB.
+TEXELS_PER_BATCH = 1 << 20
+# Colour queries per colour_fn call: steady progress, and a chance to cancel, during large bakes.
+POINTS_PER_QUERY = 1 << 18
+# A texel centre on a shared UV edge belongs to both triangles; this tolerance keeps it from falling
+# through the crack between them through rounding.
+EDGE_TOLERANCE = 1e-7
+NO_FACE = -1
+# The 8-neighbourhood used by dilation, as (row, column) offsets.
+NEIGHBOURS = [(dr, dc) for dr in (-1, 0, 1) for dc in (-1, 0, 1) if (dr, dc) != (0, 0)]
+
+
+@dataclass(frozen=True)
+class BakedTexture:
+    """A UV layout for the mesh it was baked on, and its colour texture."""
+
+    corner_uvs: np.ndarray  # (F, 3, 2) float32: UV of each face corner, in the order of mesh.faces
+    image: np.ndarray  # (S, S, 4) uint8 RGBA; alpha 0 marks texels no face uses (see module docstring)
+
+
+def bake_texture(
+    mesh: Mesh,
+    color_fn: ColorFn,
+    texture_size: int = 2048,
+    padding: int = 4,
+    progress: Progress | None = None,
+) -> BakedTexture:
+    """Unwrap ``mesh`` and bake ``color_fn`` (points (N, 3) -> sRGB colours (N, 3) in [0, 1]) into a texture.
+
+    ``padding`` texels of colour are grown around every chart, so mipmaps and bilinear filtering do not
+    pull in the empty background along seams. The mesh's own vertex colours are not used.
+    """
+    check_texture_size(texture_size)
+    report(progress, UNWRAP_STAGE, 0.0)
+    corner_uvs = unwrap(mesh, texture_size, padding)
+    report(progress, UNWRAP_STAGE, 1.0)
+    face_image = rasterize_faces(corner_uvs, texture_size)
+    report(progress, RASTERIZE_STAGE, 1.0)
+    rows, columns = np.nonzero(face_image != NO_FACE)
+    points = surface_points(mesh, corner_uvs, face_image[rows, columns], rows, columns, texture_size)
+    colors = query_in_chunks(color_fn, points, progress)
+    rgb = np.zeros((texture_size, texture_size, 3), np.float32)
+    rgb[rows, columns] = colors
+    rgb, filled = dilate(rgb, face_image != NO_FACE, padding)
+    return BakedTexture(corner_uvs=corner_uvs, image=to_rgba8(rgb, filled))
+
+
+def check_texture_size(texture_size: int) -> None:
+    if not MIN_TEXTURE_SIZE <= texture_size <= MAX_TEXTURE_SIZE:
+        raise ValueError(
+            f"texture_size must be in [{MIN_TEXTURE_SIZE}, {MAX_TEXTURE_SIZE}], got {texture_size}"
+        )
+
+
+def unwrap(mesh: Mesh, texture_size: int, padding: int) -> np.ndarray:
+    """A UV layout packed into the unit square with ``padding`` texels between charts -> (F, 3, 2) float32.
+
+    xatlas cuts the surface into charts and splits vertices along the cuts; it keeps the face order,
+    so its per-face indices give each corner of ``mesh.faces`` its UV and the mesh itself stays whole
+    (shared vertices keep smooth normals across seams).
+    """
+    atlas = xatlas.Atlas()
+    vertices = np.ascontiguousarray(mesh.vertices, np.float32)
+    atlas.add_mesh(vertices, np.ascontiguousarray(mesh.faces, np.uint32))
+    chart_options = xatlas.ChartOptions()
+    chart_options.max_chart_area = float(surface_area(mesh)) * MAX_CHART_AREA_SHARE
+    pack_options = xatlas.PackOptions()
+    pack_options.resolution = texture_size
+    pack_options.padding = padding
+    atlas.generate(chart_options, pack_options)
+    _, corner_indices, uvs = atlas[0]
+    return uvs[corner_indices].astype(np.float32)
+
+
+def surface_area(mesh: Mesh) -> float:
+    corners = mesh.vertices[mesh.faces].astype(np.float64)
+    normals = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
+    return 0.5 * float(np.linalg.norm(normals, axis=1).sum())
+
+
+def texel_coordinates(corner_uvs: np.ndarray, texture_size: int) -> np.ndarray:
+    """UVs -> (column, row) texel coordinates, in which texel centres sit on whole numbers."""
+    return corner_uvs.astype(np.float64) * texture_size - 0.5
+
+
+def rasterize_faces(corner_uvs: np.ndarray, texture_size: int) -> np.ndarray:
+    """Which face covers each texel centre -> (S, S) int32 face index, ``NO_FACE`` where none does.
+
+    Vectorised over triangles: triangles with bounding boxes of similar size go through numpy together,
+    each batch testing every texel centre of each triangle's (padded) box with barycentric coordinates.
+    """
+    xy = texel_coordinates(corner_uvs, texture_size)
+    lowest = np.ceil(xy.min(axis=1)).astype(np.int64)  # first texel centre inside the box, per axis
+    highest = np.floor(xy.max(axis=1)).astype(np.int64)
+    extent = highest - lowest + 1
+    inverse, usable = barycentric_matrices(xy)
+    usable &= (extent > 0).all(axis=1)
+    face_image = np.full((texture_size, texture_size), NO_FACE, np.int32)
+    size_class = box_size_class(extent)
+    for key in np.unique(size_class[usable]):
+        faces = np.flatnonzero(usable & (size_class == key))
+        width, height = extent[faces].max(axis=0)
+        per_batch = max(1, TEXELS_PER_BATCH // (width * height))
+        for start in range(0, len(faces), per_batch):
+            batch = faces[start : start + per_batch]
+            rasterize_batch(face_image, batch, xy[batch, 0], inverse[batch], lowest[batch], highest[batch])
+    return face_image
+
+
+def barycentric_matrices(xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per triangle: the 2×2 matrix taking p - corner0 to barycentrics (b1, b2), and whether it exists."""
+    edges = np.stack([xy[:, 1] - xy[:, 0], xy[:, 2] - xy[:, 0]], axis=2)  # columns are the two edges
+    determinant = edges[:, 0, 0] * edges[:, 1, 1] - edges[:, 0, 1] * edges[:, 1, 0]
+    usable = np.abs(determinant) > 1e-12
+    safe = np.where(usable, determinant, 1.0)
+    inverse = np.empty_like(edges)
+    inverse[:, 0, 0] = edges[:, 1, 1] / safe
+    inverse[:, 0, 1] = -edges[:, 0, 1] / safe
+    inverse[:, 1, 0] = -edges[:, 1, 0] / safe
+    inverse[:, 1, 1] = edges[:, 0, 0] / safe
+    return inverse, usable
+
+
+def box_size_class(extent: np.ndarray) -> np.ndarray:
+    """Bounding boxes binned by width and height on a ×1.5 scale, so a batch pads each box by < 50 %."""
+    bins = np.ceil(np.log(extent.clip(min=1)) / np.log(1.5)).astype(np.int64)
+    return bins[:, 0] * 1000 + bins[:, 1]
+
+
+def rasterize_batch(
+    face_image: np.ndarray,
+    faces: np.ndarray,
+    origin: np.ndarray,
+    inverse: np.ndarray,
+    lowest: np.ndarray,
+    highest: np.ndarray,
+) -> None:
+    """Write ``faces`` into ``face_image`` at the texel centres they contain (a later face wins a tie)."""
+    width, height = (highest - lowest + 1).max(axis=0)
+    offset_x, offset_y = np.meshgrid(np.arange(width), np.arange(height), indexing="xy")
+    columns = lowest[:, :1] + offset_x.reshape(1, -1)
+    rows = lowest[:, 1:] + offset_y.reshape(1, -1)
+    in_box = (columns <= highest[:, :1]) & (rows <= highest[:, 1:])
+    dx = columns - origin[:, :1]
+    dy = rows - origin[:, 1:]
+    b1 = inverse[:, 0, :1] * dx + inverse[:, 0, 1:] * dy
+    b2 = inverse[:, 1, :1] * dx + inverse[:, 1, 1:] * dy
+    inside = in_box & (b1 >= -EDGE_TOLERANCE) & (b2 >= -EDGE_TOLERANCE) & (b1 + b2 <= 1 + EDGE_TOLERANCE)
+    which_face, which_texel = np.nonzero(inside)
+    face_image[rows[which_face, which_texel], columns[which_face, which_texel]] = faces[which_face]
+
+
+def surface_points(
+    mesh: Mesh,
+    corner_uvs: np.ndarray,
+    faces: np.ndarray,
+    rows: np.ndarray,
+    columns: np.ndarray,
+    texture_size: int,
+) -> np.ndarray:
+    """The 3D point on face ``faces[i]`` that maps to texel (rows[i], columns[i]) -> (N, 3) float32."""
+    xy = texel_coordinates(corner_uvs[faces], texture_size)
+    inverse, _ = barycentric_matrices(xy)
+    offset = np.stack([columns, rows], axis=1) - xy[:, 0]
+    b12 = np.einsum("nij,nj->ni", inverse, offset)
+    weights = np.concatenate([1.0 - b12.sum(axis=1, keepdims=True), b12], axis=1)
+    corners = mesh.vertices[mesh.faces[faces]].astype(np.float64)
+    return np.einsum("nk,nkj->nj", weights, corners).astype(np.float32)
+
+
+def query_in_chunks(color_fn: ColorFn, points: np.ndarray, progress: Progress | None) -> np.ndarray:
+    colors = np.empty((len(points), 3), np.float32)
+    for start in range(0, len(points), POINTS_PER_QUERY):
+        report(progress, BAKE_STAGE, start / max(len(points), 1))
+        stop = start + POINTS_PER_QUERY
+        colors[start:stop] = color_fn(points[start:stop])
+    report(progress, BAKE_STAGE, 1.0)
+    return colors
+
+
+def dilate(rgb: np.ndarray, filled: np.ndarray, steps: int) -> tuple[np.ndarray, np.ndarray]:
+    """Grow the filled region by ``steps`` texels: each step, every empty texel next to a filled one takes
+    the mean colour of its filled 8-neighbours. Returns the new colours and filled mask.
+
+    Only the ring of empty texels at the border is touched per step, not the whole image.
+    """
+    rgb, filled = rgb.copy(), filled.copy()
+    size_y, size_x = filled.shape
+    for _ in range(steps):
+        padded = np.pad(filled, 1)
+        ring = ~filled & np.logical_or.reduce(
+            [padded[1 + dr : 1 + dr + size_y, 1 + dc : 1 + dc + size_x] for dr, dc in NEIGHBOURS]
+        )
+        rows, columns = np.nonzero(ring)
+        if len(rows) == 0:
+            break
+        total = np.zeros((len(rows), 3), np.float32)
+        count = np.zeros(len(rows), np.float32)
+        for dr, dc in NEIGHBOURS:
+            r, c = rows + dr, columns + dc
+            valid = (r >= 0) & (r < size_y) & (c >= 0) & (c < size_x)
+            r, c = r.clip(0, size_y - 1), c.clip(0, size_x - 1)
+            use = valid & filled[r, c]
+            total += rgb[r, c] * use[:, None]
+            count += use
+        rgb[rows, columns] = total / count[:, None]
+        filled[rows, columns] = True
+    return rgb, filled
+
+
+def to_rgba8(rgb: np.ndarray, filled: np.ndarray) -> np.ndarray:
+    rgba = np.zeros((*filled.shape, 4), np.uint8)
+    rgba[..., :3] = np.rint(np.clip(rgb, 0.0, 1.0) * 255.0).astype(np.uint8)
+    rgba[..., 3] = np.where(filled, 255, 0)
+    return rgba
