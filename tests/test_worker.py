@@ -5,6 +5,7 @@ Tests that interrupt a job do it right after the job's first progress event on a
 worker is still importing PyTorch and loading the model: a point every job passes, however fast the
 machine or the mesh extraction."""
 
+import io
 import os
 import signal
 import time
@@ -14,7 +15,10 @@ import pytest
 from fixture_model import FIXTURE, IMAGE, OPTIONS, core_mesh
 from PIL import Image
 
+from triposr_blender import protocol
+from triposr_blender.core.model import ENCODE_STAGE
 from triposr_blender.jobs import ModelSettings, WorkerClient, WorkerStartError
+from triposr_blender.worker import Worker
 
 MODEL = ModelSettings(str(FIXTURE), device="cpu")
 JOB_TIMEOUT = 120
@@ -144,6 +148,37 @@ def test_a_cancelled_job_stops_at_its_next_step_and_the_worker_serves_on(own_cli
     assert job.wait(JOB_TIMEOUT)["event"] == "cancelled"
     assert own_client.pid == pid, "a worker that stops by itself is kept"
     assert generate(own_client).wait(JOB_TIMEOUT)["event"] == "result"
+
+
+class CancellingEvents:
+    """The worker's event stream as Blender reads it, cancelling the job once ``stage`` is under way."""
+
+    def __init__(self, stage: str):
+        self.stage = stage
+        self.received: list[dict] = []
+        self.worker: Worker | None = None
+
+    def write(self, line: str) -> None:
+        event = protocol.decode(line)
+        self.received.append(event)
+        if event.get("stage") == self.stage and event["fraction"] > 0:
+            self.worker.cancelled.add(event["id"])
+
+    def flush(self) -> None:
+        pass
+
+
+def test_a_cancel_during_encoding_stops_the_encoder_between_layers(tmp_path):
+    """Encoding takes half a minute on a CPU with the real model: a cancel must not wait for its end."""
+    events = CancellingEvents(ENCODE_STAGE)
+    events.worker = Worker(io.StringIO(), events, tmp_path)
+    command = {"cmd": "generate", "id": 1, "model": MODEL.as_message(), "image": {"path": str(IMAGE)}}
+
+    events.worker.run_job({**command, "options": OPTIONS})
+
+    progress = [event for event in events.received if event["event"] == "progress"]
+    assert [event for event in events.received if event.get("id") == 1][-1] == {"event": "cancelled", "id": 1}
+    assert progress[-1]["stage"] == ENCODE_STAGE and progress[-1]["fraction"] < 1.0
 
 
 @pytest.mark.skipif(not hasattr(signal, "SIGSTOP"), reason="needs POSIX signals to freeze the worker")

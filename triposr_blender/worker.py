@@ -149,7 +149,7 @@ def generate(models: ModelCache, request: dict, progress) -> dict:
         foreground_ratio=options["foreground_ratio"],
         progress=progress,
     )
-    scene = model.encode(prepared)
+    scene = model.encode(prepared, progress=progress)
     mesh = model.extract_mesh(
         scene, resolution=options["resolution"], threshold=options["threshold"], progress=progress
     )
