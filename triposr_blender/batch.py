@@ -24,6 +24,7 @@ import time
 import traceback
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import NoReturn
 
 import bpy
 
@@ -573,8 +574,20 @@ def _import_package():
     return importlib.import_module(folder.name)
 
 
+def exit_bpy_module(code: int) -> NoReturn:
+    """End a ``python -m triposr_blender.batch`` run without Python's normal teardown of the bpy module.
+
+    The Blender 4.2 bpy module crashes (signal 11) while Python shuts down after two or more glTF exports,
+    even in a script that does nothing else, which would turn a good batch into a failed one. By now the
+    outputs and the report are written and the worker is stopped, so nothing is lost by skipping it.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
     if __package__:
-        sys.exit(main())
+        exit_bpy_module(main())
     # Run as a script (``blender --python batch.py``): relative imports need the module inside its package.
     sys.exit(importlib.import_module(_import_package().__name__ + ".batch").main())
