@@ -122,19 +122,25 @@ def build_object(
     generated: GeneratedMesh,
     where: Placement,
     shade_smooth: bool = True,
+    material: bpy.types.Material | None = None,
 ) -> bpy.types.Object:
-    """Create the coloured, placed object in the active collection, selected and active."""
+    """Create the coloured, placed object in the active collection, selected and active.
+
+    With ``material`` (a baked texture's, see ``texture_material``) the mesh gets that material and no
+    vertex colours: glTF viewers multiply COLOR_0 into the base colour, which would darken the texture.
+    """
     created: list[bpy.types.ID] = []
     try:
         vertices, matrix = placed_vertices_and_matrix(generated.vertices, where)
         mesh = new_mesh(name, vertices, generated.faces)
         created.append(mesh)
-        add_vertex_colors(mesh, generated.vertex_colors)
         shade(mesh, shade_smooth)
-        material = find_vertex_color_material()
         if material is None:
-            material = new_vertex_color_material()
-            created.append(material)
+            add_vertex_colors(mesh, generated.vertex_colors)
+            material = find_vertex_color_material()
+            if material is None:
+                material = new_vertex_color_material()
+                created.append(material)
         mesh.materials.append(material)
         obj = bpy.data.objects.new(name, mesh)
         created.append(obj)

@@ -1,0 +1,165 @@
+"""A baked texture in Blender (real bpy): the packed image, the UV map, the material wiring, and the glTF,
+OBJ exports that carry them. The bake itself is the core's, from the tiny fixture model.
+
+The bpy tests run in this process on an empty factory file, reset before each test.
+"""
+
+import io
+import json
+import struct
+from pathlib import Path
+
+import bpy
+import numpy as np
+import pytest
+from PIL import Image
+
+from triposr_blender import mesh_builder, texture_material
+from triposr_blender.core import TripoSR
+from triposr_blender.core.texture import bake_texture
+
+TINY = Path(__file__).parent / "fixtures" / "triposr-tiny-a"
+THRESHOLD = 0.41453200578689575  # the tiny model has a surface at this level (see its README)
+RESOLUTION = 48
+SIZE = 128
+GLB_JSON_CHUNK = 0x4E4F534A
+GLB_BINARY_CHUNK = 0x004E4942
+
+
+@pytest.fixture(scope="module")
+def generated_and_texture():
+    model = TripoSR.from_pretrained(TINY, device="cpu")
+    scene = model.encode(Image.open(TINY / "input.png").convert("RGB"))
+    mesh = model.extract_mesh(scene, resolution=RESOLUTION, threshold=THRESHOLD)
+    baked = bake_texture(mesh, lambda points: model.query(scene, points)["color"].numpy(), texture_size=SIZE)
+    generated = mesh_builder.GeneratedMesh(mesh.vertices, mesh.faces, mesh.vertex_colors)
+    return generated, texture_material.BakedTexture(baked.corner_uvs, baked.image)
+
+
+@pytest.fixture
+def empty_file():
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    yield bpy.context
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+
+
+@pytest.fixture
+def textured(empty_file, generated_and_texture):
+    generated, texture = generated_and_texture
+    obj = texture_material.build_textured_object(
+        empty_file, "Sample", generated, mesh_builder.Placement(), texture
+    )
+    return obj, texture
+
+
+def datablock_counts() -> tuple[int, int, int, int]:
+    data = bpy.data
+    return len(data.objects), len(data.meshes), len(data.materials), len(data.images)
+
+
+def read_glb(path: Path) -> tuple[dict, bytes]:
+    """A binary glTF's JSON and its binary chunk."""
+    data = path.read_bytes()
+    magic, _version, _length = struct.unpack_from("<4sII", data)
+    assert magic == b"glTF"
+    json_length, json_type = struct.unpack_from("<II", data, 12)
+    assert json_type == GLB_JSON_CHUNK
+    document = json.loads(data[20 : 20 + json_length])
+    binary_start = 20 + json_length
+    binary_length, binary_type = struct.unpack_from("<II", data, binary_start)
+    assert binary_type == GLB_BINARY_CHUNK
+    return document, data[binary_start + 8 : binary_start + 8 + binary_length]
+
+
+def buffer_view_bytes(document: dict, binary: bytes, index: int) -> bytes:
+    view = document["bufferViews"][index]
+    start = view.get("byteOffset", 0)
+    return binary[start : start + view["byteLength"]]
+
+
+def accessor_array(document: dict, binary: bytes, index: int) -> np.ndarray:
+    """A float VEC2 accessor's values as (count, 2)."""
+    accessor = document["accessors"][index]
+    assert accessor["componentType"] == 5126 and accessor["type"] == "VEC2"  # FLOAT
+    data = buffer_view_bytes(document, binary, accessor["bufferView"])[accessor.get("byteOffset", 0) :]
+    return np.frombuffer(data, np.float32, count=2 * accessor["count"]).reshape(-1, 2)
+
+
+def test_each_face_corner_gets_its_baked_uv(textured):
+    obj, texture = textured
+    uvs = np.empty(len(obj.data.loops) * 2, np.float32)
+    obj.data.attributes[texture_material.UV_MAP].data.foreach_get("vector", uvs)
+    np.testing.assert_array_equal(uvs.reshape(-1, 3, 2), texture.corner_uvs)
+    assert obj.data.uv_layers.active.name == texture_material.UV_MAP
+
+
+def test_the_image_holds_the_baked_pixels_and_is_packed_into_the_file(textured):
+    obj, texture = textured
+    (image,) = texture_material.textures_of(obj)
+    assert tuple(image.size) == (SIZE, SIZE)
+    assert image.packed_file is not None
+    assert image.colorspace_settings.name == "sRGB"
+    pixels = np.empty(SIZE * SIZE * 4, np.float32)
+    image.pixels.foreach_get(pixels)
+    np.testing.assert_array_equal(np.rint(pixels * 255).reshape(SIZE, SIZE, 4), texture.image)
+
+
+def test_base_color_reads_the_image_and_its_alpha_stays_unconnected(textured):
+    obj, _ = textured
+    (material,) = obj.data.materials
+    shader = next(node for node in material.node_tree.nodes if node.bl_idname == "ShaderNodeBsdfPrincipled")
+    (link,) = shader.inputs["Base Color"].links
+    assert link.from_node.bl_idname == "ShaderNodeTexImage"
+    assert link.from_node.image == texture_material.textures_of(obj)[0]
+    assert not shader.inputs["Alpha"].is_linked
+
+
+def test_a_textured_object_has_no_vertex_colours_to_multiply_into_its_texture(textured):
+    obj, _ = textured
+    assert len(obj.data.color_attributes) == 0
+
+
+def test_a_failure_leaves_the_file_as_it_was(empty_file, generated_and_texture, monkeypatch):
+    generated, texture = generated_and_texture
+    before = datablock_counts()
+
+    def broken(*_args):
+        raise RuntimeError("no UV map today")
+
+    monkeypatch.setattr(texture_material, "add_uv_map", broken)
+    with pytest.raises(RuntimeError, match="no UV map"):
+        texture_material.build_textured_object(
+            empty_file, "Sample", generated, mesh_builder.Placement(), texture
+        )
+    assert datablock_counts() == before
+
+
+def test_glb_export_carries_the_texture_as_base_color_with_texcoord_0(textured, tmp_path):
+    obj, texture = textured
+    path = tmp_path / "sample.glb"
+    bpy.ops.export_scene.gltf(filepath=str(path), export_format="GLB", use_selection=True)
+
+    document, binary = read_glb(path)
+    (material,) = document["materials"]
+    texture_index = material["pbrMetallicRoughness"]["baseColorTexture"]["index"]
+    (primitive,) = document["meshes"][0]["primitives"]
+    assert "TEXCOORD_0" in primitive["attributes"]
+    assert "COLOR_0" not in primitive["attributes"]
+    image_entry = document["images"][document["textures"][texture_index]["source"]]
+    assert image_entry["mimeType"] == "image/png"
+    png = Image.open(io.BytesIO(buffer_view_bytes(document, binary, image_entry["bufferView"])))
+    # PNG rows run top to bottom; the baked image's row 0 is the bottom.
+    np.testing.assert_array_equal(np.asarray(png.convert("RGBA"))[::-1], texture.image)
+    # glTF's v runs downwards: every exported UV is a baked (u, 1 - v), and every baked one is exported.
+    exported = np.unique(accessor_array(document, binary, primitive["attributes"]["TEXCOORD_0"]), axis=0)
+    baked = np.unique(texture.corner_uvs.reshape(-1, 2) * (1, -1) + (0, 1), axis=0)
+    np.testing.assert_allclose(exported, baked, atol=1e-6)
+
+
+def test_obj_export_references_the_texture_saved_beside_it(textured, tmp_path):
+    obj, texture = textured
+    (saved,) = texture_material.save_textures_beside(obj, tmp_path)
+    bpy.ops.wm.obj_export(filepath=str(tmp_path / "sample.obj"), export_selected_objects=True)
+
+    assert f"map_Kd {saved.name}" in (tmp_path / "sample.mtl").read_text().splitlines()
+    np.testing.assert_array_equal(np.asarray(Image.open(saved).convert("RGBA"))[::-1], texture.image)
