@@ -14,7 +14,7 @@ DEMO_OUT ?= demo_out
 #   make demo TRIPOSR_MODEL=tests/fixtures/triposr-tiny-a DEMO_ARGS="--resolution 48 --threshold 0.4145"
 DEMO_ARGS ?=
 
-.PHONY: setup demo test bench lint extension clean
+.PHONY: setup demo test test-lts bench lint extension clean
 
 setup: $(STAMP)
 
@@ -32,6 +32,18 @@ $(U2NET_HOME)/u2netp.onnx: scripts/fetch_test_models.py | $(STAMP)
 
 test: $(STAMP) $(U2NET_HOME)/u2netp.onnx
 	$(PY) -m pytest
+
+# The Blender-side tests (marked `blender`) against the Blender 4.2 LTS bpy wheel, in a venv of their own.
+LTS_VENV := .venv-lts
+LTS_STAMP := $(LTS_VENV)/.setup-done
+
+$(LTS_STAMP): requirements.txt requirements-lts.txt
+	$(PYTHON) -m venv $(LTS_VENV)
+	$(LTS_VENV)/bin/python -m pip install -r requirements-lts.txt
+	touch $@
+
+test-lts: $(LTS_STAMP)
+	$(LTS_VENV)/bin/python -m pytest -m blender
 
 demo: $(STAMP)
 	$(PY) -m triposr_blender.batch -- $(DEMO_IMAGE) --out $(DEMO_OUT) --format glb $(DEMO_ARGS)
