@@ -25,3 +25,22 @@ def core_mesh():
     return model.extract_mesh(
         model.encode(image), resolution=OPTIONS["resolution"], threshold=OPTIONS["threshold"]
     )
+
+
+def write_exr(path: Path) -> Path:
+    """IMAGE saved by Blender as an OpenEXR file of scene-linear colours, as renders and composites are.
+
+    The images it used are removed again, so the Blender file is as it was."""
+    import bpy
+    import numpy as np
+
+    source = bpy.data.images.load(str(IMAGE))
+    srgb = np.empty(len(source.pixels), np.float32)
+    source.pixels.foreach_get(srgb)
+    exr = bpy.data.images.new(path.stem, *source.size, float_buffer=True)
+    exr.pixels.foreach_set(np.where(srgb <= 0.04045, srgb / 12.92, ((srgb + 0.055) / 1.055) ** 2.4))
+    exr.filepath_raw, exr.file_format = str(path), "OPEN_EXR"
+    exr.save()
+    bpy.data.images.remove(exr)
+    bpy.data.images.remove(source)
+    return path

@@ -12,6 +12,7 @@ import bpy
 import numpy as np
 import pytest
 from conftest import FIXTURE_IMAGE, FIXTURE_MODEL, FIXTURE_RESOLUTION, FIXTURE_THRESHOLD, REPO
+from fixture_model import write_exr
 
 from triposr_blender import batch, mesh_builder
 
@@ -145,6 +146,15 @@ def test_inputs_that_give_no_image_are_reported_as_failed(tmp_path):
 def test_images_with_the_same_name_get_numbered_outputs():
     images = [Path("a/chair.png"), Path("b/chair.png"), Path("Chair.jpg"), Path("table.png")]
     assert batch.output_names(images) == ["chair", "chair_2", "Chair_3", "table"]
+
+
+def test_the_worker_reads_image_files_itself_and_gets_exr_pixels_read_by_blender(tmp_path):
+    exr = write_exr(tmp_path / "render.exr")
+    images = set(bpy.data.images)
+
+    assert batch.image_for_worker(FIXTURE_IMAGE) == {"path": str(FIXTURE_IMAGE)}
+    assert batch.image_for_worker(exr)["pixels"].shape == (96, 96, 4)
+    assert set(bpy.data.images) == images
 
 
 # Exporters

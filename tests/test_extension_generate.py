@@ -4,7 +4,8 @@ it), with the tiny random-weight fixture model as the model source: the object i
 import numpy as np
 import pytest
 from extension_harness import PACKAGE, REPO, Blender, build_extension
-from fixture_model import FIXTURE, IMAGE, OPTIONS, core_mesh
+from fixture_model import FIXTURE, IMAGE, OPTIONS, core_mesh, write_exr
+from PIL import Image
 
 from triposr_blender import placement
 
@@ -177,6 +178,55 @@ def test_an_image_without_a_file_is_read_from_its_pixels(blender, empty_file, ex
 
     assert from_pixels["name"] == "Painted"
     np.testing.assert_array_equal(from_pixels["faces"], expected_mesh.faces)
+
+
+def test_an_exr_file_becomes_an_object_and_leaves_no_image_in_the_file(blender, empty_file, tmp_path):
+    exr = str(write_exr(tmp_path / "input.exr"))
+
+    from_exr = blender.run(GENERATE, cursor=CURSOR, arguments={"filepath": exr, **OPTIONS})
+
+    assert from_exr["outcome"] == {"result": ["FINISHED"]}
+    assert from_exr["name"] == "input"
+    assert from_exr["counts"] == {"objects": 1, "meshes": 1, "materials": 1, "images": 0}
+
+
+def test_an_exr_file_already_open_in_blender_stays_open(blender, empty_file, tmp_path):
+    exr = str(write_exr(tmp_path / "input.exr"))
+
+    from_exr = blender.run(
+        "bpy.data.images.load(path)\n" + GENERATE,
+        path=exr,
+        cursor=CURSOR,
+        arguments={"filepath": exr, **OPTIONS},
+    )
+
+    assert from_exr["outcome"] == {"result": ["FINISHED"]}
+    assert from_exr["counts"]["images"] == 1
+
+
+def test_an_exr_file_reaches_the_model_in_the_display_colours_of_a_png(blender, empty_file, tmp_path):
+    exr = str(write_exr(tmp_path / "input.exr"))
+
+    sent = blender.run(
+        "import sys\nresult = sys.modules[package + '.operators'].file_input(path)[1]['pixels'].tolist()",
+        path=exr,
+        package=PACKAGE,
+    )
+
+    png = np.asarray(Image.open(IMAGE).convert("RGB"), dtype=np.float32) / 255
+    # To linear colours and back: within one 8-bit step of the PNG.
+    np.testing.assert_allclose(np.array(sent)[..., :3], png, atol=1 / 255)
+    np.testing.assert_array_equal(np.array(sent)[..., 3], 1.0)
+
+
+def test_an_unreadable_exr_file_reports_why_and_leaves_the_scene_unchanged(blender, empty_file, tmp_path):
+    broken = tmp_path / "broken.exr"
+    broken.write_text("not an image")
+
+    failed = blender.run(FAIL, arguments={"filepath": str(broken), **OPTIONS})
+
+    assert f"Blender cannot read {broken} as an image" in failed["outcome"]["error"]
+    assert failed["after"] == failed["before"]
 
 
 def test_a_reference_image_empty_gives_the_input_and_holds_the_object(blender, empty_file):

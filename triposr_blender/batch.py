@@ -487,7 +487,8 @@ class Batch:
             "resolution": self.args.resolution,
             "threshold": self.args.threshold,
         }
-        job = self._worker().submit("generate", self.model, image={"path": str(image_path)}, options=options)
+        image = image_for_worker(image_path)
+        job = self._worker().submit("generate", self.model, image=image, options=options)
         while (outcome := job.poll()) is None:
             self.progress(job.stage, job.fraction)
             job.finished.wait(PROGRESS_INTERVAL)
@@ -519,6 +520,16 @@ class Batch:
         # Saved after every image (Blender writes a .blend safely under a temporary name): an interrupted run
         # keeps all finished meshes, and --skip-existing picks up from there.
         bpy.ops.wm.save_as_mainfile(filepath=str(output.resolve()), copy=True)
+
+
+def image_for_worker(image_path):
+    """The image as Generate sends it: its path, or its pixels when only Blender reads the format (EXR)."""
+    from .operators import UserError, file_input
+
+    try:
+        return file_input(str(image_path))[1]
+    except UserError as error:
+        raise GenerationError(str(error)) from error
 
 
 def export_object(output, file_format):
