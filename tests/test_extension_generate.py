@@ -144,6 +144,19 @@ def test_the_object_stands_on_the_3d_cursor_with_its_origin_at_the_bottom_centre
     assert (high - low).max() == pytest.approx(SIZE, rel=1e-5)
 
 
+def test_a_location_puts_the_origin_there_and_leaves_the_3d_cursor_where_it_was(blender, empty_file):
+    arguments = {"filepath": str(IMAGE), "location": (1.0, 2.0, 3.0), **OPTIONS}
+
+    placed = blender.run(
+        GENERATE + "result['cursor'] = list(bpy.context.scene.cursor.location)",
+        cursor=CURSOR,
+        arguments=arguments,
+    )
+
+    np.testing.assert_allclose(np.array(placed["matrix_world"])[:3, 3], (1.0, 2.0, 3.0), atol=1e-6)
+    assert placed["cursor"] == pytest.approx(CURSOR)
+
+
 def test_the_shade_smooth_option(blender, empty_file):
     arguments = {"filepath": str(IMAGE), **OPTIONS}
 

@@ -7,7 +7,6 @@ generations queue up on the worker and run one after another while Blender stays
 background mode and from scripts each one finishes before the next starts.
 """
 
-import contextlib
 import os
 
 import bpy
@@ -66,7 +65,7 @@ class TRIPOSR_OT_image_to_3d(bpy.types.Operator):
         failures = [
             failure
             for index, path in enumerate(paths)
-            if (failure := generate_at(context, start + index * step, filepath=path))
+            if (failure := start_generate(filepath=path, placement="CURSOR", location=start + index * step))
         ]
         for failure in failures:
             self.report({"ERROR"}, failure)
@@ -79,16 +78,6 @@ class TRIPOSR_OT_image_to_3d(bpy.types.Operator):
         return [self.filepath] if self.filepath else []
 
 
-def generate_at(context, location, filepath) -> str | None:
-    """Start Generate for one image file with its mesh standing at ``location``; None, or why it failed.
-
-    Generate puts the object at the 3D cursor, read when its job starts, so the cursor stands at
-    ``location`` for the length of the call only.
-    """
-    with cursor_at(context.scene, location):
-        return start_generate(filepath=filepath, placement="CURSOR")
-
-
 def start_generate(**options) -> str | None:
     """Run Generate with ``options``: in the UI it queues a job and returns at once, in background mode it
     finishes first. None if it started (or finished), else the reason it did not."""
@@ -98,17 +87,6 @@ def start_generate(**options) -> str | None:
     except RuntimeError as error:  # bpy turns an operator's error report into this exception
         return str(error).removeprefix("Error: ").strip()
     return None if result & {"FINISHED", "RUNNING_MODAL"} else "Generate was cancelled."
-
-
-@contextlib.contextmanager
-def cursor_at(scene, location):
-    cursor = scene.cursor
-    saved = cursor.location.copy()
-    cursor.location = location
-    try:
-        yield
-    finally:
-        cursor.location = saved
 
 
 def drop_location(context, event) -> Vector | None:

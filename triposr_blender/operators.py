@@ -11,7 +11,7 @@ import os
 
 import bpy
 import numpy as np
-from bpy.props import StringProperty
+from bpy.props import FloatVectorProperty, StringProperty
 
 from . import dependencies, jobs, mesh_builder, placement, preferences, properties
 
@@ -155,6 +155,13 @@ class TRIPOSR_OT_generate(WorkerJobOperator, bpy.types.Operator):
             "Reference Image places the object in its picture (default: the active object)",
             options={"SKIP_SAVE"},
         ),
+        "location": FloatVectorProperty(
+            name="Location",
+            description="Where the object's origin (its bottom centre) goes when placed at the 3D cursor; "
+            "not given: the 3D cursor",
+            subtype="TRANSLATION",
+            options={"SKIP_SAVE"},
+        ),
         # SKIP_SAVE: an option not passed comes from the panel, never from the operator's last use.
         **properties.generation_options(options={"SKIP_SAVE"}),
     }
@@ -228,9 +235,10 @@ class TRIPOSR_OT_generate(WorkerJobOperator, bpy.types.Operator):
 
     def object_placement(self, context) -> mesh_builder.Placement:
         if self.placement == "CURSOR":
-            cursor = context.scene.cursor.location
+            if not self.properties.is_property_set("location"):
+                self.location = context.scene.cursor.location  # Adjust Last Operation shows where it went
             return mesh_builder.Placement(
-                location=tuple(cursor),
+                location=tuple(self.location),
                 target_size=self.target_size,
                 front_axis=preferences.front_axis(context),
             )
