@@ -157,6 +157,22 @@ def test_a_location_puts_the_origin_there_and_leaves_the_3d_cursor_where_it_was(
     assert placed["cursor"] == pytest.approx(CURSOR)
 
 
+def test_generate_right_after_a_script_deleted_a_selected_object(blender, empty_file):
+    """Until the view layer syncs, its object lists hold None where a deleted object was."""
+    after_delete = blender.run(
+        "doomed = bpy.data.objects.new('Doomed', None)\n"
+        "bpy.context.scene.collection.objects.link(doomed)\n"
+        "bpy.context.view_layer.update()\n"  # as for an object the file already had
+        "doomed.select_set(True)\n"
+        "bpy.data.objects.remove(doomed)\n" + GENERATE,
+        cursor=CURSOR,
+        arguments={"filepath": str(IMAGE), **OPTIONS},
+    )
+
+    assert after_delete["outcome"] == {"result": ["FINISHED"]}
+    assert after_delete["selected"] == [after_delete["name"]]
+
+
 def test_the_shade_smooth_option(blender, empty_file):
     arguments = {"filepath": str(IMAGE), **OPTIONS}
 

@@ -107,6 +107,18 @@ def test_the_object_is_linked_selected_and_active(empty_file):
     assert empty_file.view_layer.objects.active == obj and obj.select_get()
 
 
+def test_an_object_a_script_just_deleted_does_not_stop_the_new_one_being_selected(empty_file):
+    other = bpy.data.objects.new("Other", None)
+    empty_file.scene.collection.objects.link(other)
+    empty_file.view_layer.update()
+    other.select_set(True)
+    bpy.data.objects.remove(other)  # the view layer lists None in its place until it syncs again
+
+    obj = mesh_builder.build_object(empty_file, "Tetra", TETRAHEDRON, mesh_builder.Placement())
+
+    assert empty_file.view_layer.objects.active == obj and obj.select_get()
+
+
 def test_the_mesh_keeps_the_core_triangles_and_their_normals_point_out(empty_file):
     mesh = mesh_builder.build_object(empty_file, "Tetra", TETRAHEDRON, mesh_builder.Placement()).data
     normals = np.empty(len(mesh.polygons) * 3, np.float32)

@@ -554,9 +554,6 @@ def remove_object(obj):
     bpy.data.objects.remove(obj)
     if mesh is not None and mesh.users == 0:
         bpy.data.meshes.remove(mesh)
-    # Until the view layer syncs, its object lists hold None where the object was, which the next
-    # build_object would trip over when it deselects everything.
-    bpy.context.view_layer.update()
 
 
 EXPORTERS = {

@@ -155,7 +155,9 @@ def build_object(
 
 def select_only(context: bpy.types.Context, obj: bpy.types.Object) -> None:
     for other in context.view_layer.objects.selected:
-        other.select_set(False)
+        # None stands where an object was deleted (bpy.data.objects.remove) until the view layer syncs.
+        if other is not None:
+            other.select_set(False)
     obj.select_set(True)
     context.view_layer.objects.active = obj
 
