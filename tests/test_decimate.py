@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from triposr_blender.core import Mesh, TripoSR
+from triposr_blender.core import Mesh, TripoSR, TripoSRError
 from triposr_blender.core.decimate import decimate
 
 TINY = Path(__file__).parent / "fixtures" / "triposr-tiny-a"
@@ -149,6 +149,6 @@ def test_a_mesh_within_the_target_is_returned_unchanged(mesh, color_fn):
     assert decimate(mesh, len(mesh.faces), color_fn) is mesh
 
 
-def test_a_target_below_a_tetrahedron_is_refused(mesh, color_fn):
-    with pytest.raises(ValueError, match="target_faces"):
+def test_a_target_below_a_tetrahedron_is_refused_with_advice(mesh, color_fn):
+    with pytest.raises(TripoSRError, match="Set it higher"):
         decimate(mesh, 3, color_fn)

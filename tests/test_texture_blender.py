@@ -1,5 +1,6 @@
-"""A baked texture in Blender (real bpy): the packed image, the UV map, the material wiring, and the glTF,
-OBJ exports that carry them. The bake itself is the core's, from the tiny fixture model.
+"""A baked texture in Blender (real bpy): the packed image, the UV map, the material wiring, and the exports
+that carry it (glTF embeds it; OBJ, FBX and USD refer to a PNG beside them). The bake itself is the core's,
+from the tiny fixture model.
 
 The bpy tests run in this process on an empty factory file, reset before each test.
 """
@@ -14,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from triposr_blender import mesh_builder, texture_material
+from triposr_blender import batch, mesh_builder, texture_material
 from triposr_blender.core import TripoSR
 from triposr_blender.core.texture import bake_texture
 
@@ -163,3 +164,49 @@ def test_obj_export_references_the_texture_saved_beside_it(textured, tmp_path):
 
     assert f"map_Kd {saved.name}" in (tmp_path / "sample.mtl").read_text().splitlines()
     np.testing.assert_array_equal(np.asarray(Image.open(saved).convert("RGBA"))[::-1], texture.image)
+
+
+IMPORTERS = {
+    "obj": bpy.ops.wm.obj_import,
+    "fbx": bpy.ops.import_scene.fbx,
+    "usd": bpy.ops.wm.usd_import,
+}
+
+
+@pytest.mark.parametrize("file_format", IMPORTERS)
+def test_batch_exports_bring_their_texture_along_when_the_files_move(textured, tmp_path, file_format):
+    _, texture = textured
+    exported = tmp_path / "exported"
+    exported.mkdir()
+    batch.export_object(exported / f"sample.{file_format}", file_format)
+    moved = exported.rename(tmp_path / "moved")
+
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    IMPORTERS[file_format](filepath=str(moved / f"sample.{file_format}"))
+    (imported,) = [obj for obj in bpy.data.objects if obj.type == "MESH"]
+    images = texture_material.textures_of(imported)
+    assert images, "the imported object has no texture"
+    for image in images:
+        pixels = np.empty(SIZE * SIZE * 4, np.float32)
+        image.pixels.foreach_get(pixels)
+        rgb = np.rint(pixels * 255).reshape(SIZE, SIZE, 4)[..., :3]
+        np.testing.assert_array_equal(rgb, texture.image[..., :3])
+
+
+def test_removing_a_batch_object_removes_its_texture_too(textured):
+    obj, _ = textured
+    batch.remove_object(obj)
+    assert (len(bpy.data.meshes), len(bpy.data.materials), len(bpy.data.images)) == (0, 0, 0)
+
+
+def test_usd_outputs_of_one_run_share_their_textures_folder(empty_file, generated_and_texture, tmp_path):
+    generated, texture = generated_and_texture
+    for name in ("first", "second"):
+        texture_material.build_textured_object(empty_file, name, generated, mesh_builder.Placement(), texture)
+        batch.export_object(tmp_path / f"{name}.usd", "usd")
+
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["first.usd", "second.usd", "textures"]
+    assert sorted(path.name for path in (tmp_path / "textures").iterdir()) == [
+        "first Color.png",
+        "second Color.png",
+    ]

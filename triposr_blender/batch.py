@@ -38,6 +38,11 @@ PROGRESS_INTERVAL = 0.1  # seconds between progress bar updates
 # Meshes made together (a --one-blend file, images dropped at once) stand in a row along +X, this many
 # target sizes apart, so they do not overlap.
 ROW_SPACING = 1.5
+# The panel's range for Texture Size.
+MIN_TEXTURE_SIZE, MAX_TEXTURE_SIZE = 512, 4096
+# Exporters that need a baked texture as a file beside them: OBJ refers to it, FBX embeds a copy. glTF and
+# USD write the packed image themselves, a .blend packs it.
+FORMATS_WITH_TEXTURE_FILES = ("obj", "fbx")
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -112,6 +117,13 @@ def _positive_float(text):
     return value
 
 
+def _texture_size(text):
+    value = int(text)
+    if not MIN_TEXTURE_SIZE <= value <= MAX_TEXTURE_SIZE:
+        raise argparse.ArgumentTypeError(f"must be from {MIN_TEXTURE_SIZE} to {MAX_TEXTURE_SIZE}, not {text}")
+    return value
+
+
 def _ratio(text):
     value = float(text)
     if not 0.0 < value <= 1.0:
@@ -181,6 +193,22 @@ def build_parser():
         default=0.85,
         metavar="R",
         help="share of the image the object fills after centring, in (0, 1] (default: 0.85)",
+    )
+    parser.add_argument(
+        "--target-faces",
+        type=_positive_int,
+        default=0,
+        metavar="N",
+        help="decimate each mesh to at most N triangles before colouring it (default: keep every triangle)",
+    )
+    parser.add_argument(
+        "--texture-size",
+        type=_texture_size,
+        default=0,
+        metavar="N",
+        help=f"bake the colours into an N×N texture ({MIN_TEXTURE_SIZE}-{MAX_TEXTURE_SIZE}, e.g. 2048) with "
+        "a UV layout, instead of vertex colours; glTF and FBX embed it (glTF: baseColorTexture), OBJ refers "
+        "to a PNG beside it, USD to one in textures/ (default: vertex colours)",
     )
     parser.add_argument(
         "--size",
@@ -472,20 +500,23 @@ class Batch:
                 remove_object(obj)
 
     def _generate(self, image_path, name):
-        from . import mesh_builder
+        from . import mesh_builder, texture_material
 
-        arrays = self._run_on_worker(image_path)
+        result = self._run_on_worker(image_path)
         self.progress("Building the mesh", 0.0)
-        generated = mesh_builder.GeneratedMesh(arrays["vertices"], arrays["faces"], arrays["vertex_colors"])
-        return mesh_builder.build_object(bpy.context, name, generated, self._placement(mesh_builder))
+        where = self._placement(mesh_builder)
+        return texture_material.build_result_object(bpy.context, name, result, where)
 
     def _run_on_worker(self, image_path):
-        """The mesh arrays for one image, showing the worker's progress while it works."""
+        """The worker's result for one image (mesh arrays, and a baked texture if asked for), showing the
+        worker's progress while it works."""
         options = {
             "remove_background": self.args.remove_background,
             "foreground_ratio": self.args.foreground_ratio,
             "resolution": self.args.resolution,
             "threshold": self.args.threshold,
+            "target_faces": self.args.target_faces,
+            "texture_size": self.args.texture_size,
         }
         image = image_for_worker(image_path)
         job = self._worker().submit("generate", self.model, image=image, options=options)
@@ -495,7 +526,7 @@ class Batch:
         if outcome["event"] == "error":
             error = StopBatch if outcome["kind"] in ERRORS_THAT_STOP_THE_BATCH else GenerationError
             raise error(outcome["message"])
-        return outcome["mesh"]
+        return outcome
 
     def _worker(self):
         if self.worker is None:
@@ -534,34 +565,64 @@ def image_for_worker(image_path):
 
 def export_object(output, file_format):
     """Write the selected object (``build_object`` selects only the new one) to ``output`` with Blender's
-    exporter for ``file_format``, vertex colours included.
+    exporter for ``file_format``, vertex colours or baked texture included (OBJ: a PNG beside it).
 
     The exporter writes into a temporary folder beside ``output`` and the files move into place when it has
     finished, the main file last: an interrupted run never leaves a half-written file that --skip-existing
     would take for a finished one.
     """
+    from . import texture_material
+
     with tempfile.TemporaryDirectory(dir=output.parent, prefix=".triposr-") as staging:
         staged = Path(staging) / output.name
+        if file_format in FORMATS_WITH_TEXTURE_FILES:
+            for obj in bpy.context.selected_objects:
+                texture_material.save_textures_beside(obj, Path(staging))
         EXPORTERS[file_format](filepath=str(staged))
         # OBJ writes its .mtl beside the .obj, under the same name, so the files move together.
         for written in sorted(Path(staging).iterdir(), key=lambda path: path == staged):
-            os.replace(written, output.parent / written.name)
+            move_into(written, output.parent)
+
+
+def move_into(source, folder):
+    """Move a file into ``folder``; a folder's files go into the same-named folder there, which may already
+    hold those of earlier outputs (USD's textures/)."""
+    target = folder / source.name
+    if not source.is_dir():
+        os.replace(source, target)
+        return
+    target.mkdir(exist_ok=True)
+    for child in source.iterdir():
+        move_into(child, target)
 
 
 def remove_object(obj):
-    """Delete the object, and its mesh unless something else uses it: a long batch must not pile up meshes."""
+    """Delete the object, and its mesh (with its baked texture) unless something else uses it: a long batch
+    must not pile up meshes and images."""
+    from . import texture_material
+
     mesh = obj.data if obj.type == "MESH" else None
     bpy.data.objects.remove(obj)
     if mesh is not None and mesh.users == 0:
-        bpy.data.meshes.remove(mesh)
+        texture_material.remove_mesh(mesh)
 
 
 EXPORTERS = {
     "glb": functools.partial(
         bpy.ops.export_scene.gltf, export_format="GLB", use_selection=True, export_vertex_color="ACTIVE"
     ),
-    "obj": functools.partial(bpy.ops.wm.obj_export, export_selected_objects=True, export_colors=True),
-    "fbx": functools.partial(bpy.ops.export_scene.fbx, use_selection=True, colors_type="SRGB"),
+    # Textures: OBJ refers to the PNG export_object saved beside it by name alone; FBX carries a copy inside.
+    "obj": functools.partial(
+        bpy.ops.wm.obj_export, export_selected_objects=True, export_colors=True, path_mode="STRIP"
+    ),
+    "fbx": functools.partial(
+        bpy.ops.export_scene.fbx,
+        use_selection=True,
+        colors_type="SRGB",
+        path_mode="COPY",
+        embed_textures=True,
+    ),
+    # USD writes a baked texture into a textures/ folder beside it, shared by every output of a run.
     "usd": functools.partial(bpy.ops.wm.usd_export, selected_objects_only=True, export_mesh_colors=True),
     "blend": functools.partial(bpy.ops.wm.save_as_mainfile, copy=True),
 }

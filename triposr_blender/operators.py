@@ -13,7 +13,7 @@ import bpy
 import numpy as np
 from bpy.props import FloatVectorProperty, StringProperty
 
-from . import dependencies, jobs, mesh_builder, placement, preferences, properties
+from . import dependencies, jobs, mesh_builder, placement, preferences, properties, texture_material
 
 TIMER_INTERVAL = 0.1
 AREAS_SHOWING_PROGRESS = ("VIEW_3D", "PREFERENCES")
@@ -177,19 +177,20 @@ class TRIPOSR_OT_generate(WorkerJobOperator, bpy.types.Operator):
         if message := missing_dependencies_message():
             raise UserError(message)
         options = {name: getattr(self, name) for name in ("remove_background", "foreground_ratio")}
-        options.update(resolution=self.resolution, threshold=self.threshold)
+        options.update(resolution=self.resolution, threshold=self.threshold, target_faces=self.target_faces)
+        options["texture_size"] = self.texture_size if self.color_mode == "TEXTURE" else 0
         model = preferences.model_settings(context, self.device)
         return SESSION.worker().submit("generate", model, image=image, options=options)
 
     def finished(self, context, outcome: dict) -> set[str]:
-        arrays = outcome["mesh"]
-        generated = mesh_builder.GeneratedMesh(arrays["vertices"], arrays["faces"], arrays["vertex_colors"])
         try:
-            obj = mesh_builder.build_object(context, self._name, generated, self._where, self.shade_smooth)
-        except Exception as error:  # the scene is unchanged (build_object cleans up); say why
+            obj = texture_material.build_result_object(
+                context, self._name, outcome, self._where, self.shade_smooth
+            )
+        except Exception as error:  # the scene is unchanged (the builders clean up); say why
             self.report({"ERROR"}, f"Could not build the mesh in Blender: {type(error).__name__}: {error}")
             return {"CANCELLED"}
-        self.report({"INFO"}, f"Created {obj.name}: {len(generated.vertices):,} vertices.")
+        self.report({"INFO"}, f"Created {obj.name}: {len(obj.data.vertices):,} vertices.")
         return {"FINISHED"}
 
     def fill_from_panel(self, context) -> None:

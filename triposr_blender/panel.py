@@ -110,6 +110,11 @@ class VIEW3D_PT_triposr_options(bpy.types.Panel):
         layout.prop(settings, "foreground_ratio")
         layout.prop(settings, "resolution")
         layout.prop(settings, "threshold")
+        layout.prop(settings, "target_faces")
+        layout.prop(settings, "color_mode")
+        texture_size = layout.row()
+        texture_size.active = settings.color_mode == "TEXTURE"
+        texture_size.prop(settings, "texture_size")
         layout.prop(settings, "shade_smooth")
         layout.prop(settings, "device")
         layout.prop(settings, "placement")

@@ -20,6 +20,16 @@ PLACEMENTS = (
     ),
 )
 
+COLOR_MODES = (
+    ("VERTEX", "Vertex Colors", "A colour per vertex: no extra step, needs a dense mesh to carry detail"),
+    (
+        "TEXTURE",
+        "Baked Texture",
+        "A UV layout and a colour texture baked from the model: detail independent of the mesh density, "
+        "for decimated, game-ready assets. Takes longer (UV unwrapping grows with the triangle count)",
+    ),
+)
+
 INPUTS = (
     ("FILE", "File", "An image file on disk"),
     ("IMAGE", "Image", "An image already in Blender, such as one open in the Image Editor"),
@@ -73,6 +83,34 @@ def generation_options(**shared) -> dict:
             min=0.0,
             soft_max=100.0,
             precision=4,
+            **shared,
+        ),
+        "color_mode": EnumProperty(
+            name="Color",
+            description="How the mesh carries its colours",
+            items=COLOR_MODES,
+            **shared,
+        ),
+        "texture_size": IntProperty(
+            name="Texture Size",
+            description=(
+                "Width and height of the baked texture in pixels: more keeps finer detail, costs more time "
+                "and memory (4× per doubling)"
+            ),
+            default=2048,
+            min=512,
+            max=4096,
+            **shared,
+        ),
+        "target_faces": IntProperty(
+            name="Target Faces",
+            description=(
+                "Decimate the mesh to at most this many triangles before colouring it, for a light asset "
+                "(a baked texture keeps the detail). 0 keeps every triangle"
+            ),
+            default=0,
+            min=0,
+            soft_max=200_000,
             **shared,
         ),
         "shade_smooth": BoolProperty(

@@ -3,7 +3,8 @@
 Commands (Blender -> worker) carry ``cmd`` and, except ``quit``, a job ``id``:
 
 * ``generate``: ``image`` ({"path": file} or {"pixels": (H, W, 3|4) float array, top row first, sRGB}),
-  ``options`` (remove_background, foreground_ratio, resolution, threshold) and ``model`` (ModelSettings).
+  ``options`` (remove_background, foreground_ratio, resolution, threshold; optional target_faces and
+  texture_size, 0 or absent for none) and ``model`` (ModelSettings).
 * ``load``: ``model``; downloads the model if needed and loads it, ahead of the first generation.
 * ``cancel``: stop job ``id`` at the next progress step.
 * ``quit``: exit (closing the worker's stdin does the same).
@@ -13,7 +14,8 @@ Events (worker -> Blender) carry ``event`` and, except the first two, the job ``
 * ``ready`` (``pid``) once at start-up; ``model`` (``state``: loaded, source, device, memory_bytes) whenever
   the loaded model changes.
 * ``progress`` (``stage`` text, ``fraction`` 0..1 of that stage).
-* one of ``result`` (``mesh``: vertices, faces, vertex_colors; or ``model``: the state after ``load``),
+* one of ``result`` (``mesh``: vertices, faces, vertex_colors, and with a texture_size ``texture``:
+  corner_uvs, image, as the core's ``bake_texture`` makes them; or ``model``: the state after ``load``),
   ``error`` (``kind``: the exception's class name, ``message``: text for the user) or ``cancelled``.
 
 A numpy array anywhere in a message travels as {"npy": path}: pipes are slow for megabytes, files are not.

@@ -94,15 +94,54 @@ def build_textured_object(
         raise
 
 
+def build_result_object(
+    context: bpy.types.Context,
+    name: str,
+    result: dict,
+    where: mesh_builder.Placement,
+    shade_smooth: bool = True,
+) -> bpy.types.Object:
+    """The object for a worker's generate result: textured when it carries a bake, else vertex-coloured."""
+    arrays = result["mesh"]
+    generated = mesh_builder.GeneratedMesh(arrays["vertices"], arrays["faces"], arrays["vertex_colors"])
+    if "texture" not in result:
+        return mesh_builder.build_object(context, name, generated, where, shade_smooth)
+    texture = BakedTexture(result["texture"]["corner_uvs"], result["texture"]["image"])
+    return build_textured_object(context, name, generated, where, texture, shade_smooth)
+
+
 def textures_of(obj: bpy.types.Object) -> list[bpy.types.Image]:
     """The images the object's materials read through Image Texture nodes."""
     return [
-        node.image
+        image
         for material in obj.data.materials
-        if material is not None and material.node_tree is not None
+        if material is not None
+        for image in material_images(material)
+    ]
+
+
+def material_images(material: bpy.types.Material) -> list[bpy.types.Image]:
+    if material.node_tree is None:
+        return []
+    return [
+        node.image
         for node in material.node_tree.nodes
         if node.bl_idname == "ShaderNodeTexImage" and node.image is not None
     ]
+
+
+def remove_mesh(mesh: bpy.types.Mesh) -> None:
+    """Remove a mesh, and the textured materials and images that only it used (a baked texture is
+    megabytes: a long batch must not pile them up)."""
+    materials = [material for material in mesh.materials if material is not None]
+    bpy.data.meshes.remove(mesh)
+    for material in materials:
+        images = material_images(material)
+        if images and material.users == 0:
+            bpy.data.materials.remove(material)
+            for image in images:
+                if image.users == 0:
+                    bpy.data.images.remove(image)
 
 
 def save_textures_beside(obj: bpy.types.Object, folder: Path) -> list[Path]:

@@ -153,7 +153,28 @@ def generate(models: ModelCache, request: dict, progress) -> dict:
     mesh = model.extract_mesh(
         scene, resolution=options["resolution"], threshold=options["threshold"], progress=progress
     )
-    return {"mesh": {"vertices": mesh.vertices, "faces": mesh.faces, "vertex_colors": mesh.vertex_colors}}
+    return finish_mesh(model, scene, mesh, options, progress)
+
+
+def finish_mesh(model, scene, mesh, options: dict, progress) -> dict:
+    """Decimate to ``target_faces`` and bake a ``texture_size`` texture where the options ask (0: don't).
+
+    Both happen here, beside the model that colours the new vertices and the texels, so a game-ready
+    result takes one job; the result holds the mesh arrays (and the texture's) in TripoSR's model space.
+    """
+    from .core.decimate import decimate
+    from .core.texture import bake_texture
+
+    def color_fn(points: np.ndarray) -> np.ndarray:
+        return model.query(scene, points)["color"].cpu().numpy()
+
+    if options.get("target_faces"):
+        mesh = decimate(mesh, options["target_faces"], color_fn, progress)
+    result = {"mesh": {"vertices": mesh.vertices, "faces": mesh.faces, "vertex_colors": mesh.vertex_colors}}
+    if options.get("texture_size"):
+        baked = bake_texture(mesh, color_fn, options["texture_size"], progress=progress)
+        result["texture"] = {"corner_uvs": baked.corner_uvs, "image": baked.image}
+    return result
 
 
 def load(models: ModelCache, request: dict, progress) -> dict:

@@ -33,7 +33,10 @@ def decimate(mesh: Mesh, target_faces: int, color_fn: ColorFn, progress: Progres
     Not thread-safe: fast-simplification keeps the mesh in module state while it works.
     """
     if target_faces < MIN_TARGET_FACES:
-        raise ValueError(f"target_faces must be at least {MIN_TARGET_FACES}, got {target_faces}")
+        raise TripoSRError(
+            f"Target faces is {target_faces}, but a closed mesh needs at least {MIN_TARGET_FACES}. "
+            "Set it higher, or to 0 to keep every face."
+        )
     if len(mesh.faces) <= target_faces:
         return mesh
     report(progress, DECIMATE_STAGE, 0.0)
