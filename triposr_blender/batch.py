@@ -425,14 +425,12 @@ class Batch:
     """
 
     def __init__(self, args, report):
-        from . import jobs, preferences
+        from . import jobs
 
         self.args = args
         self.report = report
         self.progress = ProgressBar(len(report.items))
-        self.model = jobs.ModelSettings(
-            source=args.model, device=args.device, chunk_size=preferences.DEFAULT_CHUNK_SIZE
-        )
+        self.model = jobs.ModelSettings(source=args.model, device=args.device)
         self.worker = None
 
     def run(self, plan):

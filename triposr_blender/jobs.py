@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from . import protocol
+from .core.defaults import DEFAULT_CHUNK_SIZE
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 WORKER_MODULE = f"{PACKAGE_DIR.name}.worker"
@@ -40,7 +41,7 @@ class ModelSettings:
 
     source: str  # a folder with config.yaml and model.ckpt, or a Hugging Face repo id
     device: str = "auto"
-    chunk_size: int = 65536
+    chunk_size: int = DEFAULT_CHUNK_SIZE
     cache_dir: str = ""  # empty: Hugging Face's default cache
     offline: bool = False  # Blender's Allow Online Access is off: use only what is downloaded
 

@@ -6,10 +6,10 @@ import bpy
 from bpy.props import EnumProperty, IntProperty, StringProperty
 
 from . import jobs, properties, ui_dependencies
+from .core.defaults import DEFAULT_CHUNK_SIZE
 
 MODEL_ENVIRONMENT_VARIABLE = "TRIPOSR_MODEL"
 DEFAULT_REPO = "stabilityai/TripoSR"
-DEFAULT_CHUNK_SIZE = 65536
 
 MODEL_SOURCES = (
     ("HUB", "Hugging Face", "Download the model from a Hugging Face repository once, then use it offline"),

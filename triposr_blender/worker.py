@@ -3,11 +3,10 @@
 PyTorch runs here rather than inside Blender, so a crash or an out-of-memory error cannot take Blender
 down, a cancel can always end in a kill, and stopping the process frees every byte of GPU memory. The
 model loads once and stays loaded between jobs. Messages follow ``protocol``; FOLDER holds the .npy files
-of the arrays they carry. Only the standard library and numpy are imported up front: a worker started
-without the dependencies still answers, with an error that says how to install them.
+of the arrays they carry. Only the standard library, numpy and the core's torch-free errors are imported up
+front: a worker started without the dependencies still answers, with an error that says how to install them.
 """
 
-import functools
 import os
 import queue
 import sys
@@ -19,22 +18,9 @@ from typing import TextIO
 import numpy as np
 
 from . import protocol
+from .core.errors import Cancelled, TripoSRError
 
 PREPARING = "Preparing the image"
-
-
-class JobCancelled(Exception):
-    """Stops a job Blender cancelled, where the core (and so its ``Cancelled``) cannot be imported."""
-
-
-@functools.cache
-def core_errors() -> tuple[type[Exception], type[Exception]]:
-    """The core's (TripoSRError, Cancelled); stand-ins when the dependencies are missing."""
-    try:
-        from .core.errors import Cancelled, TripoSRError
-    except ImportError:
-        return JobCancelled, JobCancelled
-    return TripoSRError, Cancelled
 
 
 def missing_dependency_message(error: ImportError) -> str:
@@ -229,7 +215,7 @@ class Worker:
     def progress_for(self, job_id: int):
         def progress(stage: str, fraction: float) -> None:
             if job_id in self.cancelled or self.abandoned.is_set():
-                raise core_errors()[1]("Cancelled.")
+                raise Cancelled("Cancelled.")
             self.send("progress", id=job_id, stage=stage, fraction=float(fraction))
 
         return progress
@@ -249,8 +235,7 @@ class Worker:
                 self.send("model", state=self.models.state())
 
     def report_failure(self, job_id: int, command: dict, error: Exception) -> None:
-        core_error, cancelled = core_errors()
-        if isinstance(error, cancelled | JobCancelled):
+        if isinstance(error, Cancelled):
             self.send("cancelled", id=job_id)
             return
         traceback.print_exception(error, file=sys.stderr)
@@ -260,7 +245,7 @@ class Worker:
             self.models.unload()
             device = command.get("model", {}).get("device", "the device")
             kind, message = "OutOfMemory", out_of_memory_message(device)
-        elif isinstance(error, core_error):
+        elif isinstance(error, TripoSRError):
             kind, message = type(error).__name__, str(error)
         else:
             kind = "InternalError"

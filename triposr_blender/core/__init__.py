@@ -8,12 +8,18 @@ Public API (the add-on, batch scripts and tests call exactly this)::
     scene = model.encode(image)                      # [1, 3, C, H, W] triplanes
     fields = model.query(scene, points)              # {"density": (N,), "color": (N, 3)}
     mesh = model.extract_mesh(scene, resolution=256, threshold=25.0)
+
+Importing the package loads neither PyTorch nor the other dependencies: the names that need them are
+imported on first use. Blender imports the torch-free ``defaults`` and ``errors`` when it registers the
+add-on, which must work, and fast, before the dependencies are installed.
 """
 
+import importlib
+
 from .errors import Cancelled, InvalidImageError, ModelLoadError, NoSurfaceError, TripoSRError
-from .isosurface import Mesh
-from .model import TripoSR
-from .preprocess import preprocess_image
+
+# The public names that need the dependencies, and the module of each.
+_ON_FIRST_USE = {"Mesh": ".isosurface", "TripoSR": ".model", "preprocess_image": ".preprocess"}
 
 __all__ = [
     "Cancelled",
@@ -25,3 +31,9 @@ __all__ = [
     "TripoSRError",
     "preprocess_image",
 ]
+
+
+def __getattr__(name: str):
+    if name in _ON_FIRST_USE:
+        return getattr(importlib.import_module(_ON_FIRST_USE[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
