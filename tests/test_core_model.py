@@ -74,7 +74,7 @@ def test_a_threshold_nothing_reaches_raises_no_surface_with_advice(model, scene)
 
 
 def test_an_unknown_extraction_method_is_refused(model, scene):
-    with pytest.raises(ValueError, match="use one of dense"):
+    with pytest.raises(ValueError, match="use one of sparse, dense"):
         model.extract_mesh(scene, resolution=16, threshold=0.4, method="magic")
 
 

@@ -73,9 +73,13 @@ def marching_cubes(grid: np.ndarray, threshold: float, radius: float) -> tuple[n
     vertices, faces = mcubes.marching_cubes(grid - np.float32(threshold), 0.0)
     if len(faces) == 0:
         raise NoSurfaceError(no_surface_message(grid, threshold))
-    unit = torch.from_numpy(vertices).float() / (grid.shape[0] - 1.0)
-    model_space = scale_tensor(unit, (0.0, 1.0), (-radius, radius))
-    return model_space.numpy(), faces.astype(np.int64)
+    return grid_to_model_space(vertices, grid.shape[0], radius), faces.astype(np.int64)
+
+
+def grid_to_model_space(vertices: np.ndarray, resolution: int, radius: float) -> np.ndarray:
+    """Grid-index coordinates -> model space (float32), as the reference maps marching-cubes vertices."""
+    unit = torch.from_numpy(vertices).float() / (resolution - 1.0)
+    return scale_tensor(unit, (0.0, 1.0), (-radius, radius)).numpy()
 
 
 def extract_dense(

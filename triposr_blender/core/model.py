@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import ModelConfig, load_config
+from .defaults import DEFAULT_CHUNK_SIZE
 from .device import resolve_device, resolve_dtype
 from .errors import InvalidImageError, ModelLoadError
 from .isosurface import Mesh, extract_dense
@@ -25,8 +26,6 @@ from .transformer import Transformer1D
 from .weights import Progress, load_weights, locate_model, read_checkpoint
 
 DEFAULT_SOURCE = "stabilityai/TripoSR"
-# Points decoded per batch. Peak memory grows with it (about 1 KB per point with the official decoder).
-DEFAULT_CHUNK_SIZE = 65536
 # "sparse" queries only the blocks of the grid the surface passes through and gives the dense mesh
 # (see sparse_isosurface.py for the one case it differs); "dense" queries every point, as the reference.
 MESH_EXTRACTORS = {"sparse": extract_sparse, "dense": extract_dense}
