@@ -15,9 +15,11 @@ import time
 
 import bpy
 import pytest
+from fixture_model import FIXTURE
 from tiny_wheel import build_wheel
 
-from triposr_blender import dependencies, ui_dependencies
+from triposr_blender import dependencies, operators, ui_dependencies
+from triposr_blender.jobs import ModelSettings
 
 HANG_GUARD_S = 120
 MISSING_MODULE = "triposr_test_module_that_does_not_exist"
@@ -225,6 +227,19 @@ def test_remove_deletes_the_installed_dependencies(addon):
     assert not (addon / "deps").exists()
     assert not dependencies.status().ready
     assert "triposr.install_dependencies" in buttons(rows())
+
+
+@pytest.mark.parametrize("operator", ["reinstall_dependencies", "remove_dependencies"])
+def test_reinstall_and_remove_first_stop_the_model_worker_using_the_installed_files(addon, operator):
+    """On Windows the worker's open PyTorch files could be neither replaced nor deleted."""
+    assert bpy.ops.triposr.install_dependencies() == {"FINISHED"}
+    worker = operators.SESSION.worker()
+    worker.submit("load", ModelSettings(str(FIXTURE), device="cpu"))
+    assert worker.running
+
+    assert getattr(bpy.ops.triposr, operator)() == {"FINISHED"}
+
+    assert not worker.running and not worker.busy
 
 
 def test_cancel_stops_the_installer_and_changes_nothing(addon, monkeypatch):

@@ -214,11 +214,20 @@ def _finish_job(job: dependencies.InstallJob) -> None:
     )
 
 
+def stop_model_worker() -> None:
+    """Stop the model's worker process, which holds the installed PyTorch's files open: on Windows they can
+    be neither replaced nor deleted while it runs. The next Generate starts a new one."""
+    from .operators import SESSION  # not at the top: operators imports preferences, which import this module
+
+    SESSION.stop()
+
+
 class InstallerOperator:
     """Runs vendor_install.py with `installer_options`: followed by a timer in the UI, awaited otherwise."""
 
     installer_options = ("--upgrade",)  # the user asked for it: install even if one imports
     needs_online_access = True
+    replaces_installed = False  # stop the worker first, which uses the installed packages
 
     @classmethod
     def poll(cls, context):
@@ -228,6 +237,8 @@ class InstallerOperator:
         if self.needs_online_access and not bpy.app.online_access:
             self.report({"ERROR"}, OFFLINE_MESSAGE)
             return {"CANCELLED"}
+        if self.replaces_installed:
+            stop_model_worker()
         try:
             job = start_job(self.installer_options)
         except OSError as error:
@@ -265,9 +276,10 @@ class TRIPOSR_OT_reinstall_dependencies(InstallerOperator, bpy.types.Operator):
     bl_idname = "triposr.reinstall_dependencies"
     bl_label = "Reinstall"
     bl_description = (
-        "Install the dependencies again, with the newest allowed versions; the current ones stay in use "
-        "until the new set is complete"
+        "Install the dependencies again, with the newest allowed versions; the current ones are kept until "
+        "the new set is complete. Unloads the model first"
     )
+    replaces_installed = True
 
 
 class TRIPOSR_OT_check_dependencies(InstallerOperator, bpy.types.Operator):
@@ -296,7 +308,8 @@ class TRIPOSR_OT_remove_dependencies(bpy.types.Operator):
     bl_idname = "triposr.remove_dependencies"
     bl_label = "Remove"
     bl_description = (
-        "Delete the installed dependencies (PyTorch and the others) from this extension's user folder"
+        "Delete the installed dependencies (PyTorch and the others) from this extension's user folder. "
+        "Unloads the model first"
     )
 
     @classmethod
@@ -308,6 +321,7 @@ class TRIPOSR_OT_remove_dependencies(bpy.types.Operator):
 
     def execute(self, context):
         folder = dependencies.deps_dir()
+        stop_model_worker()
         try:
             dependencies.remove_dependencies()
         except OSError as error:
