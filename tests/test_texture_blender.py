@@ -19,6 +19,8 @@ from triposr_blender import batch, mesh_builder, texture_material
 from triposr_blender.core import TripoSR
 from triposr_blender.core.texture import bake_texture
 
+pytestmark = pytest.mark.blender
+
 TINY = Path(__file__).parent / "fixtures" / "triposr-tiny-a"
 THRESHOLD = 0.41453200578689575  # the tiny model has a surface at this level (see its README)
 RESOLUTION = 48

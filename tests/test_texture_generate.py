@@ -12,6 +12,8 @@ from test_texture_blender import read_glb
 
 from triposr_blender import texture_material
 
+pytestmark = pytest.mark.blender
+
 TARGET_FACES = 1000  # the fixture's mesh has about 2,400
 TEXTURE_SIZE = 512
 
