@@ -1,4 +1,4 @@
-"""Exceptions the core raises. Every message is written for the user: it says what went wrong and what to do."""
+"""Exceptions the core raises. Each message is written for the user: what went wrong, and what to do."""
 
 
 class TripoSRError(Exception):
@@ -10,7 +10,7 @@ class InvalidImageError(TripoSRError):
 
 
 class ModelLoadError(TripoSRError):
-    """The model could not be loaded: missing files, a checkpoint that does not match the config, no network."""
+    """The model could not be loaded: missing files, a checkpoint that does not fit its config, no network."""
 
 
 class NoSurfaceError(TripoSRError):
