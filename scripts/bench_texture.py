@@ -43,8 +43,12 @@ def bake_in_stages(mesh, color_fn, size: int, padding: int) -> None:
         f"surface points of {len(rows):,} texels ({len(rows) / size**2:.0%})",
         lambda: texture.surface_points(mesh, corner_uvs, face_image[rows, columns], rows, columns, size),
     )
+    chunks = range(0, len(points), texture.POINTS_PER_QUERY)
     colors = timed(
-        "query colours (official-size decoder)", lambda: texture.query_in_chunks(color_fn, points, None)
+        "query colours (official-size decoder)",
+        lambda: np.concatenate(
+            [color_fn(points[start : start + texture.POINTS_PER_QUERY]) for start in chunks]
+        ),
     )
     rgb = np.zeros((size, size, 3), np.float32)
     rgb[rows, columns] = colors

@@ -34,7 +34,7 @@ MIN_TEXTURE_SIZE, MAX_TEXTURE_SIZE = 64, 8192
 MAX_CHART_AREA_SHARE = 1 / 300
 # Candidate texels tested per rasterisation batch: bounds the batch arrays to some tens of MB.
 TEXELS_PER_BATCH = 1 << 20
-# Colour queries per colour_fn call: steady progress, and a chance to cancel, during large bakes.
+# Texels per colour_fn call: steady progress, a chance to cancel, and bounded memory during large bakes.
 POINTS_PER_QUERY = 1 << 18
 # A texel centre on a shared UV edge belongs to both triangles; this tolerance keeps it from falling
 # through the crack between them through rounding.
@@ -71,10 +71,8 @@ def bake_texture(
     face_image = rasterize_faces(corner_uvs, texture_size)
     report(progress, RASTERIZE_STAGE, 1.0)
     rows, columns = np.nonzero(face_image != NO_FACE)
-    points = surface_points(mesh, corner_uvs, face_image[rows, columns], rows, columns, texture_size)
-    colors = query_in_chunks(color_fn, points, progress)
     rgb = np.zeros((texture_size, texture_size, 3), np.float32)
-    rgb[rows, columns] = colors
+    rgb[rows, columns] = texel_colors(mesh, corner_uvs, face_image, rows, columns, color_fn, progress)
     rgb, filled = dilate(rgb, face_image != NO_FACE, padding)
     return BakedTexture(corner_uvs=corner_uvs, image=to_rgba8(rgb, filled))
 
@@ -202,12 +200,26 @@ def surface_points(
     return np.einsum("nk,nkj->nj", weights, corners).astype(np.float32)
 
 
-def query_in_chunks(color_fn: ColorFn, points: np.ndarray, progress: Progress | None) -> np.ndarray:
-    colors = np.empty((len(points), 3), np.float32)
-    for start in range(0, len(points), POINTS_PER_QUERY):
-        report(progress, BAKE_STAGE, start / max(len(points), 1))
-        stop = start + POINTS_PER_QUERY
-        colors[start:stop] = color_fn(points[start:stop])
+def texel_colors(
+    mesh: Mesh,
+    corner_uvs: np.ndarray,
+    face_image: np.ndarray,
+    rows: np.ndarray,
+    columns: np.ndarray,
+    color_fn: ColorFn,
+    progress: Progress | None,
+) -> np.ndarray:
+    """``color_fn`` at the surface points of the given texels -> (N, 3) float32, a chunk at a time (the
+    float64 intermediates of all 7M texels of a 4096² texture at once would need gigabytes)."""
+    colors = np.empty((len(rows), 3), np.float32)
+    texture_size = face_image.shape[0]
+    for start in range(0, len(rows), POINTS_PER_QUERY):
+        report(progress, BAKE_STAGE, start / len(rows))
+        part = slice(start, start + POINTS_PER_QUERY)
+        faces = face_image[rows[part], columns[part]]
+        colors[part] = color_fn(
+            surface_points(mesh, corner_uvs, faces, rows[part], columns[part], texture_size)
+        )
     report(progress, BAKE_STAGE, 1.0)
     return colors
 
