@@ -16,6 +16,8 @@ from fixture_model import write_exr
 
 from triposr_blender import batch, mesh_builder
 
+pytestmark = pytest.mark.blender
+
 TINY_MODEL_ARGS = [
     "--model", FIXTURE_MODEL, "--device", "cpu", "--no-remove-bg",
     "--resolution", FIXTURE_RESOLUTION, "--threshold", repr(FIXTURE_THRESHOLD),

@@ -21,6 +21,8 @@ from tiny_wheel import build_wheel
 from triposr_blender import dependencies, operators, ui_dependencies
 from triposr_blender.jobs import ModelSettings
 
+pytestmark = pytest.mark.blender
+
 HANG_GUARD_S = 120
 MISSING_MODULE = "triposr_test_module_that_does_not_exist"
 

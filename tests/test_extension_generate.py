@@ -9,6 +9,8 @@ from PIL import Image
 
 from triposr_blender import placement
 
+pytestmark = pytest.mark.blender
+
 CURSOR = (1.0, -2.0, 0.5)
 SIZE = 1.5
 

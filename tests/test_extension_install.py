@@ -9,6 +9,8 @@ import zipfile
 import pytest
 from extension_harness import PACKAGE, REPO, Blender, blender_ext_tool, build_extension
 
+pytestmark = pytest.mark.blender
+
 MANIFEST = tomllib.loads((REPO / "blender_manifest.toml").read_text(encoding="utf-8"))
 
 TYPES = ["TRIPOSR_OT_generate", "TRIPOSR_OT_cancel", "TRIPOSR_OT_unload_model", "VIEW3D_PT_triposr"]

@@ -11,6 +11,8 @@ from mathutils import Vector
 
 from triposr_blender import file_handler
 
+pytestmark = pytest.mark.blender
+
 
 @pytest.fixture
 def cursor():

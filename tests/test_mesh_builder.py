@@ -9,6 +9,8 @@ import pytest
 
 from triposr_blender import mesh_builder, placement
 
+pytestmark = pytest.mark.blender
+
 # A tetrahedron wound counter-clockwise seen from outside, as the core winds its meshes, in TripoSR's
 # model space: the apex (+X) is on the side the photo saw.
 TETRAHEDRON = mesh_builder.GeneratedMesh(

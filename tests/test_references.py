@@ -10,6 +10,8 @@ import pytest
 from conftest import FIXTURE_IMAGE
 from mathutils import Vector
 
+pytestmark = pytest.mark.blender
+
 
 @pytest.fixture
 def reference_images(tmp_path):
