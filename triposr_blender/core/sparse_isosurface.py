@@ -30,6 +30,8 @@ _EDGE_AXIS = np.repeat(np.arange(3), 4)
 _EDGE_START = np.array([np.insert([(e >> 1) & 1, e & 1], axis, 0) for axis in range(3) for e in range(4)])
 # Progress: the coarse grid, the first full pass over the blocks it found, then growth steps.
 _COARSE_SHARE, _FIRST_PASS_SHARE = 0.1, 0.8
+# Blocks handled at once: their index arrays take about 1 KB per block.
+_BLOCKS_PER_GROUP = 8192
 
 
 def extract_sparse(
@@ -115,7 +117,20 @@ class _BrickGrid:
     ) -> np.ndarray:
         """(B, block+1, block+1, block+1) values of the given cell blocks, querying what is missing.
 
-        Past the grid's end (a thinner last block) the indices repeat the last vertex."""
+        Past the grid's end (a thinner last block) the indices repeat the last vertex. Blocks go in
+        groups, which bounds the index arrays' memory whatever the resolution."""
+        groups = range(0, len(blocks), _BLOCKS_PER_GROUP)
+        return np.concatenate(
+            [
+                self._group_values(
+                    blocks[start : start + _BLOCKS_PER_GROUP],
+                    _progress_span(on_progress, n / len(groups), (n + 1) / len(groups)),
+                )
+                for n, start in enumerate(groups)
+            ]
+        )
+
+    def _group_values(self, blocks: np.ndarray, on_progress: Callable[[float], None] | None) -> np.ndarray:
         self._allocate(blocks)
         local = np.arange(self.block + 1)
         ijk = [np.minimum(blocks[:, a, None] * self.block + local, self.resolution - 1) for a in range(3)]
@@ -184,7 +199,8 @@ def _march(origins: np.ndarray, values: np.ndarray, resolution: int) -> tuple[np
         (keys * 3 + _EDGE_AXIS[triangle_edges]).reshape(-1), return_index=True, return_inverse=True
     )
     vertices = _edge_vertices(
-        values[np.repeat(block, 3)[first]],
+        values,
+        np.repeat(block, 3)[first],
         start.reshape(-1, 3)[first],
         global_start.reshape(-1, 3)[first],
         _EDGE_AXIS[triangle_edges.reshape(-1)[first]],
@@ -205,18 +221,17 @@ def _cell_cases(origins: np.ndarray, values: np.ndarray, resolution: int) -> np.
 
 
 def _edge_vertices(
-    block_values: np.ndarray, start: np.ndarray, global_start: np.ndarray, axis: np.ndarray
+    values: np.ndarray, block: np.ndarray, start: np.ndarray, global_start: np.ndarray, axis: np.ndarray
 ) -> np.ndarray:
     """Where the field crosses zero along each edge, interpolated linearly, in grid-index units.
 
     PyMCubes computes (x1 - x0)·(iso - f0)/(f1 - f0) + x0 in float64; with x1 - x0 = 1 this is the
     same arithmetic, so vertices agree with the dense path's bit for bit.
     """
-    rows = np.arange(len(start))
-    f0 = block_values[rows, *start.T].astype(np.float64)
-    f1 = block_values[rows, *(start + np.eye(3, dtype=start.dtype)[axis]).T].astype(np.float64)
+    f0 = values[block, *start.T].astype(np.float64)
+    f1 = values[block, *(start + np.eye(3, dtype=start.dtype)[axis]).T].astype(np.float64)
     vertices = global_start.astype(np.float64)
-    vertices[rows, axis] += (0.0 - f0) / (f1 - f0)
+    vertices[np.arange(len(start)), axis] += (0.0 - f0) / (f1 - f0)
     return vertices
 
 
