@@ -50,6 +50,8 @@ def addon(tmp_path, monkeypatch):
     system = bpy.context.preferences.system
     monkeypatch.setattr(system, "use_online_access", True)
     monkeypatch.setattr(ui_dependencies, "_job", None)
+    # The panel caches the status: restore the real one afterwards, not this fixture's "tinypkg missing".
+    monkeypatch.setattr(dependencies, "_status", None)
     dependencies.ensure_on_sys_path()
     for cls in ui_dependencies.classes:
         bpy.utils.register_class(cls)

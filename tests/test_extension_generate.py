@@ -1,6 +1,8 @@
 """bpy.ops.triposr.generate in the installed extension, in background mode (as scripts and render nodes call
 it), with the tiny random-weight fixture model as the model source: the object it makes, and its failures."""
 
+import importlib.metadata
+
 import numpy as np
 import pytest
 from extension_harness import PACKAGE, REPO, Blender, build_extension
@@ -235,6 +237,11 @@ def test_an_exr_file_already_open_in_blender_stays_open(blender, empty_file, tmp
     assert from_exr["counts"]["images"] == 1
 
 
+@pytest.mark.skipif(
+    int(importlib.metadata.version("bpy").split(".")[0]) < 5,
+    reason="write_exr needs Blender 5, which tags the EXR's colour space on save; 4.2 saves display-encoded "
+    "values untagged, so its EXR is not the scene-linear file this test is about",
+)
 def test_an_exr_file_reaches_the_model_in_the_display_colours_of_a_png(blender, empty_file, tmp_path):
     exr = str(write_exr(tmp_path / "input.exr"))
 
