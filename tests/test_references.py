@@ -39,7 +39,8 @@ def add_image_empty(image, location, rotation, size):
 
 def select_only(objects):
     for obj in bpy.context.view_layer.objects:
-        obj.select_set(obj in objects)
+        if obj is not None:  # where an earlier test deleted an object, until the view layer syncs
+            obj.select_set(obj in objects)
 
 
 def bounds(obj):
