@@ -38,9 +38,10 @@ def add_image_empty(image, location, rotation, size):
 
 
 def select_only(objects):
+    # Sync first: Blender 4.2 lists objects just linked (or deleted) in the view layer only after an update.
+    bpy.context.view_layer.update()
     for obj in bpy.context.view_layer.objects:
-        if obj is not None:  # where an earlier test deleted an object, until the view layer syncs
-            obj.select_set(obj in objects)
+        obj.select_set(obj in objects)
 
 
 def bounds(obj):
