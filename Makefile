@@ -49,7 +49,7 @@ demo: $(STAMP)
 	$(PY) -m triposr_blender.batch -- $(DEMO_IMAGE) --out $(DEMO_OUT) --format glb $(DEMO_ARGS)
 
 bench: $(STAMP)
-	$(PY) scripts/bench_core.py
+	$(PY) scripts/bench.py
 
 # dist/triposr_blender-<version>.zip, validated and built by Blender's own extension tool (from the bpy wheel).
 extension: $(STAMP)
