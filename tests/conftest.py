@@ -4,6 +4,7 @@ import os
 import sys
 from pathlib import Path
 
+import fixture_model
 import pooch.core
 import pytest
 
@@ -38,11 +39,11 @@ def rembg_model():
 
 # --- The extension registered, with the tiny fixture model (drag-and-drop, reference images, batch) -----
 
-FIXTURE_MODEL = REPO / "tests" / "fixtures" / "triposr-tiny-a"
-FIXTURE_IMAGE = FIXTURE_MODEL / "input.png"
+FIXTURE_MODEL = fixture_model.FIXTURE
+FIXTURE_IMAGE = fixture_model.IMAGE
 # The random-weight model has a surface only at its own threshold, at this resolution (see its meta.json).
-FIXTURE_THRESHOLD = 0.41453200578689575
-FIXTURE_RESOLUTION = 48
+FIXTURE_THRESHOLD = fixture_model.OPTIONS["threshold"]
+FIXTURE_RESOLUTION = fixture_model.OPTIONS["resolution"]
 
 
 @pytest.fixture(scope="module")
@@ -82,6 +83,21 @@ def new_objects(extension):
     yield added
     for obj in added():
         remove_object(obj)
+
+
+# --- The tiny model's mesh and colour field, for the core's bake and decimation tests ---------------------
+
+
+@pytest.fixture(scope="session")
+def mesh():
+    """The core's mesh of the fixture image (computed once per process)."""
+    return fixture_model.core_mesh()
+
+
+@pytest.fixture(scope="session")
+def color_fn():
+    """The model's colour at given points, as bake_texture and decimate take it."""
+    return fixture_model.core_colors
 
 
 # --- Blender 4.2's bpy module crashes in Python's teardown ------------------------------------------------

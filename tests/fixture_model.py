@@ -16,15 +16,32 @@ OPTIONS = {
 
 
 @functools.cache
+def core_model():
+    from triposr_blender.core import TripoSR
+
+    return TripoSR.from_pretrained(FIXTURE, device="cpu")
+
+
+@functools.cache
+def core_scene():
+    """The scene codes the core makes in this process from IMAGE with OPTIONS."""
+    from triposr_blender.core import preprocess_image
+
+    image = preprocess_image(IMAGE, OPTIONS["remove_background"], OPTIONS["foreground_ratio"])
+    return core_model().encode(image)
+
+
+@functools.cache
 def core_mesh():
     """The mesh the core makes in this process from IMAGE with OPTIONS, in TripoSR's model space."""
-    from triposr_blender.core import TripoSR, preprocess_image
-
-    model = TripoSR.from_pretrained(FIXTURE, device="cpu")
-    image = preprocess_image(IMAGE, OPTIONS["remove_background"], OPTIONS["foreground_ratio"])
-    return model.extract_mesh(
-        model.encode(image), resolution=OPTIONS["resolution"], threshold=OPTIONS["threshold"]
+    return core_model().extract_mesh(
+        core_scene(), resolution=OPTIONS["resolution"], threshold=OPTIONS["threshold"]
     )
+
+
+def core_colors(points):
+    """The model's colour at ``points`` (N, 3) of core_scene(), as a numpy array."""
+    return core_model().query(core_scene(), points)["color"].numpy()
 
 
 def write_exr(path: Path) -> Path:

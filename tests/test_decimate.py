@@ -1,40 +1,14 @@
 """Decimation (core, no bpy): at most the target face count, the surface kept within a small distance of
 the original (two-sided point-to-triangle distance of sampled points), colours queried at the new vertices."""
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
-from triposr_blender.core import Mesh, TripoSR, TripoSRError
+from triposr_blender.core import Mesh, TripoSRError
 from triposr_blender.core.decimate import decimate
 
-TINY = Path(__file__).parent / "fixtures" / "triposr-tiny-a"
-THRESHOLD = 0.41453200578689575  # the tiny model has a surface at this level (see its README)
-RESOLUTION = 48
 SAMPLES = 1000
-
-
-@pytest.fixture(scope="module")
-def model():
-    return TripoSR.from_pretrained(TINY, device="cpu")
-
-
-@pytest.fixture(scope="module")
-def scene(model):
-    return model.encode(Image.open(TINY / "input.png").convert("RGB"))
-
-
-@pytest.fixture(scope="module")
-def mesh(model, scene):
-    return model.extract_mesh(scene, resolution=RESOLUTION, threshold=THRESHOLD)
-
-
-@pytest.fixture(scope="module")
-def color_fn(model, scene):
-    return lambda points: model.query(scene, points)["color"].numpy()
 
 
 def sample_surface(mesh, count, seed):

@@ -1,43 +1,17 @@
 """Baked texture (core, no bpy): every texel the UV layout covers holds the model's colour at that texel's
 surface point; seams are padded by dilation and the rest of the image stays transparent."""
 
-from pathlib import Path
-
 import numpy as np
 import pytest
-from PIL import Image
 
-from triposr_blender.core import Cancelled, TripoSR
+from triposr_blender.core import Cancelled
 from triposr_blender.core.texture import bake_texture
 
-TINY = Path(__file__).parent / "fixtures" / "triposr-tiny-a"
-THRESHOLD = 0.41453200578689575  # the tiny model has a surface at this level (see its README)
-RESOLUTION = 48
 SIZE = 128
 PADDING = 2
 # A texel centre this close to a UV edge may count as inside or outside: the tests accept either.
 ON_EDGE = 1e-6
 ONE_LEVEL = 1  # 1/255 in uint8 levels
-
-
-@pytest.fixture(scope="module")
-def model():
-    return TripoSR.from_pretrained(TINY, device="cpu")
-
-
-@pytest.fixture(scope="module")
-def scene(model):
-    return model.encode(Image.open(TINY / "input.png").convert("RGB"))
-
-
-@pytest.fixture(scope="module")
-def mesh(model, scene):
-    return model.extract_mesh(scene, resolution=RESOLUTION, threshold=THRESHOLD)
-
-
-@pytest.fixture(scope="module")
-def color_fn(model, scene):
-    return lambda points: model.query(scene, points)["color"].numpy()
 
 
 @pytest.fixture(scope="module")
