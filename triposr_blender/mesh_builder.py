@@ -77,22 +77,28 @@ def find_vertex_color_material() -> bpy.types.Material | None:
     return next((material for material in bpy.data.materials if material.get(MATERIAL_TAG)), None)
 
 
+def new_base_color_material(name: str, source_node_type: str) -> tuple[bpy.types.Material, bpy.types.Node]:
+    """A Principled BSDF material whose Base Color comes from a new node of ``source_node_type``."""
+    material = bpy.data.materials.new(name)
+    if material.node_tree is None:  # Blender 4.x materials start without nodes; 5.0 always has them
+        material.use_nodes = True
+    nodes = material.node_tree.nodes
+    shader = next(node for node in nodes if node.bl_idname == "ShaderNodeBsdfPrincipled")
+    source = nodes.new(source_node_type)
+    source.location = (shader.location.x - 400, shader.location.y)
+    material.node_tree.links.new(source.outputs["Color"], shader.inputs["Base Color"])
+    return material, source
+
+
 def new_vertex_color_material() -> bpy.types.Material:
     """The material generated meshes share: Base Color from the colour attribute.
 
     Wiring the attribute through a Color Attribute node (rather than only showing it in the viewport)
     is what makes Cycles and EEVEE render it and the glTF exporter write it as COLOR_0.
     """
-    material = bpy.data.materials.new(MATERIAL_NAME)
+    material, color = new_base_color_material(MATERIAL_NAME, "ShaderNodeVertexColor")
     material[MATERIAL_TAG] = True
-    if material.node_tree is None:  # Blender 4.x materials start without nodes; 5.0 always has them
-        material.use_nodes = True
-    nodes = material.node_tree.nodes
-    shader = next(node for node in nodes if node.bl_idname == "ShaderNodeBsdfPrincipled")
-    color = nodes.new("ShaderNodeVertexColor")
     color.layer_name = COLOR_ATTRIBUTE
-    color.location = (shader.location.x - 300, shader.location.y)
-    material.node_tree.links.new(color.outputs["Color"], shader.inputs["Base Color"])
     return material
 
 

@@ -51,15 +51,8 @@ def add_uv_map(mesh: bpy.types.Mesh, corner_uvs: np.ndarray) -> None:
 def new_texture_material(name: str, image: bpy.types.Image) -> bpy.types.Material:
     """Principled BSDF with Base Color from ``image``; the image's alpha stays unconnected, since it only
     marks texels outside the UV layout."""
-    material = bpy.data.materials.new(name)
-    if material.node_tree is None:  # Blender 4.x materials start without nodes; 5.0 always has them
-        material.use_nodes = True
-    nodes = material.node_tree.nodes
-    shader = next(node for node in nodes if node.bl_idname == "ShaderNodeBsdfPrincipled")
-    texture = nodes.new("ShaderNodeTexImage")
+    material, texture = mesh_builder.new_base_color_material(name, "ShaderNodeTexImage")
     texture.image = image
-    texture.location = (shader.location.x - 400, shader.location.y)
-    material.node_tree.links.new(texture.outputs["Color"], shader.inputs["Base Color"])
     return material
 
 
