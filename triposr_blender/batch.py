@@ -31,7 +31,6 @@ import bpy
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".exr")
 STATUSES = ("done", "skipped", "failed")  # and "pending" for images an interruption left untouched
 FORMATS = ("glb", "obj", "fbx", "usd", "blend")
-DEFAULT_MODEL = "stabilityai/TripoSR"
 # The worker's error kinds (exception class names) that would fail every image alike.
 ERRORS_THAT_STOP_THE_BATCH = frozenset({"ModelLoadError", "MissingDependencies"})
 PROGRESS_INTERVAL = 0.1  # seconds between progress bar updates
@@ -132,6 +131,8 @@ def _ratio(text):
 
 
 def build_parser():
+    from .core.defaults import DEFAULT_MODEL_SOURCE
+
     inside_blender = bool(bpy.app.binary_path)  # empty in the bpy wheel
     prog = "blender -b --python batch.py --" if inside_blender else "python -m triposr_blender.batch --"
     parser = _Parser(
@@ -158,9 +159,9 @@ def build_parser():
     parser.add_argument(
         "--model",
         metavar="SOURCE",
-        default=os.environ.get("TRIPOSR_MODEL") or DEFAULT_MODEL,
+        default=os.environ.get("TRIPOSR_MODEL") or DEFAULT_MODEL_SOURCE,
         help="Hugging Face repo id or a folder holding config.yaml and model.ckpt "
-        f"(default: $TRIPOSR_MODEL, else {DEFAULT_MODEL}, downloaded on first use)",
+        f"(default: $TRIPOSR_MODEL, else {DEFAULT_MODEL_SOURCE}, downloaded on first use)",
     )
     parser.add_argument(
         "--device",

@@ -6,10 +6,9 @@ import bpy
 from bpy.props import EnumProperty, IntProperty, StringProperty
 
 from . import jobs, properties, ui_dependencies
-from .core.defaults import DEFAULT_CHUNK_SIZE
+from .core.defaults import DEFAULT_CHUNK_SIZE, DEFAULT_MODEL_SOURCE
 
 MODEL_ENVIRONMENT_VARIABLE = "TRIPOSR_MODEL"
-DEFAULT_REPO = "stabilityai/TripoSR"
 
 MODEL_SOURCES = (
     ("HUB", "Hugging Face", "Download the model from a Hugging Face repository once, then use it offline"),
@@ -28,7 +27,7 @@ class TripoSRPreferences(bpy.types.AddonPreferences):
 
     model_source: EnumProperty(name="Model Source", items=MODEL_SOURCES)
     model_repo: StringProperty(
-        name="Repository", description="Hugging Face repository id of the model", default=DEFAULT_REPO
+        name="Repository", description="Hugging Face repository id of the model", default=DEFAULT_MODEL_SOURCE
     )
     model_folder: StringProperty(
         name="Folder", description="Folder holding the model's config.yaml and model.ckpt", subtype="DIR_PATH"
@@ -92,7 +91,7 @@ def model_source(preferences: TripoSRPreferences | None) -> str:
     if not source and preferences is not None:
         use_folder = preferences.model_source == "FOLDER"
         source = bpy.path.abspath(preferences.model_folder) if use_folder else preferences.model_repo.strip()
-    source = source or DEFAULT_REPO
+    source = source or DEFAULT_MODEL_SOURCE
     return os.path.abspath(source) if os.path.isdir(source) else source
 
 

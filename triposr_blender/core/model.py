@@ -15,7 +15,7 @@ from torch import nn
 
 from .config import ModelConfig, load_config
 from .cpu_fast import quantize_encoder
-from .defaults import DEFAULT_CHUNK_SIZE
+from .defaults import DEFAULT_CHUNK_SIZE, DEFAULT_MODEL_SOURCE
 from .device import resolve_device, resolve_dtype
 from .errors import InvalidImageError, ModelLoadError
 from .isosurface import Mesh, extract_dense
@@ -26,7 +26,6 @@ from .tokenizers import DINOSingleImageTokenizer, Triplane1DTokenizer
 from .transformer import Transformer1D
 from .weights import Progress, load_weights, locate_model, read_checkpoint
 
-DEFAULT_SOURCE = "stabilityai/TripoSR"
 # "sparse" queries only the blocks of the grid the surface passes through and gives the dense mesh
 # (see sparse_isosurface.py for the one case it differs); "dense" queries every point, as the reference.
 MESH_EXTRACTORS = {"sparse": extract_sparse, "dense": extract_dense}
@@ -105,7 +104,7 @@ class TripoSR:
     @classmethod
     def from_pretrained(
         cls,
-        source: str | Path = DEFAULT_SOURCE,
+        source: str | Path = DEFAULT_MODEL_SOURCE,
         device: str | torch.device = "auto",
         dtype: str | torch.dtype | None = None,
         chunk_size: int = DEFAULT_CHUNK_SIZE,
