@@ -91,8 +91,10 @@ def test_sparse_extraction_queries_a_fraction_of_the_grid():
 
 
 def test_an_object_smaller_than_a_block_is_still_found():
-    dense = extract_dense(solid(speck), 64, RADIUS, THRESHOLD)
-    assert_same_mesh(extract_sparse(solid(speck), 64, RADIUS, THRESHOLD), dense)
+    fractions = []
+    sparse = extract_sparse(solid(speck), 64, RADIUS, THRESHOLD, on_progress=fractions.append)
+    assert_same_mesh(sparse, extract_dense(solid(speck), 64, RADIUS, THRESHOLD))
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
 
 
 def test_no_surface_gives_the_same_advice_as_the_dense_path():

@@ -51,7 +51,8 @@ def extract_sparse(
     axis = scale_tensor(torch.linspace(0.0, 1.0, resolution), (0.0, 1.0), (-radius, radius))
     mesh = sparse_marching_cubes(density_fn, axis, threshold, block, margin, on_progress)
     if mesh is None:
-        return extract_dense(density_fn, resolution, radius, threshold, on_progress)
+        dense_progress = _progress_span(on_progress, _COARSE_SHARE, 1.0)
+        return extract_dense(density_fn, resolution, radius, threshold, dense_progress)
     vertices, faces, _ = mesh
     if on_progress is not None:
         on_progress(1.0)
