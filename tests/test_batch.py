@@ -82,9 +82,9 @@ def first_run(tmp_path_factory):
 def test_help_documents_every_option():
     result = run_python("-m", "triposr_blender.batch", "--help")
     assert result.returncode == 0
-    for option in ("INPUT", "--out", "--format", "--one-blend", "--model", "--device", "--resolution",
-                   "--threshold", "--no-remove-bg", "--foreground-ratio", "--size", "--skip-existing",
-                   "--report"):  # fmt: skip
+    for option in ("INPUT", "--out", "--format", "--one-blend", "--model", "--device", "--cpu-fast",
+                   "--resolution", "--threshold", "--no-remove-bg", "--foreground-ratio", "--size",
+                   "--skip-existing", "--report"):  # fmt: skip
         assert option in result.stdout
 
 

@@ -9,6 +9,7 @@ import io
 import os
 import signal
 import time
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -21,13 +22,14 @@ from triposr_blender.jobs import ModelSettings, WorkerClient, WorkerStartError
 from triposr_blender.worker import Worker
 
 MODEL = ModelSettings(str(FIXTURE), device="cpu")
+FAST_MODEL = replace(MODEL, cpu_fast=True)
 JOB_TIMEOUT = 120
 FIRST_STAGE = "Starting"
 
 
-def generate(client: WorkerClient, image=None, **options):
+def generate(client: WorkerClient, image=None, model=MODEL, **options):
     image = image or {"path": str(IMAGE)}
-    return client.submit("generate", MODEL, image=image, options={**OPTIONS, **options})
+    return client.submit("generate", model, image=image, options={**OPTIONS, **options})
 
 
 def events_until_done(job) -> list[dict]:
@@ -95,6 +97,18 @@ def test_the_model_stays_loaded_in_the_same_worker_between_jobs(client):
     assert "Loading model" not in [event.get("stage") for event in events]
     assert client.model_state["loaded"] and client.model_state["device"] == "cpu"
     assert client.model_state["memory_bytes"] > 0
+
+
+def test_the_faster_cpu_mode_reloads_the_model_with_int8_layers_and_generates(client):
+    exact = client.submit("load", MODEL).wait(JOB_TIMEOUT)["model"]
+    fast = client.submit("load", FAST_MODEL).wait(JOB_TIMEOUT)["model"]
+
+    events = events_until_done(generate(client, model=FAST_MODEL))
+
+    assert not exact["cpu_fast"] and fast["cpu_fast"]
+    assert fast["memory_bytes"] < exact["memory_bytes"], "int8 weights take less memory, and are counted"
+    assert "Loading model" not in [event.get("stage") for event in events]
+    assert events[-1]["event"] == "result" and len(events[-1]["mesh"]["faces"]) > 0
 
 
 def test_an_image_can_be_sent_as_pixels(client):

@@ -131,7 +131,7 @@ def _ratio(text):
 
 
 def build_parser():
-    from .core.defaults import DEFAULT_MODEL_SOURCE
+    from .core.defaults import CPU_FAST_DESCRIPTION, DEFAULT_MODEL_SOURCE
 
     inside_blender = bool(bpy.app.binary_path)  # empty in the bpy wheel
     prog = "blender -b --python batch.py --" if inside_blender else "python -m triposr_blender.batch --"
@@ -167,6 +167,12 @@ def build_parser():
         "--device",
         default="auto",
         help="auto (CUDA, else Apple MPS, else CPU), cpu, cuda, cuda:N or mps (default: auto)",
+    )
+    parser.add_argument(
+        "--cpu-fast",
+        action="store_true",
+        # argparse %-formats help texts: the description's percent sign must be doubled
+        help=f"{CPU_FAST_DESCRIPTION.replace('%', '%%')} (default: off)",
     )
     parser.add_argument(
         "--resolution",
@@ -402,7 +408,8 @@ def main(argv=None):
 
 def _settings(args):
     """The options that shaped the outputs, as the report records them."""
-    settings = {name: getattr(args, name) for name in ("model", "device", "resolution", "threshold")}
+    names = ("model", "device", "cpu_fast", "resolution", "threshold")
+    settings = {name: getattr(args, name) for name in names}
     settings.update(remove_background=args.remove_background, foreground_ratio=args.foreground_ratio)
     settings["target"] = str(args.one_blend) if args.one_blend else f"{args.out}/*.{args.format}"
     return settings
@@ -431,7 +438,7 @@ class Batch:
         self.args = args
         self.report = report
         self.progress = ProgressBar(len(report.items))
-        self.model = jobs.ModelSettings(source=args.model, device=args.device)
+        self.model = jobs.ModelSettings(source=args.model, device=args.device, cpu_fast=args.cpu_fast)
         self.worker = None
 
     def run(self, plan):

@@ -42,6 +42,7 @@ class ModelSettings:
     source: str  # a folder with config.yaml and model.ckpt, or a Hugging Face repo id
     device: str = "auto"
     chunk_size: int = DEFAULT_CHUNK_SIZE
+    cpu_fast: bool = False  # encode with int8 layers on the CPU (core/cpu_fast.py)
     cache_dir: str = ""  # empty: Hugging Face's default cache
     offline: bool = False  # Blender's Allow Online Access is off: use only what is downloaded
 

@@ -46,7 +46,8 @@ def draw_model_status(layout) -> None:
     row = layout.row()
     if state["loaded"]:
         memory = state["memory_bytes"] / 2**20
-        row.label(text=f"Loaded on {state['device']} ({memory:,.0f} MB)", icon="CHECKMARK")
+        int8 = ", int8 encoder" if state.get("cpu_fast") else ""
+        row.label(text=f"Loaded on {state['device']} ({memory:,.0f} MB{int8})", icon="CHECKMARK")
         row.operator("triposr.unload_model", text="Unload", icon="X")
     else:
         row.label(text="Not loaded", icon="DOT")

@@ -1,12 +1,13 @@
-"""Add-on preferences: the model and its download cache, device, chunk size, orientation, dependencies."""
+"""Add-on preferences: the model and its download cache, device, chunk size, int8 encoding, orientation,
+dependencies."""
 
 import os
 
 import bpy
-from bpy.props import EnumProperty, IntProperty, StringProperty
+from bpy.props import BoolProperty, EnumProperty, IntProperty, StringProperty
 
 from . import jobs, properties, ui_dependencies
-from .core.defaults import DEFAULT_CHUNK_SIZE, DEFAULT_MODEL_SOURCE
+from .core.defaults import CPU_FAST_DESCRIPTION, DEFAULT_CHUNK_SIZE, DEFAULT_MODEL_SOURCE
 
 MODEL_ENVIRONMENT_VARIABLE = "TRIPOSR_MODEL"
 
@@ -48,6 +49,7 @@ class TripoSRPreferences(bpy.types.AddonPreferences):
         min=0,
         soft_max=1 << 20,
     )
+    cpu_fast: BoolProperty(name="Faster CPU Encoding (int8)", description=CPU_FAST_DESCRIPTION, default=False)
     front_axis: EnumProperty(
         name="Front Axis",
         description="Which way the side seen in the image faces when the object is placed at the 3D cursor",
@@ -61,6 +63,7 @@ class TripoSRPreferences(bpy.types.AddonPreferences):
         box = layout.box()
         box.prop(self, "device")
         box.prop(self, "chunk_size")
+        box.prop(self, "cpu_fast")
         box.prop(self, "front_axis")
         ui_dependencies.draw_dependencies(layout.box(), context)
 
@@ -104,6 +107,7 @@ def model_settings(context, device: str = "DEFAULT") -> jobs.ModelSettings:
         source=model_source(preferences),
         device=device.lower(),
         chunk_size=preferences.chunk_size if preferences else DEFAULT_CHUNK_SIZE,
+        cpu_fast=preferences.cpu_fast if preferences else False,
         cache_dir=bpy.path.abspath(preferences.cache_dir) if preferences and preferences.cache_dir else "",
         offline=not bpy.app.online_access,
     )

@@ -11,8 +11,8 @@ Commands (Blender -> worker) carry ``cmd`` and, except ``quit``, a job ``id``:
 
 Events (worker -> Blender) carry ``event`` and, except the first two, the job ``id``:
 
-* ``ready`` (``pid``) once at start-up; ``model`` (``state``: loaded, source, device, memory_bytes) whenever
-  the loaded model changes.
+* ``ready`` (``pid``) once at start-up; ``model`` (``state``: loaded, source, device, cpu_fast,
+  memory_bytes) whenever the loaded model changes.
 * ``progress`` (``stage`` text, ``fraction`` 0..1 of that stage).
 * one of ``result`` (``mesh``: vertices, faces, vertex_colors, and with a texture_size ``texture``:
   corner_uvs, image, as the core's ``bake_texture`` makes them; or ``model``: the state after ``load``),

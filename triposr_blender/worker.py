@@ -76,14 +76,14 @@ def pil_image(spec: dict):
 
 
 class ModelCache:
-    """Keeps one model loaded, reloading only when the source or the device change."""
+    """Keeps one model loaded, reloading only when the source, the device or the int8 choice change."""
 
     def __init__(self):
         self.model = None
         self.key = None
 
     def get(self, settings: dict, progress):
-        key = (settings["source"], settings["device"])
+        key = (settings["source"], settings["device"], settings["cpu_fast"])
         if self.model is None or key != self.key:
             self.unload()
             if settings["offline"]:
@@ -91,7 +91,10 @@ class ModelCache:
             from .core import TripoSR
 
             self.model = TripoSR.from_pretrained(
-                settings["source"], device=settings["device"], progress=progress
+                settings["source"],
+                device=settings["device"],
+                cpu_fast=settings["cpu_fast"],
+                progress=progress,
             )
             self.key = key
         self.model.chunk_size = settings["chunk_size"]
@@ -109,6 +112,7 @@ class ModelCache:
             "loaded": True,
             "source": self.key[0],
             "device": str(self.model.device),
+            "cpu_fast": self.model.cpu_fast,
             "memory_bytes": memory_in_use(self.model),
         }
 
@@ -119,7 +123,14 @@ def memory_in_use(model) -> int:
 
     if model.device.type == "cuda":
         return int(torch.cuda.memory_reserved(model.device))
-    return int(sum(tensor.numel() * tensor.element_size() for tensor in model.network.parameters()))
+    return int(sum(tensor_bytes(value) for value in model.network.state_dict().values()))
+
+
+def tensor_bytes(value) -> int:
+    """Bytes in a state-dict entry; int8 layers keep their weights as a tuple, outside ``parameters()``."""
+    if isinstance(value, tuple):
+        return sum(tensor_bytes(item) for item in value)
+    return value.numel() * value.element_size() if hasattr(value, "numel") else 0
 
 
 def generate(models: ModelCache, request: dict, progress) -> dict:

@@ -100,6 +100,7 @@ class TripoSR:
         self.dtype = network.backbone.proj_in.weight.dtype
         self.chunk_size = chunk_size
         self.load_seconds = 0.0
+        self.cpu_fast = False  # whether the encoder runs with int8 layers (only ever on the CPU)
 
     @classmethod
     def from_pretrained(
@@ -125,13 +126,15 @@ class TripoSR:
         load_weights(network, read_checkpoint(files.weights))
         network.to(chosen_device).eval().requires_grad_(False)
         network.set_encoder_dtype(chosen_dtype)
-        if cpu_fast and chosen_device.type == "cpu":
+        quantised = cpu_fast and chosen_device.type == "cpu"
+        if quantised:
             quantize_encoder(network)
         if chosen_device.type == "cuda":
             # Tensor cores for float32 products (the decoder; the encoder too unless in half precision):
             # about 1e-3 relative, far less than moves a surface, and several times faster.
             torch.backends.cuda.matmul.fp32_precision = "tf32"
         model = cls(network, chosen_device, chunk_size)
+        model.cpu_fast = quantised
         model.load_seconds = time.perf_counter() - started
         report(progress, LOAD_STAGE, 1.0)
         return model
