@@ -42,8 +42,8 @@ class TripoSRPreferences(bpy.types.AddonPreferences):
     chunk_size: IntProperty(
         name="Chunk Size",
         description=(
-            "Points the model evaluates at once. Lower it if the GPU runs out of memory; 0 evaluates all at "
-            "once (fastest, most memory)"
+            "Points the model evaluates at once. Lower it if the GPU runs out of memory; a GPU with memory "
+            "to spare may go faster with more; 0 evaluates all at once (most memory)"
         ),
         default=DEFAULT_CHUNK_SIZE,
         min=0,

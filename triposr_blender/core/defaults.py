@@ -4,8 +4,10 @@ Blender registers the add-on's preferences before the dependencies may even be i
 fast whether they are or not, so the add-on reads these defaults from here, never from ``model``.
 """
 
-# Points decoded per batch. Peak memory grows with it (about 1 KB per point with the official decoder).
-DEFAULT_CHUNK_SIZE = 65536
+# Points decoded per batch. Peak memory grows with it (about 1 KB per point with the official decoder), and
+# on the CPU a chunk whose 64-wide decoder activations stay in cache decodes faster: 16384 points took
+# 15-25 % less time than 65536 for a sparse mesh at 256 and for 1M queries on the benchmark field.
+DEFAULT_CHUNK_SIZE = 16384
 
 # The released TripoSR weights on the Hugging Face hub (config.yaml + model.ckpt).
 DEFAULT_MODEL_SOURCE = "stabilityai/TripoSR"
