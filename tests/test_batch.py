@@ -3,7 +3,6 @@ fixture model, the real bpy wheel and Blender's own exporters."""
 
 import json
 import shutil
-import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +12,7 @@ import numpy as np
 import pytest
 from conftest import FIXTURE_IMAGE, FIXTURE_MODEL, FIXTURE_RESOLUTION, FIXTURE_THRESHOLD, REPO
 from fixture_model import write_exr
+from glb import read_glb
 
 from triposr_blender import batch, mesh_builder
 
@@ -39,15 +39,6 @@ def run_python(*arguments, cwd=REPO):
 
 def run_batch(*args):
     return run_python("-m", "triposr_blender.batch", "--", *args)
-
-
-def glb_json(path):
-    """The JSON chunk of a binary glTF: a 12-byte header, then the chunk's length and type, then the JSON."""
-    data = path.read_bytes()
-    magic, _version, _length = struct.unpack_from("<4sII", data, 0)
-    chunk_length, chunk_type = struct.unpack_from("<I4s", data, 12)
-    assert (magic, chunk_type) == (b"glTF", b"JSON")
-    return json.loads(data[20 : 20 + chunk_length])
 
 
 def image_folder(folder):
@@ -231,7 +222,7 @@ def test_a_batch_converts_the_good_images_and_reports_the_bad_ones(first_run):
 def test_glb_outputs_carry_vertex_colours_as_color_0(first_run):
     _result, _images, out, _report = first_run
     for output in out.glob("*.glb"):
-        primitives = [primitive for mesh in glb_json(output)["meshes"] for primitive in mesh["primitives"]]
+        primitives = [primitive for mesh in read_glb(output)[0]["meshes"] for primitive in mesh["primitives"]]
         assert primitives
         assert all("COLOR_0" in primitive["attributes"] for primitive in primitives)
 

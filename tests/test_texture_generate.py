@@ -8,7 +8,7 @@ import sys
 import bpy
 import pytest
 from conftest import FIXTURE_IMAGE, FIXTURE_MODEL, FIXTURE_RESOLUTION, FIXTURE_THRESHOLD, REPO
-from test_texture_blender import read_glb
+from glb import read_glb
 
 from triposr_blender import texture_material
 
