@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from fixture_model import FIXTURE
 from PIL import Image
 
 from triposr_blender.core import ModelLoadError, TripoSR
@@ -16,17 +17,16 @@ from triposr_blender.core.model import build_network
 from triposr_blender.core.vit import ViTConfig
 
 FIXTURES = Path(__file__).parent / "fixtures"
-TINY = FIXTURES / "triposr-tiny-a"
 
 
 @pytest.fixture
 def raw():
     """The tiny model's config.yaml as a plain mapping, ${...} references resolved."""
-    return read_yaml(TINY / "config.yaml")
+    return read_yaml(FIXTURE / "config.yaml")
 
 
 def parse(raw):
-    return parse_config(raw, model_folder=TINY)
+    return parse_config(raw, model_folder=FIXTURE)
 
 
 def test_the_tiny_config_reads_with_references_resolved_and_its_vit_folder(raw):
@@ -117,7 +117,7 @@ def test_an_image_encoder_config_that_cannot_be_found_is_explained(raw):
 
 
 def test_an_unsupported_image_encoder_activation_is_named(tmp_path, raw):
-    vit = json.loads((TINY / "vit" / "config.json").read_text())
+    vit = json.loads((FIXTURE / "vit" / "config.json").read_text())
     (tmp_path / "vit").mkdir()
     (tmp_path / "vit" / "config.json").write_text(json.dumps({**vit, "hidden_act": "swish"}))
     with pytest.raises(ModelLoadError, match="hidden_act must be one of gelu, relu, silu"):
@@ -152,7 +152,7 @@ def test_option_variants_build_and_run(raw, overrides):
         varied[section].update(options)
     torch.manual_seed(0)
     model = TripoSR(build_network(parse(varied), device="cpu").eval(), torch.device("cpu"))
-    scene = model.encode(Image.open(TINY / "input.png").convert("RGB"))
+    scene = model.encode(Image.open(FIXTURE / "input.png").convert("RGB"))
     fields = model.query(scene, torch.rand(100, 3) - 0.5)
     image = model.render(scene, n_views=1, height=4, width=4)
     assert scene.shape == (1, 3, 8, 16, 16)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from fixture_model import FIXTURE
 
 from triposr_blender.core import ModelLoadError, TripoSR
 from triposr_blender.core.config import load_config
@@ -24,7 +25,6 @@ from triposr_blender.core.weights import (
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = REPO / "tests" / "fixtures"
-TINY = FIXTURES / "triposr-tiny-a"
 OFFICIAL_CONFIG = FIXTURES / "official-config.yaml"
 OFFICIAL_LAYOUT = json.loads((FIXTURES / "official-layout.json").read_text())
 
@@ -41,7 +41,7 @@ def official_state():
 
 
 def copy_tiny_model(folder: Path) -> Path:
-    shutil.copytree(TINY, folder, ignore=shutil.ignore_patterns("*.npz", "*.png", "*.md", "meta.json"))
+    shutil.copytree(FIXTURE, folder, ignore=shutil.ignore_patterns("*.npz", "*.png", "*.md", "meta.json"))
     return folder
 
 
@@ -128,7 +128,7 @@ def test_a_checkpoint_holding_a_pickled_object_is_refused_without_running_it(tmp
 
 def test_a_truncated_checkpoint_is_refused(tmp_path):
     checkpoint = tmp_path / "model.ckpt"
-    checkpoint.write_bytes((TINY / "model.ckpt").read_bytes()[:5000])
+    checkpoint.write_bytes((FIXTURE / "model.ckpt").read_bytes()[:5000])
     with pytest.raises(ModelLoadError, match="not a readable PyTorch checkpoint"):
         read_checkpoint(checkpoint)
 
@@ -155,7 +155,7 @@ def test_a_source_that_is_neither_a_folder_nor_a_repo_id_is_explained(tmp_path):
 
 def test_the_tiny_model_loads_from_a_folder_and_reports_progress():
     reports = []
-    model = TripoSR.from_pretrained(TINY, device="cpu", progress=lambda _stage, done: reports.append(done))
+    model = TripoSR.from_pretrained(FIXTURE, device="cpu", progress=lambda _stage, done: reports.append(done))
     assert reports == [0.0, 1.0]
     assert model.device == torch.device("cpu") and model.dtype == torch.float32
     assert model.load_seconds > 0

@@ -1,27 +1,25 @@
 """The TripoSR API around the maths: inputs it accepts or refuses, chunking, progress, cancelling, devices."""
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
+from fixture_model import FIXTURE
 from PIL import Image
 
 from triposr_blender.core import Cancelled, InvalidImageError, ModelLoadError, NoSurfaceError, TripoSR
 from triposr_blender.core.device import resolve_device
 
-TINY = Path(__file__).parent / "fixtures" / "triposr-tiny-a"
 POINTS = (torch.rand(500, 3, generator=torch.Generator().manual_seed(3)) * 2 - 1) * 0.87
 
 
 @pytest.fixture(scope="module")
 def model():
-    return TripoSR.from_pretrained(TINY, device="cpu")
+    return TripoSR.from_pretrained(FIXTURE, device="cpu")
 
 
 @pytest.fixture(scope="module")
 def image():
-    return Image.open(TINY / "input.png").convert("RGB")
+    return Image.open(FIXTURE / "input.png").convert("RGB")
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +52,7 @@ def test_query_accepts_numpy_points_and_returns_float32_fields(model, scene):
 
 
 def test_chunked_queries_give_the_same_fields(model, scene):
-    chunked = TripoSR.from_pretrained(TINY, device="cpu", chunk_size=64)
+    chunked = TripoSR.from_pretrained(FIXTURE, device="cpu", chunk_size=64)
     torch.testing.assert_close(chunked.query(scene, POINTS), model.query(scene, POINTS), atol=1e-6, rtol=1e-5)
 
 
@@ -113,16 +111,16 @@ def test_asking_for_a_missing_gpu_is_explained():
     if torch.cuda.is_available():
         pytest.skip("a CUDA GPU is present")
     with pytest.raises(ModelLoadError, match="no CUDA GPU"):
-        TripoSR.from_pretrained(TINY, device="cuda")
+        TripoSR.from_pretrained(FIXTURE, device="cuda")
 
 
 def test_half_precision_on_the_cpu_is_refused():
     with pytest.raises(ModelLoadError, match="Half precision needs a GPU"):
-        TripoSR.from_pretrained(TINY, device="cpu", dtype="float16")
+        TripoSR.from_pretrained(FIXTURE, device="cpu", dtype="float16")
 
 
 def test_an_unloaded_model_says_so_when_used_again(image):
-    model = TripoSR.from_pretrained(TINY, device="cpu")
+    model = TripoSR.from_pretrained(FIXTURE, device="cpu")
     model.unload()
     with pytest.raises(ModelLoadError, match="unloaded"):
         model.encode(image)
@@ -131,7 +129,7 @@ def test_an_unloaded_model_says_so_when_used_again(image):
 def test_a_half_precision_encoder_still_yields_float32_scene_codes_and_fields(image, scene):
     """Half precision covers image -> scene codes only; the density field stays float32 (tested in bfloat16,
     which the CPU runs, as a stand-in for a GPU's float16)."""
-    network = TripoSR.from_pretrained(TINY, device="cpu").network
+    network = TripoSR.from_pretrained(FIXTURE, device="cpu").network
     network.set_encoder_dtype(torch.bfloat16)
     half = TripoSR(network, torch.device("cpu"))
     half_scene = half.encode(image)

@@ -5,17 +5,16 @@ the reference code computed from it; its README gives the tolerances used here.
 """
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from fixture_model import FIXTURE
 from PIL import Image
 
 from triposr_blender.core import TripoSR
 from triposr_blender.core.isosurface import grid_points
 
-FIXTURE = Path(__file__).parent / "fixtures" / "triposr-tiny-a"
 EXPECTED = np.load(FIXTURE / "expected.npz")
 META = json.loads((FIXTURE / "meta.json").read_text())
 TOLERANCE = {"atol": 1e-5, "rtol": 1e-4}

@@ -1,16 +1,13 @@
 """cpu_fast: int8 transformer layers on the CPU, close to float32 but not equal; off by default."""
 
-from pathlib import Path
-
 import pytest
 import torch
+from fixture_model import FIXTURE
 from PIL import Image
 from torch import nn
 from torch.ao.nn.quantized.dynamic import Linear as Int8Linear
 
 from triposr_blender.core import TripoSR
-
-FIXTURE = Path(__file__).parent / "fixtures" / "triposr-tiny-a"
 
 
 @pytest.fixture(scope="module")

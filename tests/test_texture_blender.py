@@ -6,11 +6,11 @@ The bpy tests run in this process on an empty factory file, reset before each te
 """
 
 import io
-from pathlib import Path
 
 import bpy
 import numpy as np
 import pytest
+from fixture_model import FIXTURE
 from glb import accessor_array, buffer_view_bytes, read_glb
 from PIL import Image
 
@@ -20,7 +20,6 @@ from triposr_blender.core.texture import bake_texture
 
 pytestmark = pytest.mark.blender
 
-TINY = Path(__file__).parent / "fixtures" / "triposr-tiny-a"
 THRESHOLD = 0.41453200578689575  # the tiny model has a surface at this level (see its README)
 RESOLUTION = 48
 SIZE = 128
@@ -28,8 +27,8 @@ SIZE = 128
 
 @pytest.fixture(scope="module")
 def generated_and_texture():
-    model = TripoSR.from_pretrained(TINY, device="cpu")
-    scene = model.encode(Image.open(TINY / "input.png").convert("RGB"))
+    model = TripoSR.from_pretrained(FIXTURE, device="cpu")
+    scene = model.encode(Image.open(FIXTURE / "input.png").convert("RGB"))
     mesh = model.extract_mesh(scene, resolution=RESOLUTION, threshold=THRESHOLD)
     baked = bake_texture(mesh, lambda points: model.query(scene, points)["color"].numpy(), texture_size=SIZE)
     generated = mesh_builder.GeneratedMesh(mesh.vertices, mesh.faces, mesh.vertex_colors)
