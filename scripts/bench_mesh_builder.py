@@ -12,10 +12,13 @@ import bpy
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from triposr_blender import mesh_builder
+from triposr_blender.blender import materials, mesh_builder
+from triposr_blender.blender.placement import Destination
+from triposr_blender.core.mesh import Mesh
+from triposr_blender.worker.protocol import MeshResult
 
 
-def grid_mesh(triangles: int) -> mesh_builder.GeneratedMesh:
+def grid_mesh(triangles: int) -> Mesh:
     """A wavy square grid with about ``triangles`` triangles and random colours."""
     side = int(np.sqrt(triangles / 2)) + 1
     u, v = np.meshgrid(np.linspace(-0.8, 0.8, side), np.linspace(-0.8, 0.8, side), indexing="ij")
@@ -28,7 +31,7 @@ def grid_mesh(triangles: int) -> mesh_builder.GeneratedMesh:
         ]
     )
     colors = np.random.default_rng(0).random((len(vertices), 3), dtype=np.float32)
-    return mesh_builder.GeneratedMesh(vertices.astype(np.float32), faces.astype(np.int64), colors)
+    return Mesh(vertices.astype(np.float32), faces.astype(np.int64), colors)
 
 
 def timed(label: str, action):
@@ -48,15 +51,13 @@ def main() -> None:
 
     timed(
         "build_object (foreach_set, colours, material)",
-        lambda: mesh_builder.build_object(bpy.context, "bench", generated, mesh_builder.Placement()),
+        lambda: mesh_builder.build_object(bpy.context, "bench", MeshResult(generated), Destination()),
     )
     mesh = timed(
         "  of which new_mesh", lambda: mesh_builder.new_mesh("b", generated.vertices, generated.faces)
     )
     timed("  of which Blender deriving the edges (timed again)", lambda: mesh.update(calc_edges=True))
-    timed(
-        "  of which add_vertex_colors", lambda: mesh_builder.add_vertex_colors(mesh, generated.vertex_colors)
-    )
+    timed("  of which add_vertex_colors", lambda: materials.add_vertex_colors(mesh, generated.vertex_colors))
     timed("mesh.validate() (not used: the core's arrays are valid)", mesh.validate)
 
     pydata = bpy.data.meshes.new("pydata")

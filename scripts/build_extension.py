@@ -1,8 +1,8 @@
 """Build the extension zip: ``python scripts/build_extension.py`` -> dist/triposr_blender-<version>.zip
 
 The package's contents become the root of the extension (Blender imports that folder as
-``bl_ext.<repo>.triposr_blender``), next to the manifest, the dependency installer, the requirements it
-installs and the licence. Blender's own extension tool validates and zips the staged folder; it runs
+``bl_ext.<repo>.triposr_blender``), next to the manifest, the requirements its installer installs and
+the licence. Blender's own extension tool validates and zips the staged folder; it runs
 under plain Python, so the one shipped inside the ``bpy`` wheel does the job without a Blender binary.
 """
 
@@ -15,7 +15,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 PACKAGE = REPO / "triposr_blender"
-FILES_BESIDE_PACKAGE = ("blender_manifest.toml", "vendor_install.py", "requirements.txt", "LICENSE")
+FILES_BESIDE_PACKAGE = ("blender_manifest.toml", "requirements.txt", "LICENSE")
 IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", ".*")
 
 

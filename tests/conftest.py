@@ -73,7 +73,7 @@ def new_objects(extension):
     """Lists the objects the test has added, sorted by name; they are removed afterwards."""
     import bpy
 
-    from triposr_blender.batch import remove_object
+    from triposr_blender.blender.mesh_builder import remove_object
 
     before = set(bpy.data.objects)
 

@@ -14,7 +14,11 @@ from conftest import FIXTURE_IMAGE, FIXTURE_MODEL, FIXTURE_RESOLUTION, FIXTURE_T
 from fixture_model import write_exr
 from glb import read_glb
 
-from triposr_blender import batch, mesh_builder
+from triposr_blender import batch
+from triposr_blender.blender import mesh_builder
+from triposr_blender.blender.placement import Destination
+from triposr_blender.core.mesh import Mesh
+from triposr_blender.worker.protocol import MeshResult
 
 pytestmark = pytest.mark.blender
 
@@ -157,12 +161,10 @@ def test_the_worker_reads_image_files_itself_and_gets_exr_pixels_read_by_blender
 def fixture_object():
     """An object built from the fixture's reference mesh, the only selected one, as the batch exports it."""
     arrays = np.load(FIXTURE_MODEL / "expected.npz")
-    generated = mesh_builder.GeneratedMesh(
-        arrays["mesh_vertices"], arrays["mesh_faces"], arrays["mesh_vertex_colors"]
-    )
-    obj = mesh_builder.build_object(bpy.context, "chair", generated, mesh_builder.Placement())
+    generated = MeshResult(Mesh(arrays["mesh_vertices"], arrays["mesh_faces"], arrays["mesh_vertex_colors"]))
+    obj = mesh_builder.build_object(bpy.context, "chair", generated, Destination())
     yield obj
-    batch.remove_object(obj)
+    mesh_builder.remove_object(obj)
 
 
 IMPORTERS = {
@@ -184,7 +186,7 @@ def test_each_format_exports_the_mesh_with_its_vertex_colours(fixture_object, fi
         assert len(imported.data.polygons) == len(fixture_object.data.polygons)
         assert imported.data.color_attributes, f"{file_format} lost the vertex colours"
     finally:
-        batch.remove_object(imported)
+        mesh_builder.remove_object(imported)
 
 
 def test_blend_export_holds_the_object(fixture_object, tmp_path):
@@ -261,7 +263,7 @@ def test_one_blend_collects_every_mesh_and_resumes(tmp_path):
         assert [tuple(obj.location) for obj in data_to.objects] == [(0, 0, 0), (3, 0, 0)]
     finally:
         for obj in data_to.objects:
-            batch.remove_object(obj)
+            mesh_builder.remove_object(obj)
 
 
 def test_a_model_that_cannot_load_fails_every_image_with_its_message(tmp_path):

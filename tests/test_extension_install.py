@@ -9,6 +9,8 @@ import zipfile
 import pytest
 from extension_harness import PACKAGE, REPO, Blender, blender_ext_tool, build_extension
 
+from triposr_blender.core import TORCH_FREE_MODULES
+
 pytestmark = pytest.mark.blender
 
 MANIFEST = tomllib.loads((REPO / "blender_manifest.toml").read_text(encoding="utf-8"))
@@ -45,7 +47,7 @@ def blender(tmp_path_factory, zip_path):
 def test_the_zip_holds_the_package_with_its_manifest_installer_and_licence(zip_path):
     names = zipfile.ZipFile(zip_path).namelist()
 
-    expected = {"blender_manifest.toml", "__init__.py", "worker.py", "core/__init__.py"}
+    expected = {"blender_manifest.toml", "__init__.py", "worker/__main__.py", "core/__init__.py"}
     assert expected | {"vendor_install.py", "requirements.txt", "LICENSE"} <= set(names)
     assert not [name for name in names if "__pycache__" in name or name.endswith(".pyc")]
     assert zip_path.name == f"triposr_blender-{MANIFEST['version']}.zip"
@@ -79,7 +81,7 @@ def test_registering_imports_no_torch_and_of_the_core_only_its_torch_free_module
     core = f"{PACKAGE}.core"
     core_modules = {name for name in imported if name.startswith(core)}
     assert "torch" not in imported
-    assert core_modules <= {core, f"{core}.defaults", f"{core}.errors"}
+    assert core_modules <= {core, *(f"{core}.{name}" for name in TORCH_FREE_MODULES)}
 
 
 def test_the_panel_and_preferences_start_with_the_documented_defaults(blender):

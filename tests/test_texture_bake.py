@@ -153,9 +153,3 @@ def test_progress_reports_each_stage_to_the_end_and_can_cancel(mesh, color_fn):
 
     with pytest.raises(Cancelled):
         bake_texture(mesh, color_fn, texture_size=64, padding=1, progress=cancel)
-
-
-@pytest.mark.parametrize("size", [32, 16384])
-def test_a_texture_size_out_of_range_is_refused(mesh, color_fn, size):
-    with pytest.raises(ValueError, match="texture_size"):
-        bake_texture(mesh, color_fn, texture_size=size)

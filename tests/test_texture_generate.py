@@ -10,7 +10,7 @@ import pytest
 from conftest import FIXTURE_IMAGE, FIXTURE_MODEL, FIXTURE_RESOLUTION, FIXTURE_THRESHOLD, REPO
 from glb import read_glb
 
-from triposr_blender import texture_material
+from triposr_blender.blender import materials
 
 pytestmark = pytest.mark.blender
 
@@ -37,9 +37,9 @@ def test_generate_makes_a_decimated_object_coloured_by_a_packed_texture(new_obje
     assert outcome == {"FINISHED"}
     (obj,) = new_objects()
     assert 0.9 * TARGET_FACES <= len(obj.data.polygons) <= TARGET_FACES
-    assert obj.data.uv_layers.keys() == [texture_material.UV_MAP]
+    assert obj.data.uv_layers.keys() == [materials.UV_MAP]
     assert len(obj.data.color_attributes) == 0
-    (image,) = texture_material.textures_of(obj)
+    (image,) = materials.textures_of(obj)
     assert tuple(image.size) == (TEXTURE_SIZE, TEXTURE_SIZE) and image.packed_file is not None
 
 
@@ -49,7 +49,7 @@ def test_generate_keeps_vertex_colours_and_every_face_by_default(new_objects):
     (obj,) = new_objects()
     assert len(obj.data.polygons) > TARGET_FACES
     assert obj.data.color_attributes.keys() == ["Color"]
-    assert texture_material.textures_of(obj) == []
+    assert materials.textures_of(obj) == []
 
 
 def test_the_batch_writes_a_light_glb_with_its_texture_as_base_color(tmp_path):

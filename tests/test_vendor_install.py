@@ -15,8 +15,8 @@ import numpy
 import pytest
 from tiny_wheel import build_wheel
 
-import vendor_install
-from vendor_install import Machine, choose_torch_build
+from triposr_blender import vendor_install
+from triposr_blender.vendor_install import Machine, choose_torch_build
 
 SCRIPT = Path(vendor_install.__file__).resolve()
 UNREACHABLE_INDEX = "http://127.0.0.1:9/"  # the discard port: nothing listens, the connection is refused

@@ -1,4 +1,4 @@
-"""The worker process and its client (jobs.py), as Blender uses them, without bpy: a real worker process
+"""The worker process and its client (worker/), as Blender uses them, without bpy: a real worker process
 running the real core on the tiny random-weight fixture model.
 
 Tests that interrupt a job do it right after the job's first progress event on a fresh worker, while the
@@ -16,10 +16,12 @@ import pytest
 from fixture_model import FIXTURE, IMAGE, OPTIONS, core_mesh
 from PIL import Image
 
-from triposr_blender import protocol
 from triposr_blender.core.model import ENCODE_STAGE
-from triposr_blender.jobs import ModelSettings, WorkerClient, WorkerStartError
-from triposr_blender.worker import Worker
+from triposr_blender.options import GenerateOptions
+from triposr_blender.worker import protocol
+from triposr_blender.worker.__main__ import Worker
+from triposr_blender.worker.client import WorkerClient, WorkerStartError
+from triposr_blender.worker.protocol import ModelSettings
 
 MODEL = ModelSettings(str(FIXTURE), device="cpu")
 FAST_MODEL = replace(MODEL, cpu_fast=True)
@@ -29,7 +31,7 @@ FIRST_STAGE = "Starting"
 
 def generate(client: WorkerClient, image=None, model=MODEL, **options):
     image = image or {"path": str(IMAGE)}
-    return client.submit("generate", model, image=image, options={**OPTIONS, **options})
+    return client.generate(image, GenerateOptions(**{**OPTIONS, **options}), model)
 
 
 def events_until_done(job) -> list[dict]:
@@ -100,8 +102,8 @@ def test_the_model_stays_loaded_in_the_same_worker_between_jobs(client):
 
 
 def test_the_faster_cpu_mode_reloads_the_model_with_int8_layers_and_generates(client):
-    exact = client.submit("load", MODEL).wait(JOB_TIMEOUT)["model"]
-    fast = client.submit("load", FAST_MODEL).wait(JOB_TIMEOUT)["model"]
+    exact = client.load(MODEL).wait(JOB_TIMEOUT).model
+    fast = client.load(FAST_MODEL).wait(JOB_TIMEOUT).model
 
     events = events_until_done(generate(client, model=FAST_MODEL))
 
@@ -116,7 +118,7 @@ def test_an_image_can_be_sent_as_pixels(client):
 
     from_pixels = generate(client, image={"pixels": pixels}).wait(JOB_TIMEOUT)
 
-    np.testing.assert_array_equal(from_pixels["mesh"]["faces"], core_mesh().faces)
+    np.testing.assert_array_equal(from_pixels.result.mesh.faces, core_mesh().faces)
 
 
 @pytest.mark.parametrize(
@@ -134,22 +136,22 @@ def test_a_failing_job_is_explained_and_the_worker_serves_on(client, tmp_path, i
 
     outcome = generate(client, image={"path": str(path)}, **options).wait(JOB_TIMEOUT)
 
-    assert outcome["event"] == "error" and outcome["kind"] == kind
-    assert advice in outcome["message"]
-    assert client.pid == pid and generate(client).wait(JOB_TIMEOUT)["event"] == "result"
+    assert outcome.event == "error" and outcome.kind == kind
+    assert advice in outcome.message
+    assert client.pid == pid and generate(client).wait(JOB_TIMEOUT).event == "result"
 
 
 def test_a_model_that_cannot_be_loaded_offline_is_explained(own_client, tmp_path):
     def load_offline(source: str) -> dict:
         settings = ModelSettings(source, device="cpu", cache_dir=str(tmp_path), offline=True)
-        return own_client.submit("load", settings).wait(JOB_TIMEOUT)
+        return own_client.load(settings).wait(JOB_TIMEOUT)
 
     missing_folder = load_offline(str(tmp_path / "no-model"))
     not_downloaded = load_offline("someone/not-downloaded-yet")
 
-    assert missing_folder["kind"] == not_downloaded["kind"] == "ModelLoadError"
-    assert "neither a model folder nor a Hugging Face repository id" in missing_folder["message"]
-    assert "Allow Online Access" in not_downloaded["message"]
+    assert missing_folder.kind == not_downloaded.kind == "ModelLoadError"
+    assert "neither a model folder nor a Hugging Face repository id" in missing_folder.message
+    assert "Allow Online Access" in not_downloaded.message
 
 
 def test_a_cancelled_job_stops_at_its_next_step_and_the_worker_serves_on(own_client):
@@ -159,9 +161,9 @@ def test_a_cancelled_job_stops_at_its_next_step_and_the_worker_serves_on(own_cli
 
     own_client.cancel(job)
 
-    assert job.wait(JOB_TIMEOUT)["event"] == "cancelled"
+    assert job.wait(JOB_TIMEOUT).event == "cancelled"
     assert own_client.pid == pid, "a worker that stops by itself is kept"
-    assert generate(own_client).wait(JOB_TIMEOUT)["event"] == "result"
+    assert generate(own_client).wait(JOB_TIMEOUT).event == "result"
 
 
 class CancellingEvents:
@@ -204,8 +206,8 @@ def test_a_worker_that_ignores_a_cancel_is_killed_and_queued_jobs_run_on_a_new_o
 
     own_client.cancel(job)
 
-    assert job.wait(JOB_TIMEOUT)["event"] == "cancelled"
-    assert queued.wait(JOB_TIMEOUT)["event"] == "result"
+    assert job.wait(JOB_TIMEOUT).event == "cancelled"
+    assert queued.wait(JOB_TIMEOUT).event == "result"
     assert own_client.pid != frozen and not process_exists(frozen)
 
 
@@ -216,11 +218,11 @@ def test_a_worker_killed_mid_job_fails_the_job_clearly_and_the_next_job_starts_a
     os.kill(killed, signal.SIGKILL)
     outcome = job.wait(JOB_TIMEOUT)
 
-    assert outcome["event"] == "error" and outcome["kind"] == "WorkerDied"
-    assert "worker process was killed" in outcome["message"]
-    assert "Generate again" in outcome["message"]
+    assert outcome.event == "error" and outcome.kind == "WorkerDied"
+    assert "worker process was killed" in outcome.message
+    assert "Generate again" in outcome.message
     assert not own_client.running and own_client.model_state == {"loaded": False}
-    assert generate(own_client).wait(JOB_TIMEOUT)["event"] == "result"
+    assert generate(own_client).wait(JOB_TIMEOUT).event == "result"
     assert own_client.pid != killed
 
 
@@ -230,7 +232,7 @@ def test_unload_ends_the_worker_and_cancels_its_job(own_client):
 
     own_client.stop()
 
-    assert job.wait(JOB_TIMEOUT)["event"] == "cancelled"
+    assert job.wait(JOB_TIMEOUT).event == "cancelled"
     assert not own_client.running and not process_exists(pid)
     assert own_client.model_state == {"loaded": False}
 

@@ -26,19 +26,51 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import NoReturn
 
+
+def _import_package():
+    """The extension package this file belongs to, when Blender runs the file as a plain script.
+
+    Installed, the package is ``bl_ext.<repository>.triposr_blender`` and is already imported when the
+    extension is enabled; otherwise it is imported from its folder under its folder's name.
+    """
+    folder = Path(__file__).resolve().parent
+    for module in list(sys.modules.values()):
+        module_file = getattr(module, "__file__", None)
+        if module_file and Path(module_file).resolve() == folder / "__init__.py":
+            return module
+    sys.path.insert(0, str(folder.parent))
+    return importlib.import_module(folder.name)
+
+
+if __name__ == "__main__" and not __package__:
+    # Run as a script (``blender -b --python batch.py``), this file is outside its package and its relative
+    # imports below would fail: run the package's own copy of this module instead.
+    sys.exit(importlib.import_module(_import_package().__name__ + ".batch").main())
+
 import bpy
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".exr")
+from . import options
+from .blender import materials, mesh_builder
+from .blender.image_input import InputError, file_input
+from .blender.placement import ROW_SPACING, Destination
+from .core.defaults import CPU_FAST_DESCRIPTION, DEFAULT_MODEL_SOURCE
+from .dependencies import dependency_paths
+from .options import IMAGE_EXTENSIONS, GenerateOptions
+from .worker.client import WorkerClient
+from .worker.protocol import ModelSettings
+
 STATUSES = ("done", "skipped", "failed")  # and "pending" for images an interruption left untouched
 FORMATS = ("glb", "obj", "fbx", "usd", "blend")
 # The worker's error kinds (exception class names) that would fail every image alike.
 ERRORS_THAT_STOP_THE_BATCH = frozenset({"ModelLoadError", "MissingDependencies"})
 PROGRESS_INTERVAL = 0.1  # seconds between progress bar updates
-# Meshes made together (a --one-blend file, images dropped at once) stand in a row along +X, this many
-# target sizes apart, so they do not overlap.
-ROW_SPACING = 1.5
-# The panel's range for Texture Size.
-MIN_TEXTURE_SIZE, MAX_TEXTURE_SIZE = 512, 4096
+# The options the worker takes, then how the objects are made, as the command line offers them.
+COMMAND_LINE_OPTIONS = (*options.IMAGE_OPTIONS, *options.MESH_OPTIONS, options.TARGET_SIZE)
+# What the batch adds to an option's own help text.
+COMMAND_LINE_NOTES = {
+    "texture_size": "Bakes a texture with a UV layout instead of vertex colours; glTF and FBX embed it "
+    "(glTF: baseColorTexture), OBJ refers to a PNG beside it, USD to one in textures/",
+}
 # Exporters that need a baked texture as a file beside them: OBJ refers to it, FBX embeds a copy. glTF and
 # USD write the packed image themselves, a .blend packs it.
 FORMATS_WITH_TEXTURE_FILES = ("obj", "fbx")
@@ -102,37 +134,52 @@ class _Parser(argparse.ArgumentParser):
         return "unrecognized arguments: " + " ".join(parts)
 
 
-def _positive_int(text):
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive whole number, not {text}")
-    return value
+def option_value(option):
+    """argparse's type for ``option``: its range checked; its ``off`` value refused, since leaving the flag
+    out is how the command line turns the option off."""
+
+    def parse(text):
+        try:
+            value = option.parse(text)
+        except options.OptionError as error:
+            raise argparse.ArgumentTypeError(str(error).removeprefix(f"{option.name} ")) from None
+        if option.off is not None and value == option.off:
+            raise argparse.ArgumentTypeError(
+                f"leave {option.cli_flag} out to turn it off, rather than {text}"
+            )
+        return value
+
+    parse.__name__ = option.name  # argparse names the type in its "invalid value" message
+    return parse
 
 
-def _positive_float(text):
-    value = float(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be above 0, not {text}")
-    return value
-
-
-def _texture_size(text):
-    value = int(text)
-    if not MIN_TEXTURE_SIZE <= value <= MAX_TEXTURE_SIZE:
-        raise argparse.ArgumentTypeError(f"must be from {MIN_TEXTURE_SIZE} to {MAX_TEXTURE_SIZE}, not {text}")
-    return value
-
-
-def _ratio(text):
-    value = float(text)
-    if not 0.0 < value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be above 0 and at most 1, not {text}")
-    return value
+def add_option(parser, option):
+    """One generation option on the command line, with the panel's tooltip as its help."""
+    notes = f" {COMMAND_LINE_NOTES[option.name]}." if option.name in COMMAND_LINE_NOTES else ""
+    if isinstance(option.default, bool):
+        # The options that default to on are switched off by their flag (--no-remove-bg).
+        parser.add_argument(
+            option.cli_flag,
+            dest=option.name,
+            action="store_false",
+            help=f"{option.description} (default: on; this flag turns it off).{notes}",
+        )
+        return
+    default = option.off if option.off is not None else option.default
+    shown = "off" if option.off is not None else f"{default:g}"
+    help_text = f"{option.description}.{notes} {option.range_text.capitalize()} (default: {shown})"
+    parser.add_argument(
+        option.cli_flag,
+        dest=option.name,
+        type=option_value(option),
+        default=default,
+        metavar=option.name.upper(),
+        # argparse %-formats help texts: a percent sign in a description must be doubled
+        help=help_text.replace("%", "%%"),
+    )
 
 
 def build_parser():
-    from .core.defaults import CPU_FAST_DESCRIPTION, DEFAULT_MODEL_SOURCE
-
     inside_blender = bool(bpy.app.binary_path)  # empty in the bpy wheel
     prog = "blender -b --python batch.py --" if inside_blender else "python -m triposr_blender.batch --"
     parser = _Parser(
@@ -174,55 +221,8 @@ def build_parser():
         # argparse %-formats help texts: the description's percent sign must be doubled
         help=f"{CPU_FAST_DESCRIPTION.replace('%', '%%')} (default: off)",
     )
-    parser.add_argument(
-        "--resolution",
-        type=_positive_int,
-        default=256,
-        metavar="N",
-        help="marching-cubes grid size: more is finer and slower (default: 256)",
-    )
-    parser.add_argument(
-        "--threshold",
-        type=float,
-        default=25.0,
-        metavar="T",
-        help="density at which the surface lies: lower gives a thicker, more closed mesh (default: 25)",
-    )
-    parser.add_argument(
-        "--no-remove-bg",
-        dest="remove_background",
-        action="store_false",
-        help="keep the background (use for images already cut out on a plain background)",
-    )
-    parser.add_argument(
-        "--foreground-ratio",
-        type=_ratio,
-        default=0.85,
-        metavar="R",
-        help="share of the image the object fills after centring, in (0, 1] (default: 0.85)",
-    )
-    parser.add_argument(
-        "--target-faces",
-        type=_positive_int,
-        default=0,
-        metavar="N",
-        help="decimate each mesh to at most N triangles before colouring it (default: keep every triangle)",
-    )
-    parser.add_argument(
-        "--texture-size",
-        type=_texture_size,
-        default=0,
-        metavar="N",
-        help=f"bake the colours into an N×N texture ({MIN_TEXTURE_SIZE}-{MAX_TEXTURE_SIZE}, e.g. 2048) with "
-        "a UV layout, instead of vertex colours; glTF and FBX embed it (glTF: baseColorTexture), OBJ refers "
-        "to a PNG beside it, USD to one in textures/ (default: vertex colours)",
-    )
-    parser.add_argument(
-        "--size",
-        type=_positive_float,
-        metavar="S",
-        help="length of each mesh's longest side in Blender units (default: 2, as in the panel)",
-    )
+    for option in COMMAND_LINE_OPTIONS:
+        add_option(parser, option)
     parser.add_argument(
         "--skip-existing",
         action="store_true",
@@ -428,17 +428,16 @@ class Batch:
 
     The model runs in the extension's worker process, as Generate's does: it loads once and serves every
     image, and a crash in PyTorch fails one image instead of the run (the next image gets a new worker).
-    The package's modules are imported in the methods: run as a script, this file is outside its package
-    until ``main`` runs inside it (see the end of the file).
     """
 
     def __init__(self, args, report):
-        from . import jobs
-
         self.args = args
         self.report = report
         self.progress = ProgressBar(len(report.items))
-        self.model = jobs.ModelSettings(source=args.model, device=args.device, cpu_fast=args.cpu_fast)
+        self.model = ModelSettings(source=args.model, device=args.device, cpu_fast=args.cpu_fast)
+        self.options = GenerateOptions(
+            **{name: getattr(args, name) for name in GenerateOptions.__dataclass_fields__}
+        )
         self.worker = None
 
     def run(self, plan):
@@ -503,53 +502,36 @@ class Batch:
                 export_object(output, self.args.format)
         finally:
             if obj is not None:
-                remove_object(obj)
+                mesh_builder.remove_object(obj)
 
     def _generate(self, image_path, name):
-        from . import mesh_builder, texture_material
-
         result = self._run_on_worker(image_path)
         self.progress("Building the mesh", 0.0)
-        where = self._placement(mesh_builder)
-        return texture_material.build_result_object(bpy.context, name, result, where)
+        return mesh_builder.build_object(bpy.context, name, result, self._destination())
 
     def _run_on_worker(self, image_path):
-        """The worker's result for one image (mesh arrays, and a baked texture if asked for), showing the
-        worker's progress while it works."""
-        options = {
-            "remove_background": self.args.remove_background,
-            "foreground_ratio": self.args.foreground_ratio,
-            "resolution": self.args.resolution,
-            "threshold": self.args.threshold,
-            "target_faces": self.args.target_faces,
-            "texture_size": self.args.texture_size,
-        }
-        image = image_for_worker(image_path)
-        job = self._worker().submit("generate", self.model, image=image, options=options)
+        """The worker's ``MeshResult`` for one image, showing the worker's progress while it works."""
+        job = self._worker().generate(image_for_worker(image_path), self.options, self.model)
         while (outcome := job.poll()) is None:
             self.progress(job.stage, job.fraction)
             job.finished.wait(PROGRESS_INTERVAL)
-        if outcome["event"] == "error":
-            error = StopBatch if outcome["kind"] in ERRORS_THAT_STOP_THE_BATCH else GenerationError
-            raise error(outcome["message"])
-        return outcome
+        if outcome.event == "error":
+            error = StopBatch if outcome.kind in ERRORS_THAT_STOP_THE_BATCH else GenerationError
+            raise error(outcome.message)
+        return outcome.result
 
     def _worker(self):
         if self.worker is None:
-            from .dependencies import dependency_paths
-            from .jobs import WorkerClient
-
             self.worker = WorkerClient(pythonpath=tuple(dependency_paths()))
         return self.worker
 
-    def _placement(self, mesh_builder):
+    def _destination(self):
         """At the origin; in a --one-blend file, next in a row along +X, so the meshes do not overlap."""
-        size = self.args.size or mesh_builder.Placement.target_size
+        size = self.args.target_size
         if not self.args.one_blend:
-            return mesh_builder.Placement(target_size=size)
+            return Destination(target_size=size)
         placed = sum(obj.type == "MESH" for obj in bpy.context.scene.objects)
-        location = (placed * size * ROW_SPACING, 0.0, 0.0)
-        return mesh_builder.Placement(location=location, target_size=size)
+        return Destination(location=(placed * size * ROW_SPACING, 0.0, 0.0), target_size=size)
 
     def _add_to_one_blend(self, output):
         self.progress("Saving", 0.0)
@@ -561,11 +543,9 @@ class Batch:
 
 def image_for_worker(image_path):
     """The image as Generate sends it: its path, or its pixels when only Blender reads the format (EXR)."""
-    from .operators import UserError, file_input
-
     try:
         return file_input(str(image_path))[1]
-    except UserError as error:
+    except InputError as error:
         raise GenerationError(str(error)) from error
 
 
@@ -577,13 +557,11 @@ def export_object(output, file_format):
     finished, the main file last: an interrupted run never leaves a half-written file that --skip-existing
     would take for a finished one.
     """
-    from . import texture_material
-
     with tempfile.TemporaryDirectory(dir=output.parent, prefix=".triposr-") as staging:
         staged = Path(staging) / output.name
         if file_format in FORMATS_WITH_TEXTURE_FILES:
             for obj in bpy.context.selected_objects:
-                texture_material.save_textures_beside(obj, Path(staging))
+                materials.save_textures_beside(obj, Path(staging))
         EXPORTERS[file_format](filepath=str(staged))
         # OBJ writes its .mtl beside the .obj, under the same name, so the files move together.
         for written in sorted(Path(staging).iterdir(), key=lambda path: path == staged):
@@ -600,17 +578,6 @@ def move_into(source, folder):
     target.mkdir(exist_ok=True)
     for child in source.iterdir():
         move_into(child, target)
-
-
-def remove_object(obj):
-    """Delete the object, and its mesh (with its baked texture) unless something else uses it: a long batch
-    must not pile up meshes and images."""
-    from . import texture_material
-
-    mesh = obj.data if obj.type == "MESH" else None
-    bpy.data.objects.remove(obj)
-    if mesh is not None and mesh.users == 0:
-        texture_material.remove_mesh(mesh)
 
 
 EXPORTERS = {
@@ -634,21 +601,6 @@ EXPORTERS = {
 }
 
 
-def _import_package():
-    """The extension package this file belongs to, when Blender runs the file as a plain script.
-
-    Installed, the package is ``bl_ext.<repository>.triposr_blender`` and is already imported when the
-    extension is enabled; otherwise it is imported from its folder under its folder's name.
-    """
-    folder = Path(__file__).resolve().parent
-    for module in list(sys.modules.values()):
-        module_file = getattr(module, "__file__", None)
-        if module_file and Path(module_file).resolve() == folder / "__init__.py":
-            return module
-    sys.path.insert(0, str(folder.parent))
-    return importlib.import_module(folder.name)
-
-
 def exit_bpy_module(code: int) -> NoReturn:
     """End a ``python -m triposr_blender.batch`` run without Python's normal teardown of the bpy module.
 
@@ -662,7 +614,4 @@ def exit_bpy_module(code: int) -> NoReturn:
 
 
 if __name__ == "__main__":
-    if __package__:
-        exit_bpy_module(main())
-    # Run as a script (``blender --python batch.py``): relative imports need the module inside its package.
-    sys.exit(importlib.import_module(_import_package().__name__ + ".batch").main())
+    exit_bpy_module(main())

@@ -4,9 +4,8 @@ Never imports bpy at import time, and never imports the dependencies themselves:
 question for importlib's finders, answered in milliseconds, so registering the add-on stays fast.
 
 The dependencies live in the extension's user folder (``bpy.utils.extension_path_user``), which survives
-updates of the extension and needs no admin rights. ``vendor_install.py`` installs them there; it ships beside
-this module in the extension (and sits at the root of a source checkout), and this module loads it to share
-its requirement list, build choice and progress format instead of repeating them.
+updates of the extension and needs no admin rights. ``vendor_install`` installs them there; this module
+shares its requirement list, build choice and progress format instead of repeating them.
 
 Environment variables, for render farms, mirrors and tests:
 
@@ -35,12 +34,12 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
+
+from . import vendor_install
 
 ENV_DEPS_DIR = "TRIPOSR_DEPS_DIR"
 ENV_REQUIRED_MODULES = "TRIPOSR_REQUIRED_MODULES"
 ENV_INSTALL_ARGS = "TRIPOSR_INSTALL_ARGS"
-INSTALLER_NAME = "vendor_install.py"
 CANCEL_GRACE_S = 5.0  # time for the installer to stop pip and delete its staging folder before it is killed
 OUTPUT_LINES_KEPT = 30
 
@@ -88,24 +87,6 @@ def remove_from_sys_path() -> None:
         sys.path.remove(folder)
 
 
-def installer_script() -> Path:
-    package_dir = Path(__file__).resolve().parent
-    for folder in (package_dir, package_dir.parent):  # the built extension; a source checkout
-        if (folder / INSTALLER_NAME).is_file():
-            return folder / INSTALLER_NAME
-    raise FileNotFoundError(f"{INSTALLER_NAME} is missing from {package_dir}; reinstall the extension.")
-
-
-@functools.cache
-def installer() -> ModuleType:
-    """vendor_install.py as a module: the requirement list, build choice and event format come from there."""
-    spec = importlib.util.spec_from_file_location("_triposr_vendor_install", installer_script())
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the class is created
-    spec.loader.exec_module(module)
-    return module
-
-
 # ------------------------------------------------------------------------------------------- status
 
 
@@ -113,8 +94,8 @@ def required_modules() -> list[str]:
     override = os.environ.get(ENV_REQUIRED_MODULES)
     if override:
         return [name.strip() for name in override.split(",") if name.strip()]
-    vendor = installer()
-    return [vendor.import_name(line) for line in vendor.read_requirements(vendor.default_requirements_file())]
+    requirements = vendor_install.read_requirements(vendor_install.default_requirements_file())
+    return [vendor_install.import_name(line) for line in requirements]
 
 
 def is_importable(module: str) -> bool:
@@ -169,7 +150,7 @@ def refresh_status() -> Status:
 
 def _read_install_info(folder: Path) -> dict:
     try:
-        return json.loads((folder / installer().INSTALL_INFO_FILE).read_text(encoding="utf-8"))
+        return json.loads((folder / vendor_install.INSTALL_INFO_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
 
@@ -188,14 +169,15 @@ class DownloadPlan:
 @functools.cache
 def download_plan() -> DownloadPlan:
     """The PyTorch build --torch auto picks on this machine and the download's size (runs nvidia-smi once)."""
-    vendor = installer()
-    machine = vendor.detect_machine()
-    build = vendor.choose_torch_build(machine)
-    return DownloadPlan(build.name, build.reason, vendor.estimated_download_mb(build.name, machine.system))
+    machine = vendor_install.detect_machine()
+    build = vendor_install.choose_torch_build(machine)
+    return DownloadPlan(
+        build.name, build.reason, vendor_install.estimated_download_mb(build.name, machine.system)
+    )
 
 
 def log_path() -> Path:
-    return installer().log_path_for(deps_dir())
+    return vendor_install.log_path_for(deps_dir())
 
 
 def extra_installer_options() -> list[str]:
@@ -204,7 +186,7 @@ def extra_installer_options() -> list[str]:
 
 def remove_dependencies() -> None:
     """Delete the installed dependencies; modules already imported in this process stay until a restart."""
-    installer().remove_installed(deps_dir())
+    vendor_install.remove_installed(deps_dir())
     refresh_status()
 
 
@@ -219,7 +201,7 @@ class InstallJob:
     """
 
     def __init__(self, options: list[str]):
-        self.command = [sys.executable, str(installer_script()), *options]
+        self.command = [sys.executable, vendor_install.__file__, *options]
         self.state = RUNNING
         self.stage = "starting"  # then resolving, downloading, installing, verifying, finishing
         self.message = "Starting the installer"
@@ -240,7 +222,7 @@ class InstallJob:
             text=True,
             encoding="utf-8",
             errors="replace",
-            env=installer().child_environment(),
+            env=vendor_install.child_environment(),
             **_own_process_group(),
         )
         threading.Thread(target=self._read_output, name="triposr-install-output", daemon=True).start()
@@ -289,7 +271,7 @@ class InstallJob:
 
     def _take(self, line: str) -> None:
         self.output.append(line)
-        event = installer().parse_event(line)
+        event = vendor_install.parse_event(line)
         if event is None:
             return
         kind, fields = event

@@ -10,18 +10,22 @@ Public API (the add-on, batch scripts and tests call exactly this)::
     mesh = model.extract_mesh(scene, resolution=256, threshold=25.0)
 
 Importing the package loads neither PyTorch nor the other dependencies: the names that need them are
-imported on first use. Blender imports the torch-free ``defaults`` and ``errors`` when it registers the
-add-on, which must work, and fast, before the dependencies are installed.
+imported on first use. Blender's side imports only the modules in ``TORCH_FREE_MODULES`` (numpy at most),
+which must work, and fast, before the dependencies are installed.
 """
 
 import importlib
 
 from .errors import Cancelled, InvalidImageError, ModelLoadError, NoSurfaceError, TripoSRError
+from .mesh import BakedTexture, Mesh
 
+# The modules Blender's process may import: they need numpy at most, never PyTorch.
+TORCH_FREE_MODULES = ("defaults", "errors", "mesh", "progress")
 # The public names that need the dependencies, and the module of each.
-_ON_FIRST_USE = {"Mesh": ".isosurface", "TripoSR": ".model", "preprocess_image": ".preprocess"}
+_ON_FIRST_USE = {"TripoSR": ".model", "preprocess_image": ".preprocess"}
 
 __all__ = [
+    "BakedTexture",
     "Cancelled",
     "InvalidImageError",
     "Mesh",

@@ -11,15 +11,14 @@ from collections.abc import Callable
 import fast_simplification
 import numpy as np
 
+from .defaults import MIN_TARGET_FACES
 from .errors import TripoSRError
-from .isosurface import Mesh
-from .model import report
-from .weights import Progress
+from .mesh import Mesh
+from .progress import Progress, report
 
 ColorFn = Callable[[np.ndarray], np.ndarray]
 
 DECIMATE_STAGE = "Decimating mesh"
-MIN_TARGET_FACES = 4
 # fast-simplification stops after a fixed number of rounds and can end above the target when collapses
 # are blocked (they would flip triangles); running it again on its own result lets it go on.
 MAX_PASSES = 3

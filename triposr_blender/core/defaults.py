@@ -12,6 +12,15 @@ DEFAULT_CHUNK_SIZE = 16384
 # The released TripoSR weights on the Hugging Face hub (config.yaml + model.ckpt).
 DEFAULT_MODEL_SOURCE = "stabilityai/TripoSR"
 
+# The reference's own settings (TripoSR's run.py): its marching-cubes grid, the density of the surface, and
+# the share of the framed square the object fills. The add-on's options (options.py) start from these.
+DEFAULT_RESOLUTION = 256
+DEFAULT_THRESHOLD = 25.0
+DEFAULT_FOREGROUND_RATIO = 0.85
+
+# The fewest faces decimation can leave: a closed mesh (a tetrahedron) has four.
+MIN_TARGET_FACES = 4
+
 # The trade-off of the optional int8 encoding (cpu_fast.py), as the add-on and the batch command state it.
 # Measured with `make bench` on the CPU: encoding 1.7-2.3x faster; scene codes off by about 3% (relative
 # max abs error) on the full-size model; loading about 10 s longer, to quantise.

@@ -8,7 +8,6 @@ inputs and output.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import mcubes
 import numpy as np
@@ -20,15 +19,6 @@ from .renderer import scale_tensor
 DensityFn = Callable[[torch.Tensor], torch.Tensor]
 # Points per density_fn call (rounded to whole x-slices): small enough for steady progress and cancellation.
 POINTS_PER_CALL = 1 << 18
-
-
-@dataclass
-class Mesh:
-    """A triangle mesh in TripoSR's model space; faces are wound so that normals point out of the object."""
-
-    vertices: np.ndarray  # (V, 3) float32
-    faces: np.ndarray  # (F, 3) int64
-    vertex_colors: np.ndarray  # (V, 3) float32 in [0, 1]
 
 
 def grid_points(resolution: int, radius: float, x_start: int = 0, x_stop: int | None = None) -> torch.Tensor:

@@ -15,16 +15,18 @@ from torch import nn
 
 from .config import ModelConfig, load_config
 from .cpu_fast import quantize_encoder
-from .defaults import DEFAULT_CHUNK_SIZE, DEFAULT_MODEL_SOURCE
+from .defaults import DEFAULT_CHUNK_SIZE, DEFAULT_MODEL_SOURCE, DEFAULT_RESOLUTION, DEFAULT_THRESHOLD
 from .device import resolve_device, resolve_dtype
 from .errors import InvalidImageError, ModelLoadError
-from .isosurface import Mesh, extract_dense
+from .isosurface import extract_dense
+from .mesh import Mesh
 from .networks import NeRFMLP, TriplaneUpsampleNetwork
+from .progress import Progress, report, scaled
 from .renderer import TriplaneNeRFRenderer, spherical_cameras
 from .sparse_isosurface import extract_sparse
 from .tokenizers import DINOSingleImageTokenizer, Triplane1DTokenizer
 from .transformer import Transformer1D
-from .weights import Progress, load_weights, locate_model, read_checkpoint
+from .weights import load_weights, locate_model, read_checkpoint
 
 # "sparse" queries only the blocks of the grid the surface passes through and gives the dense mesh
 # (see sparse_isosurface.py for the one case it differs); "dense" queries every point, as the reference.
@@ -203,8 +205,8 @@ class TripoSR:
     def extract_mesh(
         self,
         scene: torch.Tensor,
-        resolution: int = 256,
-        threshold: float = 25.0,
+        resolution: int = DEFAULT_RESOLUTION,
+        threshold: float = DEFAULT_THRESHOLD,
         method: str = "sparse",
         progress: Progress | None = None,
     ) -> Mesh:
@@ -292,17 +294,3 @@ def resize_image(image: torch.Tensor, size: int) -> torch.Tensor:
         antialias=True,
     )
     return resized[0].permute(1, 2, 0)
-
-
-def report(progress: Progress | None, stage: str, fraction: float) -> None:
-    if progress is not None:
-        progress(stage, fraction)
-
-
-def scaled(
-    progress: Progress | None, stage: str, start: float = 0.0, end: float = 1.0
-) -> Callable[[float], None] | None:
-    """A per-step callback that maps a sub-step's 0..1 onto [start, end] of ``stage``."""
-    if progress is None:
-        return None
-    return lambda fraction: progress(stage, start + (end - start) * fraction)

@@ -11,17 +11,17 @@ cut-out premultiplies colour by alpha and then composites with alpha again, dark
 import io
 import threading
 import warnings
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image, ImageOps
 
+from .defaults import DEFAULT_FOREGROUND_RATIO
 from .errors import InvalidImageError, ModelLoadError
+from .progress import Progress
 
 ImageSource = Image.Image | str | Path | bytes
-Progress = Callable[[str, float], None]
 
 DEFAULT_MAX_SIDE = 2048
 # Pillow's own decompression-bomb limit (about 9459²). It applies to the pixels actually decoded, so a
@@ -39,7 +39,7 @@ _rembg_sessions_lock = threading.Lock()
 def preprocess_image(
     image: ImageSource,
     remove_background: bool = True,
-    foreground_ratio: float = 0.85,
+    foreground_ratio: float = DEFAULT_FOREGROUND_RATIO,
     *,
     rembg_model: str = "u2net",
     max_side: int = DEFAULT_MAX_SIDE,

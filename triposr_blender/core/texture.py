@@ -13,21 +13,18 @@ origin of OpenGL and of Blender's ``Image.pixels``); texel (row r, column c) has
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 import xatlas
 
-from .isosurface import Mesh
-from .model import report
-from .weights import Progress
+from .mesh import BakedTexture, Mesh
+from .progress import Progress, report
 
 ColorFn = Callable[[np.ndarray], np.ndarray]
 
 UNWRAP_STAGE = "Unwrapping UVs"
 RASTERIZE_STAGE = "Rasterising UV layout"
 BAKE_STAGE = "Baking texture"
-MIN_TEXTURE_SIZE, MAX_TEXTURE_SIZE = 64, 8192
 # xatlas grows charts without limit by default and then spends most of its time splitting the ones that
 # fail to flatten: on a 40k-triangle marching-cubes mesh that took 20 s instead of 1 s. Capping a chart's
 # area at this share of the surface keeps charts flat from the start, for about 10 % less texel density.
@@ -42,14 +39,6 @@ EDGE_TOLERANCE = 1e-7
 NO_FACE = -1
 # The 8-neighbourhood used by dilation, as (row, column) offsets.
 NEIGHBOURS = [(dr, dc) for dr in (-1, 0, 1) for dc in (-1, 0, 1) if (dr, dc) != (0, 0)]
-
-
-@dataclass(frozen=True)
-class BakedTexture:
-    """A UV layout for the mesh it was baked on, and its colour texture."""
-
-    corner_uvs: np.ndarray  # (F, 3, 2) float32: UV of each face corner, in the order of mesh.faces
-    image: np.ndarray  # (S, S, 4) uint8 RGBA; alpha 0 marks texels no face uses (see module docstring)
 
 
 def bake_texture(
@@ -78,10 +67,9 @@ def bake_texture(
 
 
 def check_texture_size(texture_size: int) -> None:
-    if not MIN_TEXTURE_SIZE <= texture_size <= MAX_TEXTURE_SIZE:
-        raise ValueError(
-            f"texture_size must be in [{MIN_TEXTURE_SIZE}, {MAX_TEXTURE_SIZE}], got {texture_size}"
-        )
+    """The add-on's range is options.TEXTURE_SIZE's; here only what cannot be baked at all is refused."""
+    if texture_size < 1:
+        raise ValueError(f"texture_size must be a positive number of texels, got {texture_size}")
 
 
 def unwrap(mesh: Mesh, texture_size: int, padding: int) -> np.ndarray:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import io
 import pickle
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +18,7 @@ from torch import nn
 from tqdm import tqdm
 
 from .errors import ModelLoadError
+from .progress import Progress
 
 CONFIG_NAME = "config.yaml"
 WEIGHTS_NAME = "model.ckpt"
@@ -26,8 +27,6 @@ LOCAL_ALTERNATIVE = (
     "download config.yaml and model.ckpt from https://huggingface.co/stabilityai/TripoSR into a folder "
     "and use that folder instead (TRIPOSR_MODEL=<folder>, or the model folder in the add-on preferences)"
 )
-
-Progress = Callable[[str, float], None]
 
 
 @dataclass(frozen=True)

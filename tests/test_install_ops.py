@@ -18,8 +18,10 @@ import pytest
 from fixture_model import FIXTURE
 from tiny_wheel import build_wheel
 
-from triposr_blender import dependencies, operators, ui_dependencies
-from triposr_blender.jobs import ModelSettings
+from triposr_blender import dependencies
+from triposr_blender.ui import install_ops, status
+from triposr_blender.ui.session import SESSION
+from triposr_blender.worker.protocol import ModelSettings
 
 pytestmark = pytest.mark.blender
 
@@ -49,23 +51,23 @@ def addon(tmp_path, monkeypatch):
     )
     system = bpy.context.preferences.system
     monkeypatch.setattr(system, "use_online_access", True)
-    monkeypatch.setattr(ui_dependencies, "_job", None)
+    monkeypatch.setattr(install_ops, "_job", None)
     # The panel caches the status: restore the real one afterwards, not this fixture's "tinypkg missing".
     monkeypatch.setattr(dependencies, "_status", None)
     dependencies.ensure_on_sys_path()
-    for cls in ui_dependencies.classes:
+    for cls in install_ops.classes:
         bpy.utils.register_class(cls)
     dependencies.refresh_status()
     yield tmp_path
-    ui_dependencies.unregister()
-    for cls in reversed(ui_dependencies.classes):
+    install_ops.unregister()
+    for cls in reversed(install_ops.classes):
         bpy.utils.unregister_class(cls)
     sys.modules.pop("tinypkg", None)
 
 
 def rows(details=False):
-    job = ui_dependencies.current_job()
-    return ui_dependencies.dependency_rows(job, dependencies.status(), bpy.app.online_access, details=details)
+    job = install_ops.current_job()
+    return status.dependency_rows(job, dependencies.status(), bpy.app.online_access, details=details)
 
 
 def buttons(shown):
@@ -82,10 +84,10 @@ def snapshot(folder):
 
 def test_the_operators_register_and_unregister_repeatedly(addon):
     for _ in range(2):
-        for cls in reversed(ui_dependencies.classes):
+        for cls in reversed(install_ops.classes):
             bpy.utils.unregister_class(cls)
         assert not hasattr(bpy.types, "TRIPOSR_OT_install_dependencies")
-        for cls in ui_dependencies.classes:
+        for cls in install_ops.classes:
             bpy.utils.register_class(cls)
         assert hasattr(bpy.types, "TRIPOSR_OT_install_dependencies")
 
@@ -93,9 +95,10 @@ def test_the_operators_register_and_unregister_repeatedly(addon):
 def test_the_dependency_check_never_imports_torch(tmp_path):
     script = (
         "import sys, bpy\n"
-        "from triposr_blender import dependencies, ui_dependencies\n"
+        "from triposr_blender import dependencies\n"
+        "from triposr_blender.ui.status import dependency_rows\n"
         "status = dependencies.refresh_status()\n"
-        "ui_dependencies.dependency_rows(None, status, True, details=True)\n"
+        "dependency_rows(None, status, True, details=True)\n"
         "print(status.ready, 'torch' in sys.modules)\n"
     )
     env = {**os.environ, dependencies.ENV_DEPS_DIR: str(tmp_path / "deps")}
@@ -122,21 +125,21 @@ def test_without_online_access_the_install_is_refused_with_where_to_allow_it(add
     assert not bpy.app.online_access
 
     shown = rows()
-    assert ui_dependencies.OFFLINE_MESSAGE in texts(shown)
-    assert "Preferences > System > Network > Allow Online Access" in ui_dependencies.OFFLINE_MESSAGE
+    assert install_ops.OFFLINE_MESSAGE in texts(shown)
+    assert "Preferences > System > Network > Allow Online Access" in install_ops.OFFLINE_MESSAGE
     assert any(row.setting == "use_online_access" for row in shown)
     assert buttons(shown) == {"triposr.install_dependencies": False}
 
     with pytest.raises(RuntimeError, match="Allow Online Access"):
         bpy.ops.triposr.install_dependencies()
-    assert ui_dependencies.current_job() is None
+    assert install_ops.current_job() is None
     assert not (addon / "deps-install.log").exists()
 
 
 def test_install_makes_the_packages_importable_without_a_restart(addon):
-    job = ui_dependencies.start_job(ui_dependencies.InstallerOperator.installer_options)
+    job = install_ops.start_job(install_ops.InstallerOperator.installer_options)
     fractions = []
-    while (interval := ui_dependencies.follow_job()) is not None:  # what the UI's timer does
+    while (interval := install_ops.follow_job()) is not None:  # what the UI's timer does
         fractions.append(job.fraction)
         time.sleep(interval)
 
@@ -192,8 +195,8 @@ def test_install_makes_the_packages_importable_without_a_restart(addon):
     ],
 )
 def test_the_preferences_show_the_installed_build_and_device(tmp_path, installed, shown):
-    status = dependencies.Status(tmp_path, missing=(), info=installed)
-    text = texts(ui_dependencies.dependency_rows(None, status, True, details=True))
+    installed_status = dependencies.Status(tmp_path, missing=(), info=installed)
+    text = texts(status.dependency_rows(None, installed_status, True, details=True))
     assert all(line in text for line in shown), text
 
 
@@ -210,7 +213,7 @@ def test_an_install_that_cannot_reach_the_index_shows_the_cause_and_leaves_the_f
     with pytest.raises(RuntimeError, match="Could not reach the package index"):
         bpy.ops.triposr.install_dependencies()
 
-    job = ui_dependencies.current_job()
+    job = install_ops.current_job()
     assert job.state == dependencies.FAILED
     shown = rows()
     assert job.error in texts(shown)
@@ -237,8 +240,8 @@ def test_remove_deletes_the_installed_dependencies(addon):
 def test_reinstall_and_remove_first_stop_the_model_worker_using_the_installed_files(addon, operator):
     """On Windows the worker's open PyTorch files could be neither replaced nor deleted."""
     assert bpy.ops.triposr.install_dependencies() == {"FINISHED"}
-    worker = operators.SESSION.worker()
-    worker.submit("load", ModelSettings(str(FIXTURE), device="cpu"))
+    worker = SESSION.worker()
+    worker.load(ModelSettings(str(FIXTURE), device="cpu"))
     assert worker.running
 
     assert getattr(bpy.ops.triposr, operator)() == {"FINISHED"}
@@ -258,7 +261,7 @@ def test_cancel_stops_the_installer_and_changes_nothing(addon, monkeypatch):
         folder = addon / "deps"
         folder.mkdir()
         (folder / "earlier.txt").write_text("kept")
-        job = ui_dependencies.start_job(ui_dependencies.InstallerOperator.installer_options)
+        job = install_ops.start_job(install_ops.InstallerOperator.installer_options)
         silent_index.settimeout(HANG_GUARD_S)
         connection, _ = silent_index.accept()  # pip is now waiting for the index
         with connection:

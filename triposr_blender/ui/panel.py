@@ -5,7 +5,9 @@ import os
 import bpy
 import bpy.utils.previews
 
-from . import operators, ui_dependencies
+from ..blender.image_input import is_image_empty
+from . import status
+from .session import SESSION
 
 # File thumbnails (images already in Blender have their own previews). Keyed by path and modification time,
 # so an edited file shows its new content.
@@ -33,36 +35,23 @@ def input_preview_icon(layout, context) -> int:
 
 def reference_image(context) -> bpy.types.Image | None:
     active = context.active_object
-    return active.data if active is not None and operators.is_image_empty(active) else None
+    return active.data if active is not None and is_image_empty(active) else None
 
 
-def draw_model_status(layout) -> None:
-    """Loaded or not, where, how much memory; the Load / Unload buttons; download and load progress."""
-    loading = operators.SESSION.current("load")
-    if loading is not None:
-        layout.progress(factor=loading.fraction, text=loading.stage)
-        return
-    state = operators.SESSION.model_state
-    row = layout.row()
-    if state["loaded"]:
-        memory = state["memory_bytes"] / 2**20
-        int8 = ", int8 encoder" if state.get("cpu_fast") else ""
-        row.label(text=f"Loaded on {state['device']} ({memory:,.0f} MB{int8})", icon="CHECKMARK")
-        row.operator("triposr.unload_model", text="Unload", icon="X")
-    else:
-        row.label(text="Not loaded", icon="DOT")
-        row.operator("triposr.load_model", text="Load", icon="IMPORT")
+class SidebarPanel:
+    """Where the add-on's panels live: the 3D Viewport's sidebar (N), tab Image to 3D."""
 
-
-class VIEW3D_PT_triposr(bpy.types.Panel):
-    bl_label = "Image to 3D"
     bl_space_type = "VIEW_3D"
     bl_region_type = "UI"
     bl_category = "Image to 3D"
 
+
+class VIEW3D_PT_triposr(SidebarPanel, bpy.types.Panel):
+    bl_label = "Image to 3D"
+
     def draw(self, context):
         layout = self.layout
-        if not ui_dependencies.draw_dependencies(layout, context):
+        if not status.draw_dependencies(layout, context):
             return
         settings = context.scene.triposr
         layout.row().prop(settings, "input_source", expand=True)
@@ -85,7 +74,7 @@ class VIEW3D_PT_triposr(bpy.types.Panel):
 
     @staticmethod
     def draw_generate(layout, settings) -> None:
-        job = operators.SESSION.current("generate")
+        job = SESSION.current("generate")
         if job is None:
             layout.operator("triposr.generate", icon="MESH_MONKEY")
             if settings.input_source == "REFERENCE":
@@ -95,11 +84,8 @@ class VIEW3D_PT_triposr(bpy.types.Panel):
         layout.operator("triposr.cancel", icon="CANCEL")
 
 
-class VIEW3D_PT_triposr_options(bpy.types.Panel):
+class VIEW3D_PT_triposr_options(SidebarPanel, bpy.types.Panel):
     bl_label = "Options"
-    bl_space_type = "VIEW_3D"
-    bl_region_type = "UI"
-    bl_category = "Image to 3D"
     bl_parent_id = "VIEW3D_PT_triposr"
 
     def draw(self, context):
@@ -124,16 +110,13 @@ class VIEW3D_PT_triposr_options(bpy.types.Panel):
         size.prop(settings, "target_size")
 
 
-class VIEW3D_PT_triposr_model(bpy.types.Panel):
+class VIEW3D_PT_triposr_model(SidebarPanel, bpy.types.Panel):
     bl_label = "Model"
-    bl_space_type = "VIEW_3D"
-    bl_region_type = "UI"
-    bl_category = "Image to 3D"
     bl_parent_id = "VIEW3D_PT_triposr"
     bl_options = {"DEFAULT_CLOSED"}  # noqa: RUF012 - Blender's API wants a plain set
 
     def draw(self, context):
-        draw_model_status(self.layout)
+        status.draw_model_status(self.layout)
 
 
 classes = (VIEW3D_PT_triposr, VIEW3D_PT_triposr_options, VIEW3D_PT_triposr_model)

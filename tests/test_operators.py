@@ -9,7 +9,7 @@ from extension_harness import PACKAGE, REPO, Blender, build_extension
 from fixture_model import FIXTURE, IMAGE, OPTIONS, core_mesh, write_exr
 from PIL import Image
 
-from triposr_blender import placement
+from triposr_blender.blender import placement
 
 pytestmark = pytest.mark.blender
 
@@ -246,7 +246,8 @@ def test_an_exr_file_reaches_the_model_in_the_display_colours_of_a_png(blender, 
     exr = str(write_exr(tmp_path / "input.exr"))
 
     sent = blender.run(
-        "import sys\nresult = sys.modules[package + '.operators'].file_input(path)[1]['pixels'].tolist()",
+        "import sys\nimage_input = sys.modules[package + '.blender.image_input']\n"
+        "result = image_input.file_input(path)[1]['pixels'].tolist()",
         path=exr,
         package=PACKAGE,
     )
@@ -355,7 +356,7 @@ def test_a_worker_that_dies_mid_run_is_reported_and_the_next_run_works(blender, 
     """The worker is killed while a fresh one is still loading: a point every run passes."""
     outcomes = blender.run(
         "import os, signal, sys, threading, time\n"
-        "session = sys.modules[package + '.operators'].SESSION\n"
+        "session = sys.modules[package + '.ui.session'].SESSION\n"
         "session.stop()\n"
         "def kill_when_busy():\n"
         "    while session.client.pid is None or not session.client.busy:\n"

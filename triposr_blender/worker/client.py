@@ -1,4 +1,4 @@
-"""Blender's side of the worker process, without bpy: start it, send jobs, collect their events, cancel, stop.
+"""The client of the worker process, without bpy: start it, send jobs, collect their events, cancel, stop.
 
 A reader thread turns the worker's output into events on each job's own queue; the caller (a modal
 operator's timer on Blender's main thread, or a blocking ``Job.wait``) drains them. Nothing here touches
@@ -19,13 +19,14 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..options import GenerateOptions
 from . import protocol
-from .core.defaults import DEFAULT_CHUNK_SIZE
+from .protocol import ModelSettings, Outcome
 
-PACKAGE_DIR = Path(__file__).resolve().parent
+PACKAGE_DIR = Path(__file__).resolve().parent.parent
 WORKER_MODULE = f"{PACKAGE_DIR.name}.worker"
 LOG_TAIL_LINES = 12
 STOP_TIMEOUT = 3.0
@@ -33,28 +34,6 @@ STOP_TIMEOUT = 3.0
 
 class WorkerStartError(Exception):
     """The worker process could not be started; the text says why."""
-
-
-@dataclass(frozen=True)
-class ModelSettings:
-    """Which model the worker loads and how (the add-on preferences, resolved)."""
-
-    source: str  # a folder with config.yaml and model.ckpt, or a Hugging Face repo id
-    device: str = "auto"
-    chunk_size: int = DEFAULT_CHUNK_SIZE
-    cpu_fast: bool = False  # encode with int8 layers on the CPU (core/cpu_fast.py)
-    cache_dir: str = ""  # empty: Hugging Face's default cache
-    offline: bool = False  # Blender's Allow Online Access is off: use only what is downloaded
-
-    def as_message(self) -> dict:
-        return asdict(self)
-
-    def environment(self) -> dict[str, str]:
-        """Variables huggingface_hub reads once, at import: a change needs a new worker."""
-        variables = {"HF_HUB_CACHE": self.cache_dir} if self.cache_dir else {}
-        if self.offline:
-            variables["HF_HUB_OFFLINE"] = "1"
-        return variables
 
 
 @dataclass
@@ -66,12 +45,12 @@ class Job:
     environment: dict[str, str]  # what the worker needs in its environment for this job
     stage: str = "Waiting for the worker"
     fraction: float = 0.0
-    outcome: dict | None = None  # the result, error or cancelled event, once polled
+    outcome: Outcome | None = None  # how it ended, once polled
     cancel_requested: bool = False
     events: queue.Queue = field(default_factory=queue.Queue, repr=False)
     finished: threading.Event = field(default_factory=threading.Event, repr=False)
 
-    def poll(self) -> dict | None:
+    def poll(self) -> Outcome | None:
         """Take in the events that arrived (without waiting); the final event once there is one."""
         while self.outcome is None:
             try:
@@ -80,7 +59,7 @@ class Job:
                 break
         return self.outcome
 
-    def wait(self, timeout: float | None = None) -> dict:
+    def wait(self, timeout: float | None = None) -> Outcome:
         """Block until the final event arrives; TimeoutError after ``timeout`` seconds."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while self.outcome is None:
@@ -95,7 +74,7 @@ class Job:
         if event["event"] == "progress":
             self.stage, self.fraction = event["stage"], event["fraction"]
         elif event["event"] in protocol.TERMINAL_EVENTS:
-            self.outcome = event
+            self.outcome = Outcome.from_event(event)
 
 
 @dataclass
@@ -139,14 +118,22 @@ class WorkerClient:
     def busy(self) -> bool:
         return bool(self._jobs)
 
-    def submit(self, cmd: str, model: ModelSettings, **fields) -> Job:
+    def generate(self, image: dict, options: GenerateOptions, model: ModelSettings) -> Job:
+        """Queue a generation: ``image`` is {"path": file} or {"pixels": array} (see ``protocol``)."""
+        return self._submit(protocol.generate_command(image, options, model), model)
+
+    def load(self, model: ModelSettings) -> Job:
+        """Queue a model load (and its download, if needed) ahead of the first generation."""
+        return self._submit(protocol.load_command(model), model)
+
+    def _submit(self, command: dict, model: ModelSettings) -> Job:
         """Queue a command on the worker (starting one if needed) and return its job."""
         environment = model.environment()
         process = self._process
         if process is not None and process.environment != environment and not self.busy:
             self.stop()  # the cache folder or online access changed
         job_id = next(self._job_ids)
-        job = Job(job_id, {"cmd": cmd, "id": job_id, "model": model.as_message(), **fields}, environment)
+        job = Job(job_id, {**command, "id": job_id}, environment)
         with self._lock:  # the reader thread sees the job only once it is tracked, when the lock is free
             self._send_job(job)
             self._jobs[job.id] = job
@@ -187,7 +174,7 @@ class WorkerClient:
                 shutil.rmtree(self._folder, ignore_errors=True)
                 self._folder = None
 
-    # Internals. ``_lock`` guards the process, the job table and the folder against the reader threads.
+    # ``_lock`` guards the process, the job table and the folder against the reader threads.
 
     def _send_job(self, job: Job) -> None:
         if self._process is None:

@@ -14,7 +14,9 @@ from bpy.props import BoolProperty, CollectionProperty, FloatVectorProperty, Str
 from bpy_extras import view3d_utils
 from mathutils import Vector, geometry
 
-from .batch import IMAGE_EXTENSIONS, ROW_SPACING
+from ..blender.placement import ROW_SPACING
+from ..options import IMAGE_EXTENSIONS
+from .operators import run_generate
 
 
 class TRIPOSR_OT_image_to_3d(bpy.types.Operator):
@@ -65,7 +67,7 @@ class TRIPOSR_OT_image_to_3d(bpy.types.Operator):
         failures = [
             failure
             for index, path in enumerate(paths)
-            if (failure := start_generate(filepath=path, placement="CURSOR", location=start + index * step))
+            if (failure := run_generate(filepath=path, placement="CURSOR", location=start + index * step))
         ]
         for failure in failures:
             self.report({"ERROR"}, failure)
@@ -76,17 +78,6 @@ class TRIPOSR_OT_image_to_3d(bpy.types.Operator):
         if self.directory and any(file.name for file in self.files):
             return [os.path.join(self.directory, file.name) for file in self.files if file.name]
         return [self.filepath] if self.filepath else []
-
-
-def start_generate(**options) -> str | None:
-    """Run Generate with ``options``: in the UI it queues a job and returns at once, in background mode it
-    finishes first. None if it started (or finished), else the reason it did not."""
-    mode = "EXEC_DEFAULT" if bpy.app.background else "INVOKE_DEFAULT"
-    try:
-        result = bpy.ops.triposr.generate(mode, **options)
-    except RuntimeError as error:  # bpy turns an operator's error report into this exception
-        return str(error).removeprefix("Error: ").strip()
-    return None if result & {"FINISHED", "RUNNING_MODAL"} else "Generate was cancelled."
 
 
 def drop_location(context, event) -> Vector | None:

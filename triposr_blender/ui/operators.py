@@ -6,55 +6,30 @@ From scripts (``bpy.ops.triposr.generate(...)``) and in background mode the same
 before the call returns. Either way a failure leaves the scene as it was, with one message saying why.
 """
 
-import contextlib
 import os
 
 import bpy
 import numpy as np
 from bpy.props import FloatVectorProperty, StringProperty
 
-from . import dependencies, jobs, mesh_builder, placement, preferences, properties, texture_material
+from .. import dependencies
+from ..blender import mesh_builder, placement
+from ..blender.image_input import InputError, file_input, image_input, is_image_empty
+from ..options import GenerateOptions, OptionError
+from ..worker.client import Job, WorkerStartError
+from ..worker.protocol import Outcome
+from . import preferences, properties
+from .session import SESSION, redraw_progress_areas
 
 TIMER_INTERVAL = 0.1
-AREAS_SHOWING_PROGRESS = ("VIEW_3D", "PREFERENCES")
-# Image formats the worker's reader (Pillow) cannot open: Blender reads them and sends their pixels.
-BLENDER_READS_ONLY = (".exr", ".hdr")
-
-
-class Session:
-    """The worker shared by every operator in this Blender session, and the jobs the UI shows."""
-
-    def __init__(self):
-        self.client: jobs.WorkerClient | None = None
-        self.active: list[jobs.Job] = []
-
-    def worker(self) -> jobs.WorkerClient:
-        if self.client is None:
-            self.client = jobs.WorkerClient(pythonpath=tuple(dependencies.dependency_paths()))
-        return self.client
-
-    @property
-    def model_state(self) -> dict:
-        return self.client.model_state if self.client else {"loaded": False}
-
-    def current(self, command: str) -> jobs.Job | None:
-        return next((job for job in self.active if job.command["cmd"] == command), None)
-
-    def cancel_all(self) -> None:
-        for job in list(self.active):
-            self.worker().cancel(job)
-
-    def stop(self) -> None:
-        if self.client is not None:
-            self.client.stop()
-        self.active.clear()
-
-
-SESSION = Session()
 
 
 class UserError(Exception):
     """A problem the user can fix; its text is the report."""
+
+
+# What a job's submit may raise, each a message for the user.
+SUBMIT_ERRORS = (UserError, InputError, OptionError, WorkerStartError)
 
 
 def missing_dependencies_message() -> str | None:
@@ -67,26 +42,19 @@ def missing_dependencies_message() -> str | None:
     )
 
 
-def redraw_status_areas() -> None:
-    for window in bpy.context.window_manager.windows:
-        for area in window.screen.areas:
-            if area.type in AREAS_SHOWING_PROGRESS:
-                area.tag_redraw()
-
-
 class WorkerJobOperator:
     """Runs one worker job: modally from the UI (a timer polls it), to completion from scripts."""
 
-    def submit(self, context) -> jobs.Job:
+    def submit(self, context) -> Job:
         raise NotImplementedError
 
-    def finished(self, context, outcome: dict) -> set[str]:
+    def finished(self, context, outcome: Outcome) -> set[str]:
         raise NotImplementedError
 
     def execute(self, context):
         try:
             job = self.submit(context)
-        except (UserError, jobs.WorkerStartError) as error:
+        except SUBMIT_ERRORS as error:
             self.report({"ERROR"}, str(error))
             return {"CANCELLED"}
         return self.conclude(context, job.wait())
@@ -94,7 +62,7 @@ class WorkerJobOperator:
     def invoke(self, context, event):
         try:
             self._job = self.submit(context)
-        except (UserError, jobs.WorkerStartError) as error:
+        except SUBMIT_ERRORS as error:
             self.report({"ERROR"}, str(error))
             return {"CANCELLED"}
         SESSION.active.append(self._job)
@@ -115,21 +83,21 @@ class WorkerJobOperator:
         show_progress(context, None)
         return self.conclude(context, outcome)
 
-    def conclude(self, context, outcome: dict) -> set[str]:
-        if outcome["event"] == "cancelled":
+    def conclude(self, context, outcome: Outcome) -> set[str]:
+        if outcome.event == "cancelled":
             self.report({"WARNING"}, "Cancelled.")
             return {"CANCELLED"}
-        if outcome["event"] == "error":
-            self.report({"ERROR"}, outcome["message"])
+        if outcome.event == "error":
+            self.report({"ERROR"}, outcome.message)
             return {"CANCELLED"}
         return self.finished(context, outcome)
 
 
-def show_progress(context, job: jobs.Job | None) -> None:
+def show_progress(context, job: Job | None) -> None:
     if context.workspace is not None:
         text = f"TripoSR: {job.stage} ({job.fraction:.0%})" if job else None
         context.workspace.status_text_set(text)
-    redraw_status_areas()
+    redraw_progress_areas()
 
 
 class TRIPOSR_OT_generate(WorkerJobOperator, bpy.types.Operator):
@@ -170,22 +138,26 @@ class TRIPOSR_OT_generate(WorkerJobOperator, bpy.types.Operator):
     def poll(cls, context):
         return context.scene is not None
 
-    def submit(self, context) -> jobs.Job:
+    def submit(self, context) -> Job:
         self.fill_from_panel(context)
+        options = self.generate_options()
         name, image = self.input_image(context)
-        self._name, self._where = name, self.object_placement(context)
+        self._name, self._where = name, self.destination(context)
         if message := missing_dependencies_message():
             raise UserError(message)
-        options = {name: getattr(self, name) for name in ("remove_background", "foreground_ratio")}
-        options.update(resolution=self.resolution, threshold=self.threshold, target_faces=self.target_faces)
-        options["texture_size"] = self.texture_size if self.color_mode == "TEXTURE" else 0
         model = preferences.model_settings(context, self.device)
-        return SESSION.worker().submit("generate", model, image=image, options=options)
+        return SESSION.worker().generate(image, options, model)
 
-    def finished(self, context, outcome: dict) -> set[str]:
+    def generate_options(self) -> GenerateOptions:
+        """What the worker needs of this operator's options; a value out of range is an OptionError."""
+        values = {name: getattr(self, name) for name in GenerateOptions.__dataclass_fields__}
+        values["texture_size"] = self.texture_size if self.color_mode == "TEXTURE" else 0
+        return GenerateOptions(**values)
+
+    def finished(self, context, outcome: Outcome) -> set[str]:
         try:
-            obj = texture_material.build_result_object(
-                context, self._name, outcome, self._where, self.shade_smooth
+            obj = mesh_builder.build_object(
+                context, self._name, outcome.result, self._where, self.shade_smooth
             )
         except Exception as error:  # the scene is unchanged (the builders clean up); say why
             self.report({"ERROR"}, f"Could not build the mesh in Blender: {type(error).__name__}: {error}")
@@ -234,11 +206,11 @@ class TRIPOSR_OT_generate(WorkerJobOperator, bpy.types.Operator):
             )
         return image_input(reference.data)
 
-    def object_placement(self, context) -> mesh_builder.Placement:
+    def destination(self, context) -> placement.Destination:
         if self.placement == "CURSOR":
             if not self.properties.is_property_set("location"):
                 self.location = context.scene.cursor.location  # Adjust Last Operation shows where it went
-            return mesh_builder.Placement(
+            return placement.Destination(
                 location=tuple(self.location),
                 target_size=self.target_size,
                 front_axis=preferences.front_axis(context),
@@ -256,78 +228,7 @@ class TRIPOSR_OT_generate(WorkerJobOperator, bpy.types.Operator):
             width,
             height,
         )
-        return mesh_builder.Placement(picture=frame)
-
-
-def is_image_empty(obj: bpy.types.Object) -> bool:
-    return obj.type == "EMPTY" and obj.empty_display_type == "IMAGE" and obj.data is not None
-
-
-def file_input(path: str) -> tuple[str, dict]:
-    """The object's name and the image file as the worker takes it: its path, or, for a format only Blender
-    reads, its pixels."""
-    name = os.path.splitext(os.path.basename(path))[0]
-    if not worker_reads(path):
-        with image_loaded(path) as image:
-            return name, {"pixels": image_pixels(image)}
-    return name, {"path": path}
-
-
-def worker_reads(path: str) -> bool:
-    return not path.lower().endswith(BLENDER_READS_ONLY)
-
-
-@contextlib.contextmanager
-def image_loaded(path: str):
-    """The file as a Blender image, removed afterwards unless the file already held it (scene unchanged)."""
-    images_before = set(bpy.data.images)
-    try:
-        image = bpy.data.images.load(path, check_existing=True)
-    except RuntimeError as error:
-        raise UserError(f"Blender cannot read {path} as an image: {error}") from error
-    try:
-        if not all(image.size):  # a file Blender cannot decode loads as an empty image
-            raise UserError(f"Blender cannot read {path} as an image: is the file damaged?")
-        yield image
-    finally:
-        if image not in images_before:
-            bpy.data.images.remove(image)
-
-
-def image_input(image: bpy.types.Image) -> tuple[str, dict]:
-    """The worker reads an image's file when it matches what Blender shows, and gets its pixels otherwise."""
-    name = os.path.splitext(image.name)[0]
-    path = bpy.path.abspath(image.filepath, library=image.library) if image.filepath else ""
-    unchanged = image.source == "FILE" and not image.packed_file and not image.is_dirty
-    if unchanged and os.path.isfile(path) and worker_reads(path):
-        return name, {"path": path}
-    return name, {"pixels": image_pixels(image)}
-
-
-def image_pixels(image: bpy.types.Image) -> np.ndarray:
-    """An image as the model sees a PNG: (H, W, 3|4) display (sRGB) colours, straight alpha, top row first."""
-    width, height = image.size
-    if width * height == 0:
-        raise UserError(f"The image '{image.name}' has no pixels (is its file missing or unreadable?).")
-    pixels = np.empty(width * height * image.channels, dtype=np.float32)
-    image.pixels.foreach_get(pixels)
-    pixels = pixels.reshape(height, width, image.channels)[::-1]  # Blender stores the bottom row first
-    if image.is_float:
-        # Blender keeps float images premultiplied by alpha, in scene-linear colours (unless they hold
-        # non-colour data); byte images keep their file's values, which are display colours already.
-        if image.channels == 4 and image.alpha_mode in {"STRAIGHT", "PREMUL"}:
-            alpha = pixels[..., 3:]
-            np.divide(pixels[..., :3], alpha, out=pixels[..., :3], where=alpha > 0)
-        if not image.colorspace_settings.is_data:
-            pixels[..., :3] = linear_to_srgb(pixels[..., :3])
-    if image.channels < 3:
-        pixels = np.repeat(pixels[..., :1], 3, axis=2)
-    return np.ascontiguousarray(np.clip(pixels[..., :4], 0.0, 1.0))
-
-
-def linear_to_srgb(linear: np.ndarray) -> np.ndarray:
-    linear = np.clip(linear, 0.0, 1.0)
-    return np.where(linear <= 0.0031308, linear * 12.92, 1.055 * linear ** (1 / 2.4) - 0.055)
+        return placement.Destination(picture=frame)
 
 
 class TRIPOSR_OT_load_model(WorkerJobOperator, bpy.types.Operator):
@@ -336,13 +237,13 @@ class TRIPOSR_OT_load_model(WorkerJobOperator, bpy.types.Operator):
     bl_idname = "triposr.load_model"
     bl_label = "Download and Load Model"
 
-    def submit(self, context) -> jobs.Job:
+    def submit(self, context) -> Job:
         if message := missing_dependencies_message():
             raise UserError(message)
-        return SESSION.worker().submit("load", preferences.model_settings(context))
+        return SESSION.worker().load(preferences.model_settings(context))
 
-    def finished(self, context, outcome: dict) -> set[str]:
-        self.report({"INFO"}, f"Model loaded on {outcome['model']['device']}.")
+    def finished(self, context, outcome: Outcome) -> set[str]:
+        self.report({"INFO"}, f"Model loaded on {outcome.model['device']}.")
         return {"FINISHED"}
 
 
@@ -373,7 +274,7 @@ class TRIPOSR_OT_unload_model(bpy.types.Operator):
 
     def execute(self, context):
         SESSION.stop()
-        redraw_status_areas()
+        redraw_progress_areas()
         return {"FINISHED"}
 
 
@@ -382,6 +283,17 @@ def cancel_on_file_load(*_args) -> None:
     """Loading a file drops the modal operators, so their jobs would run on unseen."""
     SESSION.cancel_all()
     SESSION.active.clear()
+
+
+def run_generate(**options) -> str | None:
+    """Run Generate with ``options``: in the UI it queues a job and returns at once, in background mode it
+    finishes first. None if it started (or finished), else the reason it did not."""
+    mode = "EXEC_DEFAULT" if bpy.app.background else "INVOKE_DEFAULT"
+    try:
+        result = bpy.ops.triposr.generate(mode, **options)
+    except RuntimeError as error:  # bpy turns an operator's error report into this exception
+        return str(error).removeprefix("Error: ").strip()
+    return None if result & {"FINISHED", "RUNNING_MODAL"} else "Generate was cancelled."
 
 
 classes = (TRIPOSR_OT_generate, TRIPOSR_OT_load_model, TRIPOSR_OT_cancel, TRIPOSR_OT_unload_model)

@@ -6,8 +6,9 @@ import os
 import bpy
 from bpy.props import BoolProperty, EnumProperty, IntProperty, StringProperty
 
-from . import jobs, properties, ui_dependencies
-from .core.defaults import CPU_FAST_DESCRIPTION, DEFAULT_CHUNK_SIZE, DEFAULT_MODEL_SOURCE
+from ..core.defaults import CPU_FAST_DESCRIPTION, DEFAULT_CHUNK_SIZE, DEFAULT_MODEL_SOURCE
+from ..worker.protocol import ModelSettings
+from . import properties, status
 
 MODEL_ENVIRONMENT_VARIABLE = "TRIPOSR_MODEL"
 
@@ -24,7 +25,7 @@ FRONT_AXES = (
 
 
 class TripoSRPreferences(bpy.types.AddonPreferences):
-    bl_idname = __package__
+    bl_idname = __package__.rpartition(".")[0]  # the extension's package, as Blender knows the add-on
 
     model_source: EnumProperty(name="Model Source", items=MODEL_SOURCES)
     model_repo: StringProperty(
@@ -65,12 +66,10 @@ class TripoSRPreferences(bpy.types.AddonPreferences):
         box.prop(self, "chunk_size")
         box.prop(self, "cpu_fast")
         box.prop(self, "front_axis")
-        ui_dependencies.draw_dependencies(layout.box(), context)
+        status.draw_dependencies(layout.box(), context)
 
 
 def draw_model_source(layout, preferences: TripoSRPreferences) -> None:
-    from . import panel  # the panel draws the same model status
-
     layout.prop(preferences, "model_source", expand=True)
     override = os.environ.get(MODEL_ENVIRONMENT_VARIABLE)
     column = layout.column()
@@ -79,12 +78,12 @@ def draw_model_source(layout, preferences: TripoSRPreferences) -> None:
     column.prop(preferences, "cache_dir")
     if override:
         layout.label(text=f"{MODEL_ENVIRONMENT_VARIABLE} overrides this: {override}", icon="INFO")
-    panel.draw_model_status(layout)
+    status.draw_model_status(layout)
 
 
 def addon_preferences(context) -> TripoSRPreferences | None:
     """None when the package runs without being enabled as an add-on (e.g. imported by a script)."""
-    addon = context.preferences.addons.get(__package__)
+    addon = context.preferences.addons.get(TripoSRPreferences.bl_idname)
     return addon.preferences if addon else None
 
 
@@ -98,12 +97,12 @@ def model_source(preferences: TripoSRPreferences | None) -> str:
     return os.path.abspath(source) if os.path.isdir(source) else source
 
 
-def model_settings(context, device: str = "DEFAULT") -> jobs.ModelSettings:
+def model_settings(context, device: str = "DEFAULT") -> ModelSettings:
     """What the worker needs to load the model, from the preferences and Blender's online-access setting."""
     preferences = addon_preferences(context)
     if device == "DEFAULT":
         device = preferences.device if preferences else "AUTO"
-    return jobs.ModelSettings(
+    return ModelSettings(
         source=model_source(preferences),
         device=device.lower(),
         chunk_size=preferences.chunk_size if preferences else DEFAULT_CHUNK_SIZE,

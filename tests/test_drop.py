@@ -9,7 +9,8 @@ from bpy_extras import view3d_utils
 from conftest import FIXTURE_IMAGE
 from mathutils import Vector
 
-from triposr_blender import file_handler
+from triposr_blender.blender import placement
+from triposr_blender.ui import drop
 
 pytestmark = pytest.mark.blender
 
@@ -72,7 +73,7 @@ def test_several_files_are_made_one_after_another_in_a_row(new_objects, cursor, 
     assert result == {"FINISHED"}
     objects = new_objects()
     assert [obj.name for obj in objects] == ["disc", "square"]
-    spacing = file_handler.ROW_SPACING * bpy.context.scene.triposr.target_size
+    spacing = placement.ROW_SPACING * bpy.context.scene.triposr.target_size
     assert [tuple(obj.location) for obj in objects] == [(0, 0, 0), pytest.approx((spacing, 0, 0))]
 
 
@@ -114,7 +115,7 @@ def test_a_drop_lands_on_the_floor_under_the_mouse(view, mouse):
     region, region_3d = view
     pixel = Vector((mouse[0] * region.width, mouse[1] * region.height))
     cursor = Vector((1.0, 1.0, 0.25))
-    location = file_handler.location_under_mouse(region, region_3d, pixel, cursor)
+    location = drop.location_under_mouse(region, region_3d, pixel, cursor)
     assert location.z == pytest.approx(cursor.z, abs=1e-5)
     assert under(pixel, region, region_3d, location)
 
@@ -128,6 +129,6 @@ def test_where_the_view_does_not_see_the_floor_a_drop_lands_at_the_cursor_depth(
     ahead = Vector((view_direction.x, view_direction.y, 0.0)).normalized()
     cursor = eye + 10 * ahead + Vector((0.0, 0.0, 1.0))
     pixel = Vector((region.width / 2, region.height / 2))
-    location = file_handler.location_under_mouse(region, region_3d, pixel, cursor)
+    location = drop.location_under_mouse(region, region_3d, pixel, cursor)
     assert under(pixel, region, region_3d, location)
     assert (location - cursor).dot(view_direction) == pytest.approx(0.0, abs=1e-3)

@@ -7,8 +7,8 @@ faces whoever looks at the picture, is as large as the picture, and is named aft
 
 import bpy
 
-from .file_handler import start_generate
-from .operators import is_image_empty
+from ..blender.image_input import is_image_empty
+from .operators import run_generate
 
 
 def selected_image_empties(context) -> list[bpy.types.Object]:
@@ -34,7 +34,7 @@ class TRIPOSR_OT_generate_from_references(bpy.types.Operator):
         failures = [
             f"{empty.name}: {failure}"
             for empty in empties
-            if (failure := start_generate(reference_empty=empty.name, placement="REFERENCE"))
+            if (failure := run_generate(reference_empty=empty.name, placement="REFERENCE"))
         ]
         for failure in failures:
             self.report({"ERROR"}, failure)

@@ -29,6 +29,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..options import TARGET_SIZE
+
 # Where the photographed side ends up, as the turn about +Z applied to TripoSR's +X (degrees).
 FRONT_AXIS_TURNS = {
     "NEG_Y": -90.0,  # Blender's Front view (Numpad 1) shows the photo's view
@@ -37,6 +39,9 @@ FRONT_AXIS_TURNS = {
     "NEG_X": 180.0,  # Left view (Ctrl Numpad 3) shows it
 }
 DEFAULT_FRONT_AXIS = "NEG_Y"
+# Meshes made together (a --one-blend file, images dropped at once) stand in a row along +X, this many
+# target sizes apart, so they do not overlap.
+ROW_SPACING = 1.5
 
 # An image empty shows its picture in its local XY plane, seen from +Z with +Y up. The mesh, once turned
 # to face −Y, has its photographed side towards −Y and up along +Z; this −90° turn about X takes that to
@@ -115,3 +120,27 @@ def image_empty_frame(
         centre=(empty_matrix @ centre_local)[:3],
         size=float((picture_size * world_scale[:2]).max()),
     )
+
+
+@dataclass(frozen=True)
+class Destination:
+    """Where a new object goes: at ``location``, longest side ``target_size``; or in an image empty's
+    picture."""
+
+    location: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    target_size: float = TARGET_SIZE.default
+    front_axis: str = DEFAULT_FRONT_AXIS
+    picture: PictureFrame | None = None
+
+
+def placed_vertices_and_matrix(vertices: np.ndarray, where: Destination) -> tuple[np.ndarray, np.ndarray]:
+    """Vertices in the object's own frame (origin at the bottom centre) and the object's world matrix."""
+    if where.picture is not None:
+        rotation = model_to_blender_rotation(DEFAULT_FRONT_AXIS)
+        placed = place_vertices(vertices, rotation, where.picture.size)
+        return placed, where.picture.object_matrix(mesh_height=float(placed[:, 2].max(initial=0.0)))
+    rotation = model_to_blender_rotation(where.front_axis)
+    placed = place_vertices(vertices, rotation, where.target_size)
+    matrix = np.eye(4)
+    matrix[:3, 3] = where.location
+    return placed, matrix

@@ -14,9 +14,12 @@ from fixture_model import FIXTURE
 from glb import accessor_array, buffer_view_bytes, read_glb
 from PIL import Image
 
-from triposr_blender import batch, mesh_builder, texture_material
+from triposr_blender import batch
+from triposr_blender.blender import materials, mesh_builder
+from triposr_blender.blender.placement import Destination
 from triposr_blender.core import TripoSR
 from triposr_blender.core.texture import bake_texture
+from triposr_blender.worker.protocol import MeshResult
 
 pytestmark = pytest.mark.blender
 
@@ -31,8 +34,7 @@ def generated_and_texture():
     scene = model.encode(Image.open(FIXTURE / "input.png").convert("RGB"))
     mesh = model.extract_mesh(scene, resolution=RESOLUTION, threshold=THRESHOLD)
     baked = bake_texture(mesh, lambda points: model.query(scene, points)["color"].numpy(), texture_size=SIZE)
-    generated = mesh_builder.GeneratedMesh(mesh.vertices, mesh.faces, mesh.vertex_colors)
-    return generated, texture_material.BakedTexture(baked.corner_uvs, baked.image)
+    return MeshResult(mesh, baked), baked
 
 
 @pytest.fixture
@@ -45,9 +47,7 @@ def empty_file():
 @pytest.fixture
 def textured(empty_file, generated_and_texture):
     generated, texture = generated_and_texture
-    obj = texture_material.build_textured_object(
-        empty_file, "Sample", generated, mesh_builder.Placement(), texture
-    )
+    obj = mesh_builder.build_object(empty_file, "Sample", generated, Destination())
     return obj, texture
 
 
@@ -59,14 +59,14 @@ def datablock_counts() -> tuple[int, int, int, int]:
 def test_each_face_corner_gets_its_baked_uv(textured):
     obj, texture = textured
     uvs = np.empty(len(obj.data.loops) * 2, np.float32)
-    obj.data.attributes[texture_material.UV_MAP].data.foreach_get("vector", uvs)
+    obj.data.attributes[materials.UV_MAP].data.foreach_get("vector", uvs)
     np.testing.assert_array_equal(uvs.reshape(-1, 3, 2), texture.corner_uvs)
-    assert obj.data.uv_layers.active.name == texture_material.UV_MAP
+    assert obj.data.uv_layers.active.name == materials.UV_MAP
 
 
 def test_the_image_holds_the_baked_pixels_and_is_packed_into_the_file(textured):
     obj, texture = textured
-    (image,) = texture_material.textures_of(obj)
+    (image,) = materials.textures_of(obj)
     assert tuple(image.size) == (SIZE, SIZE)
     assert image.packed_file is not None
     assert image.colorspace_settings.name == "sRGB"
@@ -81,7 +81,7 @@ def test_base_color_reads_the_image_and_its_alpha_stays_unconnected(textured):
     shader = next(node for node in material.node_tree.nodes if node.bl_idname == "ShaderNodeBsdfPrincipled")
     (link,) = shader.inputs["Base Color"].links
     assert link.from_node.bl_idname == "ShaderNodeTexImage"
-    assert link.from_node.image == texture_material.textures_of(obj)[0]
+    assert link.from_node.image == materials.textures_of(obj)[0]
     assert not shader.inputs["Alpha"].is_linked
 
 
@@ -97,11 +97,9 @@ def test_a_failure_leaves_the_file_as_it_was(empty_file, generated_and_texture, 
     def broken(*_args):
         raise RuntimeError("no UV map today")
 
-    monkeypatch.setattr(texture_material, "add_uv_map", broken)
+    monkeypatch.setattr(materials, "add_uv_map", broken)
     with pytest.raises(RuntimeError, match="no UV map"):
-        texture_material.build_textured_object(
-            empty_file, "Sample", generated, mesh_builder.Placement(), texture
-        )
+        mesh_builder.build_object(empty_file, "Sample", generated, Destination())
     assert datablock_counts() == before
 
 
@@ -129,7 +127,7 @@ def test_glb_export_carries_the_texture_as_base_color_with_texcoord_0(textured, 
 
 def test_obj_export_references_the_texture_saved_beside_it(textured, tmp_path):
     obj, texture = textured
-    (saved,) = texture_material.save_textures_beside(obj, tmp_path)
+    (saved,) = materials.save_textures_beside(obj, tmp_path)
     bpy.ops.wm.obj_export(filepath=str(tmp_path / "sample.obj"), export_selected_objects=True)
 
     assert f"map_Kd {saved.name}" in (tmp_path / "sample.mtl").read_text().splitlines()
@@ -154,7 +152,7 @@ def test_batch_exports_bring_their_texture_along_when_the_files_move(textured, t
     bpy.ops.wm.read_factory_settings(use_empty=True)
     IMPORTERS[file_format](filepath=str(moved / f"sample.{file_format}"))
     (imported,) = [obj for obj in bpy.data.objects if obj.type == "MESH"]
-    images = texture_material.textures_of(imported)
+    images = materials.textures_of(imported)
     assert images, "the imported object has no texture"
     for image in images:
         pixels = np.empty(SIZE * SIZE * 4, np.float32)
@@ -165,14 +163,14 @@ def test_batch_exports_bring_their_texture_along_when_the_files_move(textured, t
 
 def test_removing_a_batch_object_removes_its_texture_too(textured):
     obj, _ = textured
-    batch.remove_object(obj)
+    mesh_builder.remove_object(obj)
     assert (len(bpy.data.meshes), len(bpy.data.materials), len(bpy.data.images)) == (0, 0, 0)
 
 
 def test_usd_outputs_of_one_run_share_their_textures_folder(empty_file, generated_and_texture, tmp_path):
     generated, texture = generated_and_texture
     for name in ("first", "second"):
-        texture_material.build_textured_object(empty_file, name, generated, mesh_builder.Placement(), texture)
+        mesh_builder.build_object(empty_file, name, generated, Destination())
         batch.export_object(tmp_path / f"{name}.usd", "usd")
 
     assert sorted(path.name for path in tmp_path.iterdir()) == ["first.usd", "second.usd", "textures"]

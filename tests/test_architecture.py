@@ -1,0 +1,119 @@
+"""Which part of the package may import which (ARCHITECTURE.md), read from the source: one way, no cycles.
+
+Every import counts, also one inside a function: a lazy import may save start-up time, never dodge a cycle.
+"""
+
+import ast
+from pathlib import Path
+
+from triposr_blender.core import TORCH_FREE_MODULES
+
+PACKAGE = Path(__file__).resolve().parent.parent / "triposr_blender"
+NAME = PACKAGE.name
+
+# Each layer (a sub-package, or a module at the top) and the other layers it may import.
+MAY_IMPORT = {
+    "core": set(),
+    "options": {"core"},
+    "vendor_install": set(),
+    "dependencies": {"vendor_install"},
+    "worker": {"core", "options"},
+    "blender": {"worker", "core", "options"},
+    "batch": {"blender", "worker", "core", "options", "dependencies"},
+    "ui": {"blender", "worker", "core", "options", "dependencies"},
+    "": {"ui", "dependencies"},  # the package's own __init__: register() and unregister()
+}
+# The layers that run outside Blender too (the worker process, plain Python): bpy is never theirs.
+WITHOUT_BPY = {"core", "options", "worker", "vendor_install"}
+# What Blender's own process imports when the add-on registers: none of it may pull PyTorch in.
+IN_BLENDER = f"{NAME}.ui"
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = {module_name(path): path for path in PACKAGE.rglob("*.py")}
+
+
+def layer(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else ""
+
+
+def imports(module: str, top_level_only: bool = False) -> set[str]:
+    """The names ``module`` imports (package modules resolved to their full names)."""
+    path = MODULES[module]
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    statements = tree.body if top_level_only else list(ast.walk(tree))
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    found = set()
+    for node in statements:
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = package.rsplit(".", node.level - 1)[0] if node.level else ""
+            target = ".".join(filter(None, [base, node.module]))
+            for alias in node.names:
+                submodule = f"{target}.{alias.name}"
+                found.add(submodule if submodule in MODULES else target)
+    return found
+
+
+def package_imports(module: str, top_level_only: bool = False) -> set[str]:
+    return {name for name in imports(module, top_level_only) if name in MODULES and name != module}
+
+
+def test_every_layer_imports_only_the_layers_below_it():
+    wrong = [
+        f"{module} imports {imported}"
+        for module in MODULES
+        for imported in package_imports(module)
+        if layer(imported) != layer(module) and layer(imported) not in MAY_IMPORT[layer(module)]
+    ]
+    assert not wrong, "\n".join(wrong)
+
+
+def test_there_is_no_import_cycle():
+    graph = {module: package_imports(module) for module in MODULES}
+    cycles, done, path = [], set(), []
+
+    def visit(module):
+        if module in path:
+            cycles.append(" -> ".join([*path[path.index(module) :], module]))
+            return
+        if module in done:
+            return
+        path.append(module)
+        for imported in sorted(graph[module]):
+            visit(imported)
+        path.pop()
+        done.add(module)
+
+    for module in sorted(graph):
+        visit(module)
+    assert not cycles, "\n".join(cycles)
+
+
+def test_the_layers_that_run_outside_blender_never_import_bpy():
+    wrong = [
+        module
+        for module in MODULES
+        if layer(module) in WITHOUT_BPY and any(name.split(".")[0] == "bpy" for name in imports(module))
+    ]
+    assert not wrong
+
+
+def test_what_blender_imports_at_registration_never_reaches_pytorch():
+    reached, queue = set(), [IN_BLENDER, NAME]
+    while queue:
+        module = queue.pop()
+        if module not in reached:
+            reached.add(module)
+            queue.extend(package_imports(module, top_level_only=True))
+    core = f"{NAME}.core"
+    torch_free = {core, *(f"{core}.{name}" for name in TORCH_FREE_MODULES)}
+    assert {module for module in reached if module.startswith(core)} <= torch_free
+    third_party = {name.split(".")[0] for module in reached for name in imports(module, top_level_only=True)}
+    assert "torch" not in third_party

@@ -1,0 +1,90 @@
+"""The input image as the worker takes it, from a file, an Image datablock or a reference image empty.
+
+The worker reads image files itself (Pillow); formats only Blender reads (EXR, HDR) and images whose pixels
+differ from their file (packed, generated, painted) are read here and sent as pixels. Either way the file is
+left as it was: an image loaded only to read it is removed again.
+"""
+
+import contextlib
+import os
+
+import bpy
+import numpy as np
+
+# Image formats the worker's reader (Pillow) cannot open: Blender reads them and sends their pixels.
+BLENDER_READS_ONLY = (".exr", ".hdr")
+
+
+class InputError(Exception):
+    """The image cannot be used; the text says why, for the user."""
+
+
+def is_image_empty(obj: bpy.types.Object) -> bool:
+    return obj.type == "EMPTY" and obj.empty_display_type == "IMAGE" and obj.data is not None
+
+
+def file_input(path: str) -> tuple[str, dict]:
+    """The object's name and the image file as the worker takes it: its path, or, for a format only Blender
+    reads, its pixels."""
+    name = os.path.splitext(os.path.basename(path))[0]
+    if not worker_reads(path):
+        with image_loaded(path) as image:
+            return name, {"pixels": image_pixels(image)}
+    return name, {"path": path}
+
+
+def worker_reads(path: str) -> bool:
+    return not path.lower().endswith(BLENDER_READS_ONLY)
+
+
+@contextlib.contextmanager
+def image_loaded(path: str):
+    """The file as a Blender image, removed afterwards unless the file already held it (scene unchanged)."""
+    images_before = set(bpy.data.images)
+    try:
+        image = bpy.data.images.load(path, check_existing=True)
+    except RuntimeError as error:
+        raise InputError(f"Blender cannot read {path} as an image: {error}") from error
+    try:
+        if not all(image.size):  # a file Blender cannot decode loads as an empty image
+            raise InputError(f"Blender cannot read {path} as an image: is the file damaged?")
+        yield image
+    finally:
+        if image not in images_before:
+            bpy.data.images.remove(image)
+
+
+def image_input(image: bpy.types.Image) -> tuple[str, dict]:
+    """The worker reads an image's file when it matches what Blender shows, and gets its pixels otherwise."""
+    name = os.path.splitext(image.name)[0]
+    path = bpy.path.abspath(image.filepath, library=image.library) if image.filepath else ""
+    unchanged = image.source == "FILE" and not image.packed_file and not image.is_dirty
+    if unchanged and os.path.isfile(path) and worker_reads(path):
+        return name, {"path": path}
+    return name, {"pixels": image_pixels(image)}
+
+
+def image_pixels(image: bpy.types.Image) -> np.ndarray:
+    """An image as the model sees a PNG: (H, W, 3|4) display (sRGB) colours, straight alpha, top row first."""
+    width, height = image.size
+    if width * height == 0:
+        raise InputError(f"The image '{image.name}' has no pixels (is its file missing or unreadable?).")
+    pixels = np.empty(width * height * image.channels, dtype=np.float32)
+    image.pixels.foreach_get(pixels)
+    pixels = pixels.reshape(height, width, image.channels)[::-1]  # Blender stores the bottom row first
+    if image.is_float:
+        # Blender keeps float images premultiplied by alpha, in scene-linear colours (unless they hold
+        # non-colour data); byte images keep their file's values, which are display colours already.
+        if image.channels == 4 and image.alpha_mode in {"STRAIGHT", "PREMUL"}:
+            alpha = pixels[..., 3:]
+            np.divide(pixels[..., :3], alpha, out=pixels[..., :3], where=alpha > 0)
+        if not image.colorspace_settings.is_data:
+            pixels[..., :3] = linear_to_srgb(pixels[..., :3])
+    if image.channels < 3:
+        pixels = np.repeat(pixels[..., :1], 3, axis=2)
+    return np.ascontiguousarray(np.clip(pixels[..., :4], 0.0, 1.0))
+
+
+def linear_to_srgb(linear: np.ndarray) -> np.ndarray:
+    linear = np.clip(linear, 0.0, 1.0)
+    return np.where(linear <= 0.0031308, linear * 12.92, 1.055 * linear ** (1 / 2.4) - 0.055)

@@ -1,0 +1,111 @@
+"""Blender properties for ``options.py``'s options: the panel's per-scene settings and Generate's keywords.
+
+Defaults, limits and tooltips come from ``options.py``; what is Blender's alone lives here: how a field is
+shown (slider, distance, precision) and the choices of the panel's menus.
+"""
+
+import bpy
+from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty, StringProperty
+
+from .. import options
+
+DEVICES = (
+    ("AUTO", "Auto", "A CUDA GPU if there is one, else Apple Metal (MPS), else the CPU"),
+    ("CUDA", "CUDA", "An NVIDIA GPU"),
+    ("MPS", "Apple Metal", "The GPU of an Apple silicon Mac"),
+    ("CPU", "CPU", "The processor: slow, but works everywhere"),
+)
+DEVICE_FROM_PREFERENCES = ("DEFAULT", "Preferences", "The default device set in the add-on's preferences")
+
+PLACEMENTS = (
+    ("CURSOR", "3D Cursor", "A new object standing on the 3D cursor, longest side Size long"),
+    (
+        "REFERENCE",
+        "Reference Image",
+        "In the picture of the selected image empty (a reference image): facing its viewer, as large as it",
+    ),
+)
+
+COLOR_MODES = (
+    ("VERTEX", "Vertex Colors", "A colour per vertex: no extra step, needs a dense mesh to carry detail"),
+    (
+        "TEXTURE",
+        "Baked Texture",
+        "A UV layout and a colour texture baked from the model: detail independent of the mesh density, "
+        "for decimated, game-ready assets. Takes longer (UV unwrapping grows with the triangle count)",
+    ),
+)
+
+INPUTS = (
+    ("FILE", "File", "An image file on disk"),
+    ("IMAGE", "Image", "An image already in Blender, such as one open in the Image Editor"),
+    ("REFERENCE", "Reference", "The image of the selected image empty (a reference image)"),
+)
+
+# How Blender shows a field, where its default display would not do.
+DISPLAY = {
+    "foreground_ratio": {"subtype": "FACTOR"},
+    "threshold": {"precision": 4},
+    "target_size": {"subtype": "DISTANCE", "unit": "LENGTH"},
+}
+
+
+def option_property(option: options.Option, **shared):
+    """The Blender property for one option, also given the ``shared`` keywords (e.g. ``options``)."""
+    common = {"name": option.label, "description": option.description, "default": option.default, **shared}
+    if isinstance(option.default, bool):
+        return BoolProperty(**common)
+    limits = {"min": option.ui_minimum, "max": option.maximum, "soft_max": option.soft_maximum}
+    limits = {key: value for key, value in limits.items() if value is not None}
+    kind = IntProperty if isinstance(option.default, int) else FloatProperty
+    return kind(**common, **limits, **DISPLAY.get(option.name, {}))
+
+
+def generation_options(**shared) -> dict:
+    """Option name -> property, each also given the ``shared`` keywords (e.g. ``options``).
+
+    These names are the Generate operator's public keyword arguments: keep them stable.
+    """
+    numbers = {name: option_property(option, **shared) for name, option in options.OPTIONS.items()}
+    return {
+        **numbers,
+        "color_mode": EnumProperty(
+            name="Color", description="How the mesh carries its colours", items=COLOR_MODES, **shared
+        ),
+        "device": EnumProperty(
+            name="Device",
+            description="Where the model runs",
+            items=(DEVICE_FROM_PREFERENCES, *DEVICES),
+            **shared,
+        ),
+        "placement": EnumProperty(
+            name="Place At", description="Where the new object goes", items=PLACEMENTS, **shared
+        ),
+    }
+
+
+OPTION_NAMES = tuple(generation_options())
+
+
+class TripoSRSettings(bpy.types.PropertyGroup):
+    """The panel's settings, saved with the .blend file (``scene.triposr``)."""
+
+    __annotations__ = {  # Blender reads properties from the class annotations
+        "input_source": EnumProperty(name="Input", description="Where the image comes from", items=INPUTS),
+        "filepath": StringProperty(
+            name="Image File", description="The image to reconstruct", subtype="FILE_PATH"
+        ),
+        "image": PointerProperty(name="Image", description="The image to reconstruct", type=bpy.types.Image),
+        **generation_options(),
+    }
+
+
+classes = (TripoSRSettings,)
+
+
+def register() -> None:
+    bpy.types.Scene.triposr = PointerProperty(type=TripoSRSettings)
+
+
+def unregister() -> None:
+    del bpy.types.Scene.triposr

@@ -1,0 +1,49 @@
+"""The worker process every operator of this Blender session shares, the jobs the UI shows, and redrawing."""
+
+import bpy
+
+from .. import dependencies
+from ..worker.client import Job, WorkerClient
+
+# The editors that show the add-on's progress: the sidebar panel and the preferences.
+AREAS_SHOWING_PROGRESS = ("VIEW_3D", "PREFERENCES")
+
+
+class Session:
+    """One worker (started on the first job, model loaded until Unload) and the jobs the UI follows."""
+
+    def __init__(self):
+        self.client: WorkerClient | None = None
+        self.active: list[Job] = []
+
+    def worker(self) -> WorkerClient:
+        if self.client is None:
+            self.client = WorkerClient(pythonpath=tuple(dependencies.dependency_paths()))
+        return self.client
+
+    @property
+    def model_state(self) -> dict:
+        return self.client.model_state if self.client else {"loaded": False}
+
+    def current(self, command: str) -> Job | None:
+        return next((job for job in self.active if job.command["cmd"] == command), None)
+
+    def cancel_all(self) -> None:
+        for job in list(self.active):
+            self.worker().cancel(job)
+
+    def stop(self) -> None:
+        if self.client is not None:
+            self.client.stop()
+        self.active.clear()
+
+
+SESSION = Session()
+
+
+def redraw_progress_areas() -> None:
+    """Redraw the panel and the preferences, which show the jobs' and the installer's progress."""
+    for window in bpy.context.window_manager.windows:
+        for area in window.screen.areas:
+            if area.type in AREAS_SHOWING_PROGRESS:
+                area.tag_redraw()

@@ -1,0 +1,176 @@
+"""What a worker does for a job: keep a model loaded, turn an image into a ``MeshResult``, explain failures.
+
+The worker process runs these one job at a time; anything else that holds a model in its own process can run
+them too. Only the standard library, numpy and the core's torch-free modules are imported up front: a worker
+started without the dependencies still answers, with an error that says how to install them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..core.errors import ModelLoadError, TripoSRError
+from ..core.progress import Progress
+from ..options import GenerateOptions, MeshOptions, OptionError
+from .protocol import MeshResult, ModelSettings
+
+PREPARING = "Preparing the image"
+
+
+def missing_dependency_message(error: ImportError) -> str:
+    return (
+        f"The TripoSR dependencies are not installed ({error}). Install them from the add-on's preferences "
+        "(Edit > Preferences > Add-ons > TripoSR Image to 3D > Install dependencies)."
+    )
+
+
+def out_of_memory_message(device: str) -> str:
+    return (
+        f"Out of memory on {device}. Lower the mesh resolution or the chunk size (add-on preferences), "
+        "close other programs using the GPU, or use the CPU."
+    )
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    return isinstance(error, MemoryError) or "out of memory" in str(error).lower()
+
+
+def offline_message(repo_id: str) -> str:
+    return (
+        f"The model {repo_id} is not downloaded yet and Blender's online access is off. Allow it in "
+        "Preferences > System > Network > Allow Online Access, or set Model Source to a local folder "
+        "holding config.yaml and model.ckpt."
+    )
+
+
+def describe_failure(error: Exception, device: str) -> tuple[str, str]:
+    """(kind, message for the user) for a job that raised ``error``; ``device`` is where the model ran."""
+    if isinstance(error, ImportError):
+        return "MissingDependencies", missing_dependency_message(error)
+    if is_out_of_memory(error):
+        return "OutOfMemory", out_of_memory_message(device)
+    if isinstance(error, TripoSRError):
+        return type(error).__name__, str(error)
+    if isinstance(error, OptionError):
+        return "InvalidOptions", str(error)
+    return "InternalError", f"Unexpected error in the TripoSR worker: {type(error).__name__}: {error}"
+
+
+def check_downloaded(source: str) -> None:
+    """With online access off, a model that is not on disk yet fails here with a message saying so."""
+    if Path(source).expanduser().is_dir():
+        return
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        cached = try_to_load_from_cache(source, "model.ckpt")
+    except ValueError:  # not a repo id either: the core explains that
+        return
+    if not isinstance(cached, str):
+        raise ModelLoadError(offline_message(source))
+
+
+def pil_image(spec: dict):
+    """The input as the core accepts it: a file path, or a PIL image made from Blender's pixels."""
+    if "path" in spec:
+        return spec["path"]
+    from PIL import Image
+
+    pixels = np.clip(np.nan_to_num(spec["pixels"]), 0.0, 1.0)
+    return Image.fromarray((pixels * 255 + 0.5).astype(np.uint8), "RGBA" if pixels.shape[2] == 4 else "RGB")
+
+
+class ModelCache:
+    """Keeps one model loaded, reloading only when the source, the device or the int8 choice change."""
+
+    def __init__(self):
+        self.model = None
+        self.key = None
+
+    def get(self, settings: ModelSettings, progress: Progress):
+        key = (settings.source, settings.device, settings.cpu_fast)
+        if self.model is None or key != self.key:
+            self.unload()
+            if settings.offline:
+                check_downloaded(settings.source)
+            from ..core import TripoSR
+
+            self.model = TripoSR.from_pretrained(
+                settings.source, device=settings.device, cpu_fast=settings.cpu_fast, progress=progress
+            )
+            self.key = key
+        self.model.chunk_size = settings.chunk_size
+        return self.model
+
+    def unload(self) -> None:
+        if self.model is not None:
+            self.model.unload()
+        self.model, self.key = None, None
+
+    def state(self) -> dict:
+        if self.model is None:
+            return {"loaded": False}
+        return {
+            "loaded": True,
+            "source": self.key[0],
+            "device": str(self.model.device),
+            "cpu_fast": self.model.cpu_fast,
+            "memory_bytes": memory_in_use(self.model),
+        }
+
+
+def memory_in_use(model) -> int:
+    """GPU memory PyTorch holds on CUDA; elsewhere the size of the weights."""
+    import torch
+
+    if model.device.type == "cuda":
+        return int(torch.cuda.memory_reserved(model.device))
+    return int(sum(tensor_bytes(value) for value in model.network.state_dict().values()))
+
+
+def tensor_bytes(value) -> int:
+    """Bytes in a state-dict entry; int8 layers keep their weights as a tuple, outside ``parameters()``."""
+    if isinstance(value, tuple):
+        return sum(tensor_bytes(item) for item in value)
+    return value.numel() * value.element_size() if hasattr(value, "numel") else 0
+
+
+def mesh_from_image(model, image, options: GenerateOptions, progress: Progress) -> MeshResult:
+    """One image (a path or a PIL image) through the whole model: prepared, encoded, meshed."""
+    from ..core import preprocess_image
+
+    progress(PREPARING, 0.0)
+    prepared = preprocess_image(
+        image,
+        remove_background=options.remove_background,
+        foreground_ratio=options.foreground_ratio,
+        progress=progress,
+    )
+    scene = model.encode(prepared, progress=progress)
+    return mesh_from_scene(model, scene, options.mesh, progress)
+
+
+def mesh_from_scene(model, scene, options: MeshOptions, progress: Progress) -> MeshResult:
+    """Scene codes to the finished mesh: extracted, decimated to ``target_faces`` and baked into a
+    ``texture_size`` texture where the options ask (0: don't).
+
+    Decimation and baking happen here, beside the model that colours the new vertices and the texels, so a
+    game-ready result takes one job.
+    """
+    from ..core.decimate import decimate
+    from ..core.texture import bake_texture
+
+    def color_fn(points: np.ndarray) -> np.ndarray:
+        return model.query(scene, points)["color"].cpu().numpy()
+
+    mesh = model.extract_mesh(
+        scene, resolution=options.resolution, threshold=options.threshold, progress=progress
+    )
+    if options.target_faces:
+        mesh = decimate(mesh, options.target_faces, color_fn, progress)
+    texture = None
+    if options.texture_size:
+        texture = bake_texture(mesh, color_fn, options.texture_size, progress=progress)
+    return MeshResult(mesh, texture)

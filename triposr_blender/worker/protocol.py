@@ -1,0 +1,146 @@
+"""The messages between a worker client (Blender, the batch) and the worker process, and their types.
+
+One JSON object per line. A numpy array anywhere in a message travels as {"npy": path}: pipes are slow for
+megabytes, files are not. The receiving side loads it and deletes the file.
+
+Commands (client -> worker) carry ``cmd`` and, except ``quit``, a job ``id``:
+
+* ``generate``: ``image`` ({"path": file} or {"pixels": (H, W, 3|4) float array, top row first, sRGB}),
+  ``options`` (``GenerateOptions``) and ``model`` (``ModelSettings``).
+* ``load``: ``model``; downloads the model if needed and loads it, ahead of the first generation.
+* ``cancel``: stop job ``id`` at the next progress step.
+* ``quit``: exit (closing the worker's stdin does the same).
+
+Events (worker -> client) carry ``event`` and, except the first two, the job ``id``:
+
+* ``ready`` (``pid``) once at start-up; ``model`` (``state``: loaded, source, device, cpu_fast,
+  memory_bytes) whenever the loaded model changes.
+* ``progress`` (``stage`` text, ``fraction`` 0..1 of that stage).
+* one of ``result`` (a generation's ``MeshResult``, or ``model``: the state after ``load``), ``error``
+  (``kind``: what failed, ``message``: text for the user) or ``cancelled``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..core.defaults import DEFAULT_CHUNK_SIZE
+from ..core.mesh import BakedTexture, Mesh
+from ..options import GenerateOptions
+
+TERMINAL_EVENTS = frozenset({"result", "error", "cancelled"})
+_file_numbers = itertools.count()
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    """Which model the worker loads and how (the add-on preferences, or the batch's options, resolved)."""
+
+    source: str  # a folder with config.yaml and model.ckpt, or a Hugging Face repo id
+    device: str = "auto"
+    chunk_size: int = DEFAULT_CHUNK_SIZE
+    cpu_fast: bool = False  # encode with int8 layers on the CPU (core/cpu_fast.py)
+    cache_dir: str = ""  # empty: Hugging Face's default cache
+    offline: bool = False  # Blender's Allow Online Access is off: use only what is downloaded
+
+    def as_message(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_message(cls, message: dict) -> ModelSettings:
+        return cls(**message)
+
+    def environment(self) -> dict[str, str]:
+        """Variables huggingface_hub reads once, at import: a change needs a new worker."""
+        variables = {"HF_HUB_CACHE": self.cache_dir} if self.cache_dir else {}
+        if self.offline:
+            variables["HF_HUB_OFFLINE"] = "1"
+        return variables
+
+
+@dataclass(frozen=True)
+class MeshResult:
+    """What a generation gives back: the mesh in TripoSR's model space, and its baked texture if asked for."""
+
+    mesh: Mesh
+    texture: BakedTexture | None = None
+
+    def as_message(self) -> dict:
+        message = {"mesh": dataclasses.asdict(self.mesh)}
+        if self.texture is not None:
+            message["texture"] = dataclasses.asdict(self.texture)
+        return message
+
+    @classmethod
+    def from_message(cls, message: dict) -> MeshResult:
+        texture = message.get("texture")
+        return cls(Mesh(**message["mesh"]), BakedTexture(**texture) if texture else None)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a job ended: with its result, with an error for the user, or cancelled."""
+
+    event: str  # "result", "error" or "cancelled"
+    result: MeshResult | None = None  # a generation's
+    model: dict | None = None  # a load's: the model's state
+    kind: str = ""  # an error's: what failed (ModelLoadError, WorkerDied, ...)
+    message: str = ""  # an error's: what to tell the user
+
+    @classmethod
+    def from_event(cls, event: dict) -> Outcome:
+        if event["event"] == "error":
+            return cls("error", kind=event["kind"], message=event["message"])
+        if event["event"] == "result" and "mesh" in event:
+            return cls("result", result=MeshResult.from_message(event))
+        return cls(event["event"], model=event.get("model"))
+
+
+def generate_command(image: dict, options: GenerateOptions, model: ModelSettings) -> dict:
+    return {"cmd": "generate", "image": image, "options": options.as_dict(), "model": model.as_message()}
+
+
+def load_command(model: ModelSettings) -> dict:
+    return {"cmd": "load", "model": model.as_message()}
+
+
+def encode(message: dict, folder: Path) -> str:
+    """One protocol line for ``message``, with its arrays saved as .npy files in ``folder``."""
+    return json.dumps(_save_arrays(message, folder)) + "\n"
+
+
+def decode(line: str) -> dict:
+    """The message in one protocol line, with its arrays loaded back (and their files deleted)."""
+    return _load_arrays(json.loads(line))
+
+
+def _save_arrays(value, folder: Path):
+    if isinstance(value, np.ndarray):
+        path = folder / f"{os.getpid()}-{next(_file_numbers)}.npy"
+        np.save(path, value, allow_pickle=False)
+        return {"npy": str(path)}
+    if isinstance(value, dict):
+        return {key: _save_arrays(item, folder) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_save_arrays(item, folder) for item in value]
+    return value
+
+
+def _load_arrays(value):
+    if isinstance(value, dict):
+        if value.keys() == {"npy"}:
+            path = Path(value["npy"])
+            array = np.load(path, allow_pickle=False)
+            path.unlink(missing_ok=True)
+            return array
+        return {key: _load_arrays(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_load_arrays(item) for item in value]
+    return value
