@@ -158,3 +158,51 @@ def test_option_variants_build_and_run(raw, overrides):
     assert scene.shape == (1, 3, 8, 16, 16)
     assert fields["density"].shape == (100,) and fields["color"].shape == (100, 3)
     assert np.isfinite(image.numpy()).all()
+
+
+# --- A config from an untrusted folder cannot hang or exhaust the machine -------------------------------
+
+YAML_BOMB = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"{name}: &{name} [{', '.join(['*' + previous] * 9)}]\n"
+    for previous, name in zip("abcdefgh", "bcdefghi", strict=True)
+)
+
+
+def write_config(folder: Path, text: str) -> Path:
+    folder.mkdir()
+    (folder / "config.yaml").write_text(text)
+    return folder / "config.yaml"
+
+
+def test_a_yaml_alias_bomb_is_refused_at_once(tmp_path):
+    assert len(YAML_BOMB) < 1024, "1 kB of YAML that expands to 9^9 values"
+    with pytest.raises(ModelLoadError, match="expands to more than 10,000 values through its aliases"):
+        load_config(write_config(tmp_path / "bomb", YAML_BOMB))
+
+
+def test_a_config_of_interpolations_copying_each_other_is_refused(tmp_path):
+    levels = "a: [1, 1]\n" + "".join(
+        f"{b}: [${{{a}}}, ${{{a}}}]\n"
+        for a, b in zip("abcdefghijklmnopqrs", "bcdefghijklmnopqrst", strict=True)
+    )
+    with pytest.raises(ModelLoadError, match="more than 32 interpolations"):
+        load_config(write_config(tmp_path / "interpolations", levels))
+
+
+def test_a_file_far_larger_than_a_config_is_not_read(tmp_path):
+    with pytest.raises(ModelLoadError, match="far more than a model config holds"):
+        load_config(write_config(tmp_path / "large", "# padding\n" * 10_000))
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [(("backbone", "num_layers"), 1_000_000), ("cond_image_size", 1_000_000), (("decoder", "n_neurons"), 0)],
+)
+def test_sizes_no_triposr_model_uses_are_refused_before_anything_is_built(raw, option, value):
+    if isinstance(option, tuple):
+        raw[option[0]][option[1]] = value
+    else:
+        raw[option] = value
+    name = ".".join(option) if isinstance(option, tuple) else option
+    with pytest.raises(ModelLoadError, match=f"{name} is {value}, outside the sizes a TripoSR model uses"):
+        parse(raw)

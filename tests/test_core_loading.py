@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from fixture_model import FIXTURE
+from fixture_model import FIXTURE, OPTIONS, core_mesh
+from PIL import Image
 
 from triposr_blender.core import ModelLoadError, TripoSR
 from triposr_blender.core.config import load_config
@@ -217,3 +218,82 @@ def test_download_progress_is_reported_as_a_fraction_without_printing(capsys):
     resumed.close()
     assert reports == [("Downloading model", 0.5), ("Downloading model", 1.0)]
     assert capsys.readouterr() == ("", "")
+
+
+# --- Untrusted model folders: what they hold is checked before it can hang or exhaust anything -----------
+
+
+def test_a_half_precision_checkpoint_loads_as_float32_and_gives_the_same_mesh(tmp_path):
+    folder = copy_tiny_model(tmp_path / "half")
+    state = torch.load(folder / "model.ckpt", weights_only=True)
+    torch.save({name: tensor.half() for name, tensor in state.items()}, folder / "model.ckpt")
+    image = Image.open(FIXTURE / "input.png").convert("RGB")
+
+    model = TripoSR.from_pretrained(folder, device="cpu")
+    mesh = model.extract_mesh(
+        model.encode(image), resolution=OPTIONS["resolution"], threshold=OPTIONS["threshold"]
+    )
+
+    assert all(parameter.dtype == torch.float32 for parameter in model.network.parameters())
+    exact = core_mesh()
+    assert abs(len(mesh.faces) - len(exact.faces)) < 0.02 * len(
+        exact.faces
+    ), "half-rounded weights, same shape"
+
+
+def test_nan_or_infinite_weights_are_refused_at_load_naming_the_tensor(tmp_path):
+    folder = copy_tiny_model(tmp_path / "nan")
+    state = torch.load(folder / "model.ckpt", weights_only=True)
+    state["decoder.layers.0.weight"][0, 0] = float("nan")
+    state["post_processor.upsample.bias"][0] = float("inf")
+    torch.save(state, folder / "model.ckpt")
+
+    with pytest.raises(ModelLoadError, match="NaN or infinite values .*decoder.layers.0.weight"):
+        TripoSR.from_pretrained(folder, device="cpu")
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs POSIX named pipes")
+@pytest.mark.parametrize("file", ["config.yaml", "model.ckpt", "vit/config.json"])
+def test_a_model_file_that_is_a_pipe_is_refused_instead_of_blocking(tmp_path, file):
+    folder = copy_tiny_model(tmp_path / "pipe")
+    (folder / file).unlink()
+    os.mkfifo(folder / file)
+    code = f"""
+        from triposr_blender.core import ModelLoadError, TripoSR
+        try:
+            TripoSR.from_pretrained({str(folder)!r}, device="cpu")
+        except ModelLoadError as error:
+            print(error)
+        """
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=120, cwd=REPO
+    )
+    assert "is not a regular file" in result.stdout, result.stderr
+
+
+def test_a_repo_id_without_network_fails_within_seconds(tmp_path):
+    """huggingface_hub retries a host that does not resolve for about half a minute."""
+    code = """
+        import time
+        from triposr_blender.core.weights import locate_model
+        started = time.monotonic()
+        try:
+            locate_model("someone/not-downloaded")
+        except Exception as error:
+            print(type(error).__name__, round(time.monotonic() - started, 1), error)
+        """
+    # .invalid never resolves (RFC 2606): the same as a machine without network, on any machine.
+    env = {
+        **os.environ,
+        "HF_ENDPOINT": "https://hub.invalid",
+        "HF_HUB_CACHE": str(tmp_path),
+        "PYTHONPATH": str(REPO),
+    }
+    for variable in ("HF_HUB_OFFLINE", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        env.pop(variable, None)
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], env=env, capture_output=True, text=True, timeout=120
+    )
+    kind, seconds, message = result.stdout.split(" ", 2)
+    assert kind == "ModelLoadError" and "no network connection" in message, result.stderr
+    assert float(seconds) < 8.0

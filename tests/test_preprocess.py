@@ -259,7 +259,7 @@ def test_a_large_image_is_scaled_down_to_2048_pixels_on_its_longer_side(tmp_path
 def test_a_large_jpeg_is_decoded_at_reduced_scale(tmp_path, monkeypatch):
     path = saved(Image.new("RGB", (800, 800), "white"), tmp_path / "big.jpg")
     # A pixel limit the full-size image breaks: it loads only because JPEG decodes at 1/8 scale here.
-    monkeypatch.setattr(preprocess, "MAX_PIXELS", 100 * 100)
+    monkeypatch.setattr(preprocess, "MAX_IMAGE_PIXELS", 100 * 100)
 
     assert load_image(path, max_side=64).size == (64, 64)
 
@@ -355,3 +355,28 @@ def test_an_unknown_rembg_model_lists_the_known_ones(teapot, rembg_model):
 def test_without_rembg_installed_background_removal_says_how_to_go_on(teapot, without_rembg):
     with pytest.raises(ModelLoadError, match="needs the rembg package.*transparent background"):
         preprocess_image(teapot)
+
+
+def test_an_empty_file_is_called_empty(tmp_path):
+    empty = tmp_path / "empty.png"
+    empty.touch()
+    with pytest.raises(InvalidImageError, match="is empty \\(0 bytes\\)"):
+        load_image(empty)
+    with pytest.raises(InvalidImageError, match="is empty \\(0 bytes\\)"):
+        load_image(b"")
+
+
+def png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def test_a_png_whose_text_chunk_inflates_to_megabytes_is_refused_with_a_message():
+    """Pillow refuses to inflate a zTXt chunk past 1 MB with a bare ValueError."""
+    clean = io.BytesIO()
+    Image.new("RGB", (8, 8), "red").save(clean, "PNG")
+    header_end = 8 + 25  # the signature and the IHDR chunk
+    bomb = png_chunk(b"zTXt", b"Comment\x00\x00" + zlib.compress(b"A" * (64 << 20), 9))
+    data = clean.getvalue()[:header_end] + bomb + clean.getvalue()[header_end:]
+
+    with pytest.raises(InvalidImageError, match="metadata chunk \\(text or colour profile\\) too large"):
+        load_image(data)

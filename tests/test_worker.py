@@ -5,6 +5,7 @@ Tests that interrupt a job do it right after the job's first progress event on a
 worker is still importing PyTorch and loading the model: a point every job passes, however fast the
 machine or the mesh extraction."""
 
+import errno
 import io
 import os
 import signal
@@ -18,7 +19,7 @@ from PIL import Image
 
 from triposr_blender.core.model import ENCODE_STAGE
 from triposr_blender.options import GenerateOptions
-from triposr_blender.worker import protocol
+from triposr_blender.worker import pipeline, protocol
 from triposr_blender.worker.__main__ import Worker
 from triposr_blender.worker.client import WorkerClient, WorkerStartError
 from triposr_blender.worker.protocol import ModelSettings
@@ -244,3 +245,23 @@ def test_a_worker_that_cannot_start_is_explained_and_leaves_no_job_behind(tmp_pa
         generate(client)
 
     assert not client.busy and not client.running
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 23.65 GiB total capacity)"),
+        RuntimeError(
+            "[enforce fail at alloc_cpu.cpp:121] data. DefaultCPUAllocator: not enough memory: you tried to "
+            "allocate 12582912000000 bytes."
+        ),
+        RuntimeError("MPS backend out of memory (MPS allocated: 17.00 GB, other allocations: 1.00 GB)"),
+        RuntimeError("CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling `cublasCreate(handle)`"),
+        RuntimeError("std::bad_alloc"),
+        OSError(errno.ENOMEM, "Cannot allocate memory"),
+        MemoryError(),
+    ],
+)
+def test_every_wording_of_running_out_of_memory_is_recognised(error):
+    kind, message = pipeline.describe_failure(error, "cuda")
+    assert kind == "OutOfMemory" and "Lower the mesh resolution" in message

@@ -18,6 +18,10 @@ DEFAULT_RESOLUTION = 256
 DEFAULT_THRESHOLD = 25.0
 DEFAULT_FOREGROUND_RATIO = 0.85
 
+# The most pixels an input image may have: Pillow's own decompression-bomb limit (about 9459²). It applies
+# to the pixels actually decoded, so a huge JPEG that Pillow decodes at a reduced scale (draft) still opens.
+MAX_IMAGE_PIXELS = 89_478_485
+
 # The fewest faces decimation can leave: a closed mesh (a tetrahedron) has four.
 MIN_TARGET_FACES = 4
 

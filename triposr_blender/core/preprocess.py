@@ -17,16 +17,13 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps
 
-from .defaults import DEFAULT_FOREGROUND_RATIO
+from .defaults import DEFAULT_FOREGROUND_RATIO, MAX_IMAGE_PIXELS
 from .errors import InvalidImageError, ModelLoadError
 from .progress import Progress
 
 ImageSource = Image.Image | str | Path | bytes
 
 DEFAULT_MAX_SIDE = 2048
-# Pillow's own decompression-bomb limit (about 9459²). It applies to the pixels actually decoded, so a
-# huge JPEG that Pillow can decode at a reduced scale (Image.draft) still opens.
-MAX_PIXELS = 89_478_485
 # rembg's masks are soft; a result with no pixel more likely object than background found nothing.
 CONFIDENT_FOREGROUND = 128
 SIXTEEN_BIT_GREY_MODES = {"I;16", "I;16L", "I;16B", "I;16N", "I"}
@@ -98,6 +95,7 @@ def describe(source: ImageSource) -> str:
 
 def open_image(source: str | Path | bytes, name: str, max_side: int) -> Image.Image:
     """Open lazily (only the header is read) and refuse images too large to decode safely."""
+    check_not_empty(source, name)
     try:
         with warnings.catch_warnings():
             # Pillow only warns between one and two times its limit; the check below raises instead.
@@ -111,16 +109,34 @@ def open_image(source: str | Path | bytes, name: str, max_side: int) -> Image.Im
         ) from error
     except OSError as error:
         raise InvalidImageError(f"{name} could not be opened: {error.strerror or error}.") from error
+    except ValueError as error:  # Pillow's limit on the text and colour-profile chunks it decompresses
+        raise oversized_chunk(name, error) from error
     # JPEG can decode at 1/2, 1/4 or 1/8 scale, so a huge photo never fills memory at full size.
     image.draft(None, (max_side, max_side))
-    if image.width * image.height > MAX_PIXELS:
+    if image.width * image.height > MAX_IMAGE_PIXELS:
         raise too_large(name)
     return image
 
 
+def check_not_empty(source: str | Path | bytes, name: str) -> None:
+    try:
+        empty = len(source) == 0 if isinstance(source, bytes) else Path(source).stat().st_size == 0
+    except OSError:
+        return  # Image.open says what is wrong with the path
+    if empty:
+        raise InvalidImageError(f"{name} is empty (0 bytes): save or download it again and retry.")
+
+
+def oversized_chunk(name: str, error: ValueError) -> InvalidImageError:
+    return InvalidImageError(
+        f"{name} holds a metadata chunk (text or colour profile) too large to read safely ({error}): the "
+        "file is damaged or was made to exhaust memory. Save the picture again as a plain PNG or JPEG."
+    )
+
+
 def too_large(name: str) -> InvalidImageError:
     return InvalidImageError(
-        f"{name} has more than {MAX_PIXELS:,} pixels, too many to open safely. "
+        f"{name} has more than {MAX_IMAGE_PIXELS:,} pixels, too many to open safely. "
         f"Scale it down ({DEFAULT_MAX_SIDE} pixels per side is plenty) and try again."
     )
 
@@ -132,6 +148,8 @@ def decode(image: Image.Image, name: str) -> None:
         raise InvalidImageError(
             f"{name} is damaged or incomplete ({error}). Save or download it again and retry."
         ) from error
+    except ValueError as error:
+        raise oversized_chunk(name, error) from error
 
 
 def to_rgb_or_rgba(image: Image.Image, name: str) -> Image.Image:

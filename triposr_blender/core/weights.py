@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import io
 import pickle
+import socket
+import threading
+import urllib.parse
+import urllib.request
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +24,9 @@ from tqdm import tqdm
 from .errors import ModelLoadError
 from .progress import Progress
 
+HALF_DTYPES = (torch.float16, torch.bfloat16)
+# How long the hub's host name may take to resolve before the download is simply tried.
+RESOLVE_TIMEOUT_S = 5.0
 CONFIG_NAME = "config.yaml"
 WEIGHTS_NAME = "model.ckpt"
 DOWNLOAD_STAGE = "Downloading model"
@@ -45,13 +52,23 @@ def locate_model(source: str | Path, progress: Progress | None = None) -> ModelF
 
 def files_in_folder(folder: Path) -> ModelFiles:
     files = ModelFiles(folder / CONFIG_NAME, folder / WEIGHTS_NAME)
-    missing = [path.name for path in (files.config, files.weights) if not path.is_file()]
+    missing = [path.name for path in (files.config, files.weights) if not path.exists()]
     if missing:
         raise ModelLoadError(
             f"The model folder {folder} has no {' and no '.join(missing)}. A TripoSR model folder needs both "
             f"{CONFIG_NAME} and {WEIGHTS_NAME}."
         )
+    for path in (files.config, files.weights):
+        check_regular_file(path)
     return files
+
+
+def check_regular_file(path: Path) -> None:
+    """Only regular files are read: a FIFO or a device in a model folder would block or never end."""
+    if not path.is_file():
+        raise ModelLoadError(
+            f"{path} is not a regular file (a folder, a pipe or a device). Put the real {path.name} there."
+        )
 
 
 def download_from_hub(repo_id: str, progress: Progress | None) -> ModelFiles:
@@ -71,6 +88,8 @@ def download_from_hub(repo_id: str, progress: Progress | None) -> ModelFiles:
             f"'{repo_id}' is neither a model folder nor a Hugging Face repository id "
             "(like stabilityai/TripoSR)."
         ) from error
+    if not hub_host_resolves():
+        raise ModelLoadError(no_network_message(repo_id))
     try:
         return fetch_from_hub(repo_id, local_files_only=False, progress=progress)
     except Exception as error:
@@ -78,6 +97,38 @@ def download_from_hub(repo_id: str, progress: Progress | None) -> ModelFiles:
         if message is None:
             raise
         raise ModelLoadError(message) from error
+
+
+def hub_host_resolves() -> bool:
+    """False only when the hub's host name certainly does not resolve (no network, no DNS), which
+    huggingface_hub would otherwise retry for half a minute. Behind a proxy, the proxy resolves names; a
+    slow answer counts as resolving, and the download then says what goes wrong."""
+    from huggingface_hub import constants
+
+    if {"https", "all"} & set(urllib.request.getproxies()):
+        return True
+    host = urllib.parse.urlparse(constants.ENDPOINT).hostname
+    answer = {}
+
+    def resolve():
+        try:
+            socket.getaddrinfo(host, 443)
+            answer["resolves"] = True
+        except OSError:
+            answer["resolves"] = False
+
+    thread = threading.Thread(target=resolve, name="resolve-hub", daemon=True)
+    thread.start()
+    thread.join(RESOLVE_TIMEOUT_S)
+    return answer.get("resolves", True)
+
+
+def no_network_message(repo_id: str) -> str:
+    return (
+        f"Could not download the model '{repo_id}': there is no network connection (or Hugging Face "
+        "cannot be reached) and it is not in the download cache yet. Connect and try again, or "
+        f"{LOCAL_ALTERNATIVE}."
+    )
 
 
 def fetch_from_hub(repo_id: str, local_files_only: bool, progress: Progress | None) -> ModelFiles:
@@ -103,11 +154,7 @@ def hub_error_message(repo_id: str, error: Exception) -> str | None:
     )
 
     if isinstance(error, LocalEntryNotFoundError):
-        return (
-            f"Could not download the model '{repo_id}': there is no network connection (or Hugging Face "
-            "cannot be reached) and it is not in the download cache yet. Connect and try again, or "
-            f"{LOCAL_ALTERNATIVE}."
-        )
+        return no_network_message(repo_id)
     if isinstance(error, RepositoryNotFoundError):
         return (
             f"'{repo_id}' is not a model folder on this computer, and Hugging Face has no (public) "
@@ -144,7 +191,12 @@ def download_progress_bar(progress: Progress) -> type[tqdm]:
 
 
 def read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
-    """The checkpoint's tensors, memory-mapped rather than read into a second copy."""
+    """The checkpoint's tensors, memory-mapped rather than read into a second copy.
+
+    Tensors saved in half precision come back as float32: the model computes in float32 (a GPU halves its
+    encoder itself), and a half-precision decoder would lose the iso-surface's precision.
+    """
+    check_regular_file(path)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except pickle.UnpicklingError as error:
@@ -162,7 +214,7 @@ def read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
         raise ModelLoadError(
             f"{path} is not a TripoSR checkpoint: expected a plain mapping of names to tensors."
         )
-    return state
+    return {name: tensor.float() if tensor.dtype in HALF_DTYPES else tensor for name, tensor in state.items()}
 
 
 def check_state_dict(expected: Mapping[str, Sequence[int]], found: Mapping[str, torch.Tensor]) -> None:
@@ -205,4 +257,23 @@ def expected_layout(network: nn.Module) -> dict[str, torch.Size]:
 def load_weights(network: nn.Module, state: Mapping[str, torch.Tensor]) -> None:
     """Strictly check ``state`` against ``network``, then adopt its tensors as the parameters."""
     check_state_dict(expected_layout(network), state)
+    check_finite(state)
     network.load_state_dict(state, strict=True, assign=True)
+
+
+def check_finite(state: Mapping[str, torch.Tensor]) -> None:
+    """A NaN or infinite weight makes every density NaN, which would pass for "no surface found" later.
+
+    One sum per tensor finds them: any NaN or infinity makes it non-finite, and summing in float64 cannot
+    overflow. 0.2 s for the released model's 419M weights on 2 CPU cores, 6x less than ``isfinite().all()``.
+    """
+    broken = [
+        name
+        for name, tensor in state.items()
+        if not tensor.is_meta and not bool(torch.isfinite(tensor.sum(dtype=torch.float64)))
+    ]
+    if broken:
+        raise ModelLoadError(
+            f"{WEIGHTS_NAME} holds NaN or infinite values ({summarize(broken)}): the file is damaged. "
+            "Download it again."
+        )

@@ -7,6 +7,7 @@ started without the dependencies still answers, with an error that says how to i
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,19 @@ from ..options import GenerateOptions, MeshOptions, OptionError
 from .protocol import MeshResult, ModelSettings
 
 PREPARING = "Preparing the image"
+# How PyTorch and the libraries below it say they ran out of memory (lower case): CUDA, MPS and HIP
+# ("CUDA out of memory"), the CPU allocator ("DefaultCPUAllocator: not enough memory: you tried to allocate
+# ..." or, in older builds, "can't allocate memory"), cuBLAS (CUBLAS_STATUS_ALLOC_FAILED), oneDNN and C++
+# extensions ("failed to allocate", std::bad_alloc).
+OUT_OF_MEMORY_WORDINGS = (
+    "out of memory",
+    "not enough memory",
+    "can't allocate memory",
+    "cannot allocate memory",
+    "failed to allocate",
+    "alloc_failed",
+    "bad_alloc",
+)
 
 
 def missing_dependency_message(error: ImportError) -> str:
@@ -27,6 +41,11 @@ def missing_dependency_message(error: ImportError) -> str:
 
 
 def out_of_memory_message(device: str) -> str:
+    if device == "cpu":
+        return (
+            "Out of memory: the computer's memory ran out. Lower the mesh resolution, the texture size or "
+            "the chunk size (add-on preferences), or close other programs."
+        )
     return (
         f"Out of memory on {device}. Lower the mesh resolution or the chunk size (add-on preferences), "
         "close other programs using the GPU, or use the CPU."
@@ -34,7 +53,12 @@ def out_of_memory_message(device: str) -> str:
 
 
 def is_out_of_memory(error: BaseException) -> bool:
-    return isinstance(error, MemoryError) or "out of memory" in str(error).lower()
+    if isinstance(error, MemoryError) or type(error).__name__ == "OutOfMemoryError":  # torch's, all devices
+        return True
+    if isinstance(error, OSError) and error.errno == errno.ENOMEM:
+        return True
+    text = str(error).lower()
+    return any(wording in text for wording in OUT_OF_MEMORY_WORDINGS)
 
 
 def offline_message(repo_id: str) -> str:
