@@ -46,7 +46,7 @@ test-lts: $(LTS_STAMP)
 	$(LTS_VENV)/bin/python -m pytest -m blender
 
 demo: $(STAMP)
-	$(PY) -m triposr_blender.batch -- $(DEMO_IMAGE) --out $(DEMO_OUT) --format glb $(DEMO_ARGS)
+	$(PY) -m triposr_blender.batch -- $(DEMO_IMAGE) --out $(DEMO_OUT) --format glb --overwrite $(DEMO_ARGS)
 
 bench: $(STAMP)
 	$(PY) scripts/bench.py

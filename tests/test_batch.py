@@ -2,9 +2,12 @@
 fixture model, the real bpy wheel and Blender's own exporters."""
 
 import json
+import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import bpy
@@ -273,3 +276,152 @@ def test_a_model_that_cannot_load_fails_every_image_with_its_message(tmp_path):
     (item,) = statuses(report).values()
     assert item["status"] == "failed"
     assert "no-model" in item["error"]
+
+
+# Nothing lost: files the run did not make, folders checked first, interruptions, litter
+
+
+def blend_with_an_object(path, name):
+    """A user's .blend holding one object of their own."""
+    bpy.ops.wm.read_homefile(use_empty=True)
+    bpy.context.scene.collection.objects.link(bpy.data.objects.new(name, None))
+    bpy.ops.wm.save_as_mainfile(filepath=str(path))
+    bpy.ops.wm.read_homefile(use_empty=True)
+
+
+def objects_in(blend):
+    with bpy.data.libraries.load(str(blend)) as (data_from, _data_to):
+        return sorted(data_from.objects)
+
+
+def test_one_blend_onto_an_existing_file_adds_to_it_and_keeps_the_users_scene(tmp_path):
+    blend = tmp_path / "props.blend"
+    blend_with_an_object(blend, "UsersLamp")
+
+    result = run_batch(FIXTURE_IMAGE, "--one-blend", blend, *TINY_MODEL_ARGS)
+
+    assert result.returncode == 0, result.stderr
+    assert objects_in(blend) == ["UsersLamp", FIXTURE_IMAGE.stem]
+
+
+def test_one_blend_with_overwrite_starts_the_file_afresh(tmp_path):
+    blend = tmp_path / "props.blend"
+    blend_with_an_object(blend, "UsersLamp")
+
+    result = run_batch(FIXTURE_IMAGE, "--one-blend", blend, "--overwrite", *TINY_MODEL_ARGS)
+
+    assert result.returncode == 0, result.stderr
+    assert objects_in(blend) == [FIXTURE_IMAGE.stem]
+
+
+def test_an_existing_output_is_never_replaced_unless_overwrite_says_so(tmp_path):
+    (tmp_path / f"{FIXTURE_IMAGE.stem}.glb").write_bytes(b"the user's own file")
+
+    refused = run_batch(FIXTURE_IMAGE, "--out", tmp_path, *TINY_MODEL_ARGS)
+    assert refused.returncode == batch.EXIT_USAGE
+    assert "1 output(s) already exist" in refused.stderr and "--overwrite to replace them" in refused.stderr
+    assert (tmp_path / f"{FIXTURE_IMAGE.stem}.glb").read_bytes() == b"the user's own file"
+
+    replaced = run_batch(FIXTURE_IMAGE, "--out", tmp_path, "--overwrite", *TINY_MODEL_ARGS)
+    assert replaced.returncode == 0, replaced.stderr
+    assert read_glb(tmp_path / f"{FIXTURE_IMAGE.stem}.glb")[0]["meshes"]
+
+
+@pytest.mark.parametrize(
+    ("out", "message"),
+    [("a-file", "--out: {out} is a file, not a folder"), ("a-file/meshes", "--out: cannot write to {out}")],
+)
+def test_an_output_folder_that_cannot_be_written_stops_the_run_before_the_first_image(tmp_path, out, message):
+    (tmp_path / "a-file").write_text("not a folder")
+
+    result = run_batch(FIXTURE_IMAGE, "--out", tmp_path / out, *TINY_MODEL_ARGS)
+
+    assert result.returncode == batch.EXIT_USAGE
+    assert message.format(out=tmp_path / out) in result.stderr
+    assert "Loading model" not in result.stderr
+
+
+def test_another_name_for_an_image_already_in_the_run_is_reported_as_skipped(tmp_path):
+    images = tmp_path / "images"
+    images.mkdir()
+    shutil.copy(FIXTURE_IMAGE, images / "disc.png")
+    (images / "also-disc.png").symlink_to(images / "disc.png")
+    report = tmp_path / "report.json"
+
+    result = run_batch(images, "--out", tmp_path / "out", "--report", report, *TINY_MODEL_ARGS)
+
+    assert result.returncode == 0, result.stderr
+    skipped = statuses(report)["disc.png"]
+    assert skipped["status"] == "skipped" and skipped["error"].startswith("the same file as")
+    assert "1 done, 1 skipped, 0 failed" in result.stderr
+    assert f"skipped: {images / 'disc.png'}: the same file as" in result.stderr
+
+
+def test_a_nan_threshold_is_a_usage_error():
+    result = run_batch(FIXTURE_IMAGE, "--threshold", "nan")
+    assert result.returncode == batch.EXIT_USAGE
+    assert "threshold must be a number, not 'nan'" in result.stderr or "finite" in result.stderr
+
+
+def test_a_run_leaves_no_temporary_folders_and_clears_those_of_killed_runs(tmp_path):
+    temp, out = tmp_path / "tmp", tmp_path / "out"
+    temp.mkdir()
+    out.mkdir()
+    (out / ".triposr-999999999-abc").mkdir()  # a run killed mid-export left it: that process is gone
+    (out / ".triposr-999999999-abc" / "half.glb").write_bytes(b"half written")
+    (out / f".triposr-{os.getpid()}-xyz").mkdir()  # a run still going (this process) keeps its own
+
+    command = [
+        sys.executable,
+        "-m",
+        "triposr_blender.batch",
+        "--",
+        FIXTURE_IMAGE,
+        "--out",
+        out,
+        *TINY_MODEL_ARGS,
+    ]
+    result = subprocess.run(
+        list(map(str, command)),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "TMPDIR": str(temp)},
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert sorted(path.name for path in out.iterdir()) == [
+        f".triposr-{os.getpid()}-xyz",
+        f"{FIXTURE_IMAGE.stem}.glb",
+    ]
+    left = [path.name for path in temp.iterdir() if path.name.startswith(("blender_", "triposr-"))]
+    assert left == [], "Blender's session folder and the worker's folder are removed"
+
+
+class InterruptedExporter(bpy.types.Operator):
+    """An exporter that the user interrupts with Ctrl+C while it writes."""
+
+    bl_idname = "test.interrupted_export"
+    bl_label = "Interrupted export"
+
+    def execute(self, context):
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(1.0)  # the KeyboardInterrupt arrives here, inside the operator, as it would mid-write
+        return {"FINISHED"}
+
+
+def test_ctrl_c_during_an_export_stops_the_run_with_exit_130(tmp_path, monkeypatch):
+    """Blender turns a KeyboardInterrupt inside an operator into a RuntimeError; that must not pass for a
+    failed image."""
+    bpy.utils.register_class(InterruptedExporter)
+    monkeypatch.setitem(batch.EXPORTERS, "glb", lambda filepath: bpy.ops.test.interrupted_export())
+    images, report = image_folder(tmp_path / "images"), tmp_path / "report.json"
+    arguments = [images / "disc.png", images / "square.png", "--out", tmp_path / "out", "--report", report]
+    try:
+        code = batch.main(list(map(str, [*arguments, *TINY_MODEL_ARGS])))
+    finally:
+        bpy.utils.unregister_class(InterruptedExporter)
+
+    assert code == batch.EXIT_INTERRUPTED
+    assert [item["status"] for item in json.loads(report.read_text())["images"]] == ["pending", "pending"]

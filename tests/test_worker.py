@@ -9,8 +9,11 @@ import errno
 import io
 import os
 import signal
+import subprocess
+import sys
 import time
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -265,3 +268,80 @@ def test_a_worker_that_cannot_start_is_explained_and_leaves_no_job_behind(tmp_pa
 def test_every_wording_of_running_out_of_memory_is_recognised(error):
     kind, message = pipeline.describe_failure(error, "cuda")
     assert kind == "OutOfMemory" and "Lower the mesh resolution" in message
+
+
+# --- Nothing hangs: noise, a broken connection, a silent worker, and what a killed client leaves -------
+
+
+def test_a_library_printing_on_the_workers_stdout_does_not_disturb_the_jobs(tmp_path):
+    """A sitecustomize.py (or a dependency) may print at import, before the worker can claim stdout."""
+    (tmp_path / "sitecustomize.py").write_text('print("hello from sitecustomize")\nprint("{\\"not\\": 1}")\n')
+    client = WorkerClient(pythonpath=(str(tmp_path),))
+    try:
+        outcome = generate(client).wait(JOB_TIMEOUT)
+        log = next(client._folder.glob("worker-*.log")).read_text()
+    finally:
+        client.stop()
+
+    assert outcome.event == "result"
+    assert "[not a protocol message on stdout] hello from sitecustomize" in log
+
+
+def test_any_failure_reading_the_worker_fails_its_job_with_one_message_and_the_next_job_works(
+    own_client, monkeypatch
+):
+    def damaged(value):
+        if isinstance(value, dict) and "mesh" in value:
+            raise OSError("the arrays' file is gone")
+        return loaded(value)
+
+    loaded = protocol._load_arrays
+    monkeypatch.setattr(protocol, "_load_arrays", damaged)
+    outcome = generate(own_client).wait(JOB_TIMEOUT)
+    monkeypatch.setattr(protocol, "_load_arrays", loaded)
+
+    assert outcome.event == "error" and outcome.kind == "WorkerDied"
+    assert outcome.message.startswith("The connection to the TripoSR worker broke (OSError: the arrays' file")
+    assert not own_client.running
+    own_client.stop()  # Unload
+    assert generate(own_client).wait(JOB_TIMEOUT).event == "result"
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGSTOP"), reason="needs POSIX signals to freeze the worker")
+def test_a_worker_that_stops_answering_is_stopped_and_its_job_fails(tmp_path):
+    client = WorkerClient(stall_timeout=2.0)
+    try:
+        job = started_job(client)
+        frozen = client.pid
+        os.kill(frozen, signal.SIGSTOP)
+
+        outcome = job.wait(JOB_TIMEOUT)
+
+        assert outcome.event == "error" and "gave no sign of life" in outcome.message
+        assert not process_exists(frozen) or not client.running
+        client.stall_timeout = JOB_TIMEOUT
+        assert generate(client).wait(JOB_TIMEOUT).event == "result"
+    finally:
+        client.stop()
+
+
+def test_the_folder_of_a_killed_client_is_removed_by_the_next_one():
+    code = (
+        "import os, signal\n"
+        "from triposr_blender.worker.client import WorkerClient\n"
+        "from triposr_blender.worker.protocol import ModelSettings\n"
+        "client = WorkerClient()\n"
+        "client.load(ModelSettings('no-such-model'))\n"
+        "print(client._folder, flush=True)\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    killed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=JOB_TIMEOUT)
+    left_behind = Path(killed.stdout.strip())
+    assert left_behind.is_dir()
+
+    client = WorkerClient()
+    try:
+        generate(client).wait(JOB_TIMEOUT)
+    finally:
+        client.stop()
+    assert not left_behind.exists()

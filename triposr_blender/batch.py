@@ -6,9 +6,10 @@ Run it with Blender, or with Python and the ``bpy`` wheel; the batch's own argum
     python -m triposr_blender.batch -- INPUT... [options]
 
 ``--help`` documents every option. The model loads once per run. A bad image is reported and skipped and
-the run goes on; the exit status is 1 when any image failed and 2 for a usage error. Each output is written
-to a temporary name first and moved into place when complete, so ``--skip-existing`` can resume an
-interrupted run without trusting a half-written file.
+the run goes on; the exit status is 1 when any image failed, 2 for a usage error and 130 when interrupted.
+Each output is written to a temporary name first and moved into place when complete, so ``--skip-existing``
+can resume an interrupted run without trusting a half-written file. A file the run did not make is never
+replaced unless ``--overwrite`` says so, and every output folder is checked before the first image.
 """
 
 import argparse
@@ -18,6 +19,9 @@ import glob
 import importlib
 import json
 import os
+import re
+import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -56,7 +60,7 @@ from .blender.placement import ROW_SPACING, Destination
 from .core.defaults import CPU_FAST_DESCRIPTION, DEFAULT_MODEL_SOURCE
 from .dependencies import dependency_paths
 from .options import IMAGE_EXTENSIONS, GenerateOptions
-from .worker.client import WorkerClient
+from .worker.client import WorkerClient, process_alive
 from .worker.protocol import ModelSettings
 
 STATUSES = ("done", "skipped", "failed")  # and "pending" for images an interruption left untouched
@@ -77,6 +81,10 @@ FORMATS_WITH_TEXTURE_FILES = ("obj", "fbx")
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+# Exports are staged in .triposr-<pid of the run>-<random> beside their output; the pid tells the folders of
+# runs that were killed mid-export from those of runs still going.
+STAGING_PREFIX = ".triposr-"
+STAGING_PATTERN = re.compile(rf"{re.escape(STAGING_PREFIX)}(\d+)-")
 
 DESCRIPTION = """\
 Turn images into coloured 3D meshes with TripoSR, without the user interface.
@@ -94,6 +102,7 @@ EPILOG = """\
 examples:
   python -m triposr_blender.batch -- photos/ --out meshes --format obj
   blender -b --python batch.py -- 'concept/*.png' --one-blend props.blend --skip-existing
+  python -m triposr_blender.batch -- photos/ --out meshes --threshold 20 --overwrite
   python -m triposr_blender.batch -- chair.png --model ./TripoSR --device cpu --report report.json
 
 The exit status is 0 when every image was converted or skipped, 1 when any failed, 2 for a usage error
@@ -201,7 +210,8 @@ def build_parser():
         "--one-blend",
         type=Path,
         metavar="FILE",
-        help="put every mesh in this one .blend instead, side by side, one object per image",
+        help="put every mesh in this one .blend instead, side by side, one object per image; an existing "
+        "file is opened and added to (--overwrite starts it afresh)",
     )
     parser.add_argument(
         "--model",
@@ -223,10 +233,17 @@ def build_parser():
     )
     for option in COMMAND_LINE_OPTIONS:
         add_option(parser, option)
-    parser.add_argument(
+    existing = parser.add_mutually_exclusive_group()
+    existing.add_argument(
         "--skip-existing",
         action="store_true",
         help="skip images whose output already exists, to resume an interrupted run",
+    )
+    existing.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace outputs that already exist (without it, a run that would replace a file stops before "
+        "the first image)",
     )
     parser.add_argument(
         "--report",
@@ -246,8 +263,8 @@ def batch_arguments(argv):
 
 
 def expand_inputs(inputs):
-    """Image paths in command-line order (folders and patterns sorted), and a failed Item per input that
-    gave none."""
+    """Image paths in command-line order (folders and patterns sorted), and the inputs not converted: a
+    failed Item per input that gave no image, a skipped one per image that is another's file again."""
     found, problems = [], []
     for text in inputs:
         path = Path(text)
@@ -265,7 +282,8 @@ def expand_inputs(inputs):
         found.extend(images)
         if not images:
             problems.append(Item(input=text, status="failed", error=problem))
-    return _without_duplicates(found), problems
+    unique, repeated = _without_duplicates(found)
+    return unique, problems + repeated
 
 
 def _is_image_file(path):
@@ -273,14 +291,17 @@ def _is_image_file(path):
 
 
 def _without_duplicates(paths):
-    """The same file named twice (say, by a folder and a pattern) is converted once."""
-    seen, unique = set(), []
+    """Each file once: the paths to convert, and a skipped Item for each other name of a file already
+    there (a link, a second spelling). A path named twice, by a folder and a pattern say, is simply merged."""
+    first_of, unique, repeated = {}, [], []
     for path in paths:
-        key = path.resolve()
-        if key not in seen:
-            seen.add(key)
+        status = path.stat()
+        first = first_of.setdefault((status.st_dev, status.st_ino), path)
+        if first is path:
             unique.append(path)
-    return unique
+        elif os.path.abspath(first) != os.path.abspath(path):
+            repeated.append(Item(input=str(path), status="skipped", error=f"the same file as {first}"))
+    return unique, repeated
 
 
 def output_names(images):
@@ -381,8 +402,8 @@ class Report:
             f"in {elapsed:.1f} s ({self.seconds_per_image():.1f} s per converted image)\n"
         )
         for item in self.items:
-            if item.status == "failed":
-                stream.write(f"  failed: {item.input}: {item.error}\n")
+            if item.error and item.status in ("failed", "skipped"):
+                stream.write(f"  {item.status}: {item.input}: {item.error}\n")
         if counts["done"]:
             stream.write(f"Outputs: {self.settings['target']}\n")
         if self.path is not None:
@@ -391,19 +412,89 @@ class Report:
 
 def main(argv=None):
     """Run the batch; ``argv`` is the batch's own arguments (default: those after ``--`` in sys.argv)."""
-    args = build_parser().parse_args(batch_arguments(sys.argv) if argv is None else argv)
+    parser = build_parser()
+    args = parser.parse_args(batch_arguments(sys.argv) if argv is None else argv)
     images, problems = expand_inputs(args.inputs)
-    plan = [(Item(input=str(image)), name) for image, name in zip(images, output_names(images), strict=True)]
-    report = Report([item for item, _ in plan] + problems, args.report, _settings(args))
+    names = output_names(images)
     try:
-        Batch(args, report).run(plan)
-    except KeyboardInterrupt:
-        sys.stderr.write("\nInterrupted: the outputs written so far are kept; --skip-existing resumes.\n")
-        return EXIT_INTERRUPTED
-    finally:
-        report.save()
-        report.print_summary()
+        check_outputs(args, names)
+    except OutputError as error:
+        parser.error(str(error))
+    plan = [(Item(input=str(image)), name) for image, name in zip(images, names, strict=True)]
+    report = Report([item for item, _ in plan] + problems, args.report, _settings(args))
+    with Interruption() as interruption:
+        try:
+            Batch(args, report, interruption).run(plan)
+        except KeyboardInterrupt:
+            sys.stderr.write("\nInterrupted: the outputs written so far are kept; --skip-existing resumes.\n")
+            return EXIT_INTERRUPTED
+        finally:
+            report.save()
+            report.print_summary()
     return EXIT_FAILED if report.counts()["failed"] else 0
+
+
+class OutputError(Exception):
+    """An output cannot be written, or would replace a file this run did not make; a usage error."""
+
+
+def check_outputs(args, names):
+    """Before the first image: every output folder writable, and no file replaced without --overwrite."""
+    if args.report is not None:
+        check_writable_folder(args.report.parent, "--report")
+        if args.report.is_dir():
+            raise OutputError(f"--report {args.report} is a folder; name a file")
+    if args.one_blend:
+        check_writable_folder(args.one_blend.parent, "--one-blend")
+        if args.one_blend.exists() and not args.one_blend.is_file():
+            raise OutputError(f"--one-blend {args.one_blend} is not a file; name a .blend file")
+        return
+    check_writable_folder(args.out, "--out")
+    existing = [args.out / f"{name}.{args.format}" for name in names]
+    existing = [path.name for path in existing if path.exists()]
+    if existing and not (args.skip_existing or args.overwrite):
+        shown = ", ".join(existing[:5]) + (f" and {len(existing) - 5} more" if len(existing) > 5 else "")
+        raise OutputError(
+            f"{len(existing)} output(s) already exist in {args.out} ({shown}): add --skip-existing to keep "
+            "them and convert the rest, or --overwrite to replace them"
+        )
+
+
+def check_writable_folder(folder, option):
+    if folder.exists() and not folder.is_dir():
+        raise OutputError(f"{option}: {folder} is a file, not a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as error:
+        raise OutputError(
+            f"{option}: cannot write to {folder} ({error.strerror or error}); choose a folder you can write "
+            "to"
+        ) from None
+
+
+class Interruption:
+    """Ctrl+C, remembered for the length of the run.
+
+    Blender turns a KeyboardInterrupt raised inside an operator (an exporter, a save) into a RuntimeError,
+    which would fail one image and start the next; the batch asks this instead whether the user interrupted.
+    """
+
+    def __init__(self):
+        self.requested = False
+        self._previous = None
+
+    def __enter__(self):
+        self._previous = signal.signal(signal.SIGINT, self._interrupt)
+        return self
+
+    def __exit__(self, *_exception):
+        signal.signal(signal.SIGINT, self._previous)
+
+    def _interrupt(self, _signum, _frame):
+        self.requested = True
+        raise KeyboardInterrupt
 
 
 def _settings(args):
@@ -430,9 +521,10 @@ class Batch:
     image, and a crash in PyTorch fails one image instead of the run (the next image gets a new worker).
     """
 
-    def __init__(self, args, report):
+    def __init__(self, args, report, interruption):
         self.args = args
         self.report = report
+        self.interruption = interruption
         self.progress = ProgressBar(len(report.items))
         self.model = ModelSettings(source=args.model, device=args.device, cpu_fast=args.cpu_fast)
         self.options = GenerateOptions(
@@ -459,14 +551,14 @@ class Batch:
                 self.worker.stop()
 
     def _open_target(self):
-        """Start from an empty file, or reopen the --one-blend file to add to it when resuming."""
-        resume = self.args.one_blend and self.args.skip_existing and self.args.one_blend.is_file()
-        if resume:
-            bpy.ops.wm.open_mainfile(filepath=str(self.args.one_blend))
+        """Start from an empty file, or open the --one-blend file to add to it: a user's scene in it stays."""
+        blend = self.args.one_blend
+        if blend and blend.is_file() and not self.args.overwrite:
+            bpy.ops.wm.open_mainfile(filepath=str(blend))
         else:
             bpy.ops.wm.read_homefile(use_empty=True)
-        if not self.args.one_blend:
-            self.args.out.mkdir(parents=True, exist_ok=True)
+        if not blend:
+            remove_staging_of_ended_runs(self.args.out)
 
     def _convert(self, item, name):
         output = self.args.one_blend or self.args.out / f"{name}.{self.args.format}"
@@ -480,6 +572,8 @@ class Batch:
         except GenerationError as error:
             item.status, item.error = "failed", str(error)
         except Exception as error:
+            if self.interruption.requested:  # Ctrl+C inside an exporter, which Blender made a RuntimeError
+                raise KeyboardInterrupt from error
             # Anything else (an exporter's error, a full disk) must not end the batch either; the traceback
             # goes to stderr for a bug report.
             traceback.print_exc()
@@ -557,7 +651,7 @@ def export_object(output, file_format):
     finished, the main file last: an interrupted run never leaves a half-written file that --skip-existing
     would take for a finished one.
     """
-    with tempfile.TemporaryDirectory(dir=output.parent, prefix=".triposr-") as staging:
+    with tempfile.TemporaryDirectory(dir=output.parent, prefix=f"{STAGING_PREFIX}{os.getpid()}-") as staging:
         staged = Path(staging) / output.name
         if file_format in FORMATS_WITH_TEXTURE_FILES:
             for obj in bpy.context.selected_objects:
@@ -566,6 +660,14 @@ def export_object(output, file_format):
         # OBJ writes its .mtl beside the .obj, under the same name, so the files move together.
         for written in sorted(Path(staging).iterdir(), key=lambda path: path == staged):
             move_into(written, output.parent)
+
+
+def remove_staging_of_ended_runs(folder):
+    """Remove the staging folders that runs killed mid-export left in ``folder``."""
+    for staging in folder.glob(f"{STAGING_PREFIX}*"):
+        match = STAGING_PATTERN.match(staging.name)
+        if match and staging.is_dir() and not process_alive(int(match[1])):
+            shutil.rmtree(staging, ignore_errors=True)
 
 
 def move_into(source, folder):
@@ -608,6 +710,7 @@ def exit_bpy_module(code: int) -> NoReturn:
     even in a script that does nothing else, which would turn a good batch into a failed one. By now the
     outputs and the report are written and the worker is stopped, so nothing is lost by skipping it.
     """
+    shutil.rmtree(bpy.app.tempdir, ignore_errors=True)  # Blender's own exit would have removed it
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)

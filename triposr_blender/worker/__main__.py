@@ -64,6 +64,8 @@ class Worker:
         """
         for line in self.commands:
             command = protocol.decode(line)
+            if command is None:
+                continue
             if command["cmd"] == "cancel":
                 self.cancelled.add(command["id"])
             else:

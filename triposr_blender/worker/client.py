@@ -6,12 +6,17 @@ bpy, so the reader thread is safe. The worker starts on the first job and stays 
 until ``stop`` (Unload). A cancelled job that the worker does not give up within ``cancel_grace`` seconds
 gets the worker killed; jobs queued behind it are sent again to a fresh worker. A worker that dies on its
 own fails its jobs with a message that quotes the end of its log; the next job starts a new worker.
+
+Nothing waits for ever: a line on the worker's stdout that is no message (a library printing at import) is
+logged and skipped; if reading fails in any way, the worker is stopped and its jobs fail with one message;
+and a worker that gives no sign of life for ``stall_timeout`` seconds while it has jobs is stopped too.
 """
 
 import contextlib
 import itertools
 import os
 import queue
+import re
 import shutil
 import signal
 import subprocess
@@ -30,6 +35,13 @@ PACKAGE_DIR = Path(__file__).resolve().parent.parent
 WORKER_MODULE = f"{PACKAGE_DIR.name}.worker"
 LOG_TAIL_LINES = 12
 STOP_TIMEOUT = 3.0
+# The longest a worker with jobs may stay silent before it counts as hung. Its longest silent steps are a
+# UV unwrap of a million triangles and rembg's first compile, each some minutes.
+STALL_TIMEOUT = 20 * 60.0
+# Each client's folder for the arrays in transit: triposr-<pid of the client>-<random>, so that the folders of
+# clients that were killed can be told apart from those of running ones, and removed.
+FOLDER_PREFIX = "triposr-"
+FOLDER_PATTERN = re.compile(rf"{FOLDER_PREFIX}(\d+)-")
 
 
 class WorkerStartError(Exception):
@@ -85,17 +97,24 @@ class _Process:
     log_path: Path
     environment: dict[str, str]
     killed_to_cancel: bool = False
+    last_heard: float = field(default_factory=time.monotonic)  # its last line, or the last job sent to it
+    failure: str = ""  # why the client stopped it (a broken connection, a stall), for the jobs' message
 
 
 class WorkerClient:
     """Runs jobs on one persistent worker process, started when needed."""
 
     def __init__(
-        self, python: str | None = None, pythonpath: tuple[str, ...] = (), cancel_grace: float = 1.0
+        self,
+        python: str | None = None,
+        pythonpath: tuple[str, ...] = (),
+        cancel_grace: float = 1.0,
+        stall_timeout: float = STALL_TIMEOUT,
     ):
         self.python = python or sys.executable
         self.pythonpath = (str(PACKAGE_DIR.parent), *pythonpath)
         self.cancel_grace = cancel_grace
+        self.stall_timeout = stall_timeout
         self.model_state: dict = {"loaded": False}
         self._folder: Path | None = None
         self._process: _Process | None = None
@@ -107,7 +126,8 @@ class WorkerClient:
 
     @property
     def running(self) -> bool:
-        return self._process is not None
+        process = self._process
+        return process is not None and process.popen.poll() is None
 
     @property
     def pid(self) -> int | None:
@@ -170,6 +190,8 @@ class WorkerClient:
         for reader in readers:
             reader.join(timeout=STOP_TIMEOUT)
         with self._lock:
+            if process is not None and self._process is process:  # its reader did not get to say so
+                self._worker_exited(process, process.popen.wait())
             if self._folder is not None and not self._jobs:
                 shutil.rmtree(self._folder, ignore_errors=True)
                 self._folder = None
@@ -179,6 +201,8 @@ class WorkerClient:
     def _send_job(self, job: Job) -> None:
         if self._process is None:
             self._start(job.environment)
+        elif not self._jobs:
+            self._process.last_heard = time.monotonic()  # an idle worker's silence is no stall
         self._send(job.command)
 
     def _send(self, message: dict) -> None:
@@ -193,10 +217,12 @@ class WorkerClient:
 
     def _start(self, environment: dict[str, str]) -> None:
         if self._folder is None:
-            self._folder = Path(tempfile.mkdtemp(prefix="triposr-"))
+            remove_folders_of_ended_clients()
+            self._folder = Path(tempfile.mkdtemp(prefix=f"{FOLDER_PREFIX}{os.getpid()}-"))
         log_path = self._folder / f"worker-{next(self._starts)}.log"
         try:
-            with open(log_path, "w", encoding="utf-8") as log:
+            # Appending: the reader adds the lines on stdout that are no message.
+            with open(log_path, "a", encoding="utf-8") as log:
                 popen = subprocess.Popen(
                     # -P: never import from the current folder, which may hold another copy of the package
                     [self.python, "-P", "-m", WORKER_MODULE, str(self._folder)],
@@ -217,11 +243,43 @@ class WorkerClient:
         reader.daemon = True
         self._readers = [thread for thread in self._readers if thread.is_alive()] + [reader]
         reader.start()
+        watchdog = threading.Thread(target=self._watch, args=(self._process,), name="triposr-watchdog")
+        watchdog.daemon = True
+        watchdog.start()
 
     def _read_events(self, process: _Process) -> None:
-        for line in process.popen.stdout:
-            self._dispatch(protocol.decode(line))
-        self._worker_exited(process, process.popen.wait())
+        """Every line of the worker's stdout until it closes; whatever goes wrong, the jobs hear of it."""
+        try:
+            for line in process.popen.stdout:
+                process.last_heard = time.monotonic()
+                event = protocol.decode(line)
+                if event is None:
+                    append_to_log(process.log_path, f"[not a protocol message on stdout] {line.rstrip()}")
+                else:
+                    self._dispatch(event)
+        except Exception as error:  # a broken file, a damaged array: the worker's results cannot be trusted
+            process.failure = (
+                f"The connection to the TripoSR worker broke ({type(error).__name__}: {error}). Nothing was "
+                "added to the scene; try again to start a new worker."
+            )
+            process.popen.kill()
+        finally:
+            self._worker_exited(process, process.popen.wait())
+
+    def _watch(self, process: _Process) -> None:
+        """Stop a worker that has jobs but gives no sign of life for ``stall_timeout`` seconds."""
+        while process.popen.poll() is None:
+            time.sleep(min(1.0, self.stall_timeout / 4))
+            silent = time.monotonic() - process.last_heard
+            with self._lock:
+                stalled = self._process is process and self._jobs and silent > self.stall_timeout
+                if stalled:
+                    process.failure = (
+                        f"The TripoSR worker gave no sign of life for {silent / 60:.0f} minutes and was "
+                        "stopped. Nothing was added to the scene; try again to start a new worker."
+                    )
+            if stalled:
+                process.popen.kill()
 
     def _dispatch(self, event: dict) -> None:
         if event["event"] == "model":
@@ -238,8 +296,9 @@ class WorkerClient:
 
     def _worker_exited(self, process: _Process, exit_code: int) -> None:
         with self._lock:
-            if self._process is process:
-                self._process = None
+            if self._process is not process:
+                return  # accounted for already (by stop), and the jobs now are a successor's
+            self._process = None
             self.model_state = {"loaded": False}
             orphans = list(self._jobs.values())
             for job in orphans:
@@ -248,7 +307,7 @@ class WorkerClient:
                 elif process.killed_to_cancel:
                     self._resend(job)  # queued behind the cancelled job: run it on a fresh worker
                 else:
-                    message = worker_died_message(exit_code, process.log_path)
+                    message = process.failure or worker_died_message(exit_code, process.log_path)
                     self._finish(
                         job, {"event": "error", "id": job.id, "kind": "WorkerDied", "message": message}
                     )
@@ -270,6 +329,41 @@ class WorkerClient:
                 return
             process.killed_to_cancel = True
         process.popen.kill()
+
+
+def remove_folders_of_ended_clients() -> None:
+    """Remove the array folders that clients killed before their ``stop`` left behind."""
+    for folder in Path(tempfile.gettempdir()).glob(f"{FOLDER_PREFIX}*"):
+        match = FOLDER_PATTERN.match(folder.name)
+        if match and folder.is_dir() and not process_alive(int(match[1])):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def process_alive(pid: int) -> bool:
+    """Whether a process with this id runs on this machine."""
+    if os.name == "nt":  # os.kill(pid, 0) would end the process there
+        import ctypes
+
+        kernel32 = ctypes.windll.kernel32
+        handle = kernel32.OpenProcess(0x1000, False, pid)  # PROCESS_QUERY_LIMITED_INFORMATION
+        if not handle:
+            return kernel32.GetLastError() == 5  # access denied: it runs, as another user
+        exit_code = ctypes.c_ulong()
+        kernel32.GetExitCodeProcess(handle, ctypes.byref(exit_code))
+        kernel32.CloseHandle(handle)
+        return exit_code.value == 259  # STILL_ACTIVE
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # it runs, as another user
+    return True
+
+
+def append_to_log(log_path: Path, line: str) -> None:
+    with contextlib.suppress(OSError), open(log_path, "a", encoding="utf-8") as log:
+        log.write(line + "\n")
 
 
 def worker_environment(pythonpath: tuple[str, ...], variables: dict[str, str]) -> dict[str, str]:

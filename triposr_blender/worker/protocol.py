@@ -116,9 +116,16 @@ def encode(message: dict, folder: Path) -> str:
     return json.dumps(_save_arrays(message, folder)) + "\n"
 
 
-def decode(line: str) -> dict:
-    """The message in one protocol line, with its arrays loaded back (and their files deleted)."""
-    return _load_arrays(json.loads(line))
+def decode(line: str) -> dict | None:
+    """The message in one protocol line, with its arrays loaded back (and their files deleted); None for a
+    line that is no message, such as what a library printed on the worker's stdout."""
+    try:
+        message = json.loads(line)
+    except ValueError:
+        return None
+    if not isinstance(message, dict) or not message.keys() & {"event", "cmd"}:
+        return None
+    return _load_arrays(message)
 
 
 def _save_arrays(value, folder: Path):
