@@ -199,11 +199,11 @@ def test_further_objects_share_the_one_material(blender, empty_file):
 
 def test_an_image_without_a_file_is_read_from_its_pixels(blender, empty_file, expected_mesh):
     from_pixels = blender.run(
+        "import numpy as np\n"
         "source = bpy.data.images.load(path)\n"
         "image = bpy.data.images.new('Painted', *source.size, alpha=True)\n"
         "image.pixels.foreach_set(np.array(source.pixels[:], np.float32))\n"
-        "bpy.data.images.remove(source)\n"
-        "import numpy as np\n" + GENERATE,
+        "bpy.data.images.remove(source)\n" + GENERATE,
         path=str(IMAGE),
         cursor=CURSOR,
         arguments={"image_name": "Painted", **OPTIONS},

@@ -7,12 +7,21 @@ left as it was: an image loaded only to read it is removed again.
 
 import contextlib
 import os
+import re
+import struct
 
 import bpy
 import numpy as np
 
+from ..core.defaults import MAX_IMAGE_PIXELS
+
 # Image formats the worker's reader (Pillow) cannot open: Blender reads them and sends their pixels.
 BLENDER_READS_ONLY = (".exr", ".hdr")
+EXR_MAGIC = b"\x76\x2f\x31\x01"
+# An EXR header is a list of attributes; an image's is well under this, any sane file's too.
+HEADER_BYTES = 1 << 16
+# Radiance HDR: the resolution line after the header, e.g. "-Y 480 +X 640" (rows first, then columns).
+HDR_RESOLUTION = re.compile(rb"^[-+][XY] (\d+) [-+][XY] (\d+)$")
 
 
 class InputError(Exception):
@@ -40,6 +49,7 @@ def worker_reads(path: str) -> bool:
 @contextlib.contextmanager
 def image_loaded(path: str):
     """The file as a Blender image, removed afterwards unless the file already held it (scene unchanged)."""
+    check_pixel_count(path)
     images_before = set(bpy.data.images)
     try:
         image = bpy.data.images.load(path, check_existing=True)
@@ -52,6 +62,55 @@ def image_loaded(path: str):
     finally:
         if image not in images_before:
             bpy.data.images.remove(image)
+
+
+def check_pixel_count(path: str) -> None:
+    """Refuse an EXR or HDR file with more pixels than an input may have, from its header, before Blender
+    decodes it in its own process (a few kB of compressed EXR can unpack to gigabytes)."""
+    try:
+        with open(path, "rb") as file:
+            header = file.read(HEADER_BYTES)
+    except OSError as error:
+        raise InputError(f"Cannot read {path}: {error.strerror or error}.") from error
+    size = exr_size(header) if header.startswith(EXR_MAGIC) else hdr_size(header)
+    if size is None:
+        raise InputError(
+            f"Blender cannot read {path} as an image: its header is damaged or not an EXR or HDR."
+        )
+    width, height = size
+    if width * height > MAX_IMAGE_PIXELS:
+        raise InputError(
+            f"{path} has {width} x {height} pixels, more than the {MAX_IMAGE_PIXELS:,} an input may have. "
+            "Scale it down (2048 pixels per side is plenty) and try again."
+        )
+
+
+def exr_size(header: bytes) -> tuple[int, int] | None:
+    """Width and height from an OpenEXR header's dataWindow attribute (box2i: xMin, yMin, xMax, yMax)."""
+    position = 8  # magic number and version
+    while position < len(header):
+        name_end = header.find(b"\0", position)
+        if name_end in (-1, position):
+            return None  # the end of the header, without a dataWindow
+        type_end = header.find(b"\0", name_end + 1)
+        if type_end == -1 or type_end + 5 > len(header):
+            return None
+        (length,) = struct.unpack_from("<i", header, type_end + 1)
+        value = type_end + 5
+        if header[position:name_end] == b"dataWindow" and length == 16 and value + 16 <= len(header):
+            x_min, y_min, x_max, y_max = struct.unpack_from("<4i", header, value)
+            return x_max - x_min + 1, y_max - y_min + 1
+        position = value + max(length, 0)
+    return None
+
+
+def hdr_size(header: bytes) -> tuple[int, int] | None:
+    """Width and height from a Radiance HDR header: the resolution line after the first empty line."""
+    if not header.startswith((b"#?RADIANCE", b"#?RGBE")):
+        return None
+    _, separator, rest = header.partition(b"\n\n")
+    match = HDR_RESOLUTION.match(rest.split(b"\n", 1)[0].strip()) if separator else None
+    return (int(match[2]), int(match[1])) if match else None
 
 
 def image_input(image: bpy.types.Image) -> tuple[str, dict]:
