@@ -4,6 +4,7 @@ Every import counts, also one inside a function: a lazy import may save start-up
 """
 
 import ast
+import sys
 from pathlib import Path
 
 from triposr_blender.core import TORCH_FREE_MODULES
@@ -20,7 +21,7 @@ MAY_IMPORT = {
     "worker": {"core", "options"},
     "blender": {"worker", "core", "options"},
     "batch": {"blender", "worker", "core", "options", "dependencies"},
-    "ui": {"blender", "worker", "core", "options", "dependencies"},
+    "ui": {"blender", "worker", "core", "options", "dependencies", "vendor_install"},
     "": {"ui", "dependencies"},  # the package's own __init__: register() and unregister()
 }
 # The layers that run outside Blender too (the worker process, plain Python): bpy is never theirs.
@@ -117,3 +118,19 @@ def test_what_blender_imports_at_registration_never_reaches_pytorch():
     assert {module for module in reached if module.startswith(core)} <= torch_free
     third_party = {name.split(".")[0] for module in reached for name in imports(module, top_level_only=True)}
     assert "torch" not in third_party
+
+
+# Provided by Blender (and by the bpy wheel in tests), never installed by the add-on.
+BLENDER_MODULES = {"bpy", "bpy_extras", "mathutils", "addon_utils"}
+
+
+def test_every_package_the_code_imports_is_declared_in_requirements_txt():
+    from triposr_blender import vendor_install
+
+    declared = {
+        vendor_install.import_name(line)
+        for line in vendor_install.read_requirements(vendor_install.default_requirements_file())
+    }
+    imported = {name.split(".")[0] for module in MODULES for name in imports(module)}
+    third_party = imported - set(sys.stdlib_module_names) - BLENDER_MODULES - {NAME, ""}
+    assert third_party - declared == set()

@@ -1,6 +1,7 @@
 """The extension as a package: the zip Blender's tools build and validate, installing it with Blender's
 extension installer in a throw-away user folder, registering and unregistering, uninstalling."""
 
+import re
 import subprocess
 import sys
 import tomllib
@@ -67,6 +68,12 @@ def test_the_manifest_names_the_extension_its_blender_and_its_permissions():
     assert MANIFEST["blender_version_min"] == "4.2.0"
     assert MANIFEST["license"] == ["SPDX:MIT"]
     assert set(MANIFEST["permissions"]) == {"files", "network"}
+
+
+def test_the_manifest_names_a_maintainer_to_contact_the_copyright_and_where_pytorch_runs():
+    assert re.fullmatch(r".+ <[^@ ]+@[^@ ]+>", MANIFEST["maintainer"])
+    assert any("TripoSR for Blender contributors" in line for line in MANIFEST["copyright"])
+    assert set(MANIFEST["platforms"]) == {"windows-x64", "linux-x64", "macos-arm64"}, "no macos-x64: no torch"
 
 
 def test_installed_it_is_the_user_default_extension(blender):
@@ -145,3 +152,12 @@ def test_uninstalling_leaves_nothing_registered_and_no_files(tmp_path, zip_path)
 
     assert removed == {"enabled": False, "types": [], "scene_settings": False, "modules": []}
     assert not (tmp_path / "extensions" / "user_default" / "triposr_blender").exists()
+
+
+def test_registering_leaves_blenders_import_path_alone(blender):
+    """Other add-ons must not import this extension's copy of torch, opencv or huggingface_hub."""
+    path = blender.run("import sys\nresult = sys.path")
+    dependencies = blender.run(
+        "result = bpy.utils.extension_path_user(module, path='site-packages', create=True)", module=PACKAGE
+    )
+    assert dependencies not in path

@@ -5,7 +5,6 @@ environment variables (TRIPOSR_DEPS_DIR, TRIPOSR_REQUIRED_MODULES, TRIPOSR_INSTA
 same code as the Install button, against a wheel the test builds, and never touch the user's Blender folders.
 """
 
-import importlib
 import os
 import shlex
 import socket
@@ -18,9 +17,10 @@ import pytest
 from fixture_model import FIXTURE
 from tiny_wheel import build_wheel
 
-from triposr_blender import dependencies
+from triposr_blender import dependencies, vendor_install
 from triposr_blender.ui import install_ops, status
 from triposr_blender.ui.session import SESSION
+from triposr_blender.worker.client import worker_environment
 from triposr_blender.worker.protocol import ModelSettings
 
 pytestmark = pytest.mark.blender
@@ -54,7 +54,6 @@ def addon(tmp_path, monkeypatch):
     monkeypatch.setattr(install_ops, "_job", None)
     # The panel caches the status: restore the real one afterwards, not this fixture's "tinypkg missing".
     monkeypatch.setattr(dependencies, "_status", None)
-    dependencies.ensure_on_sys_path()
     for cls in install_ops.classes:
         bpy.utils.register_class(cls)
     dependencies.refresh_status()
@@ -76,6 +75,17 @@ def buttons(shown):
 
 def texts(shown):
     return "\n".join(row.text for row in shown)
+
+
+EARLIER_INSTALL = {vendor_install.INSTALL_INFO_FILE: b'{"torch_build": "cpu"}', "earlier.txt": b"kept"}
+
+
+def earlier_install(folder):
+    """A dependency folder an earlier install made (it holds the installer's record)."""
+    folder.mkdir()
+    for name, content in EARLIER_INSTALL.items():
+        (folder / name).write_bytes(content)
+    return folder
 
 
 def snapshot(folder):
@@ -146,8 +156,17 @@ def test_install_makes_the_packages_importable_without_a_restart(addon):
     assert (job.state, job.fraction) == (dependencies.SUCCEEDED, 1.0)
     assert fractions == sorted(fractions)
 
-    assert importlib.import_module("tinypkg").VALUE == 42
     assert dependencies.status().ready
+    # Only the worker imports the dependencies; Blender's own sys.path is left alone for other add-ons.
+    assert "tinypkg" not in sys.modules and str(addon / "deps") not in sys.path
+    environment = worker_environment((str(addon / "deps"),), {})
+    seen_by_worker = subprocess.run(
+        [sys.executable, "-c", "import tinypkg; print(tinypkg.VALUE)"],
+        env=environment,
+        capture_output=True,
+        text=True,
+    )
+    assert seen_by_worker.stdout.strip() == "42", seen_by_worker.stderr
     assert rows() == []  # the panel goes straight to Generate
     shown = rows(details=True)
     assert f"Dependencies installed in {addon / 'deps'}" in texts(shown)
@@ -206,9 +225,7 @@ def test_an_install_that_cannot_reach_the_index_shows_the_cause_and_leaves_the_f
         dependencies.ENV_INSTALL_ARGS,
         installer_args("--requirement", requirements, "--index-url", "http://127.0.0.1:9/", "--retries", 1),
     )
-    folder = addon / "deps"
-    folder.mkdir()
-    (folder / "earlier.txt").write_text("kept")
+    folder = earlier_install(addon / "deps")
 
     with pytest.raises(RuntimeError, match="Could not reach the package index"):
         bpy.ops.triposr.install_dependencies()
@@ -221,7 +238,7 @@ def test_an_install_that_cannot_reach_the_index_shows_the_cause_and_leaves_the_f
     assert [row.path for row in log_rows] == [str(dependencies.log_path())]
     assert dependencies.log_path().is_file()
     assert buttons(shown) == {"triposr.retry_dependency_install": True}
-    assert snapshot(folder) == {"earlier.txt": b"kept"}
+    assert snapshot(folder) == EARLIER_INSTALL
     assert sorted(path.name for path in addon.glob("deps.*")) == []  # no staging folder left
 
 
@@ -258,9 +275,7 @@ def test_cancel_stops_the_installer_and_changes_nothing(addon, monkeypatch):
                 "--requirement", addon / "requirements.txt", "--index-url", f"http://127.0.0.1:{port}/"
             ),
         )
-        folder = addon / "deps"
-        folder.mkdir()
-        (folder / "earlier.txt").write_text("kept")
+        folder = earlier_install(addon / "deps")
         job = install_ops.start_job(install_ops.InstallerOperator.installer_options)
         silent_index.settimeout(HANG_GUARD_S)
         connection, _ = silent_index.accept()  # pip is now waiting for the index
@@ -274,5 +289,61 @@ def test_cancel_stops_the_installer_and_changes_nothing(addon, monkeypatch):
 
     assert job.state == dependencies.CANCELLED
     assert texts(rows()).startswith("Cancelled; nothing was changed")
-    assert snapshot(folder) == {"earlier.txt": b"kept"}
+    assert snapshot(folder) == EARLIER_INSTALL
     assert sorted(path.name for path in addon.glob("deps.*")) == []
+
+
+def test_remove_refuses_a_dependency_folder_the_installer_did_not_make(addon):
+    """TRIPOSR_DEPS_DIR may point at a shared folder: Remove deletes only what the installer made."""
+    folder = addon / "deps"
+    folder.mkdir()
+    (folder / "thesis.tex").write_text("years of work")
+
+    with pytest.raises(RuntimeError, match="holds files this installer did not put there"):
+        bpy.ops.triposr.remove_dependencies()
+
+    assert (folder / "thesis.tex").read_text() == "years of work"
+
+
+def test_background_removal_keeps_its_model_in_the_extensions_folder_or_the_chosen_cache(
+    tmp_path, monkeypatch
+):
+    monkeypatch.delenv("U2NET_HOME", raising=False)
+    monkeypatch.setenv(dependencies.ENV_MODELS_DIR, str(tmp_path / "models"))
+
+    assert dependencies.rembg_home() == str(tmp_path / "models" / "rembg")
+    assert dependencies.rembg_home(str(tmp_path / "cache")) == str(tmp_path / "cache" / "rembg")
+    monkeypatch.setenv("U2NET_HOME", str(tmp_path / "users-own"))
+    assert dependencies.rembg_home() == "", "a U2NET_HOME the user set is left to rembg"
+
+
+def test_remove_deletes_the_downloaded_models_only_when_asked(addon, monkeypatch):
+    monkeypatch.delenv("U2NET_HOME", raising=False)
+    monkeypatch.delenv("TRIPOSR_MODEL", raising=False)
+    monkeypatch.setenv(dependencies.ENV_MODELS_DIR, str(addon / "models"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(addon / "hub"))
+    triposr = addon / "hub" / "models--stabilityai--TripoSR" / "blobs"
+    rembg = addon / "models" / "rembg"
+    for folder, name in ((triposr, "0123abcd"), (rembg, "u2net.onnx")):
+        folder.mkdir(parents=True)
+        (folder / name).write_bytes(bytes(1000))
+
+    assert bpy.ops.triposr.remove_dependencies() == {"FINISHED"}
+    assert (triposr / "0123abcd").exists() and (rembg / "u2net.onnx").exists()
+
+    assert bpy.ops.triposr.remove_dependencies(delete_models=True) == {"FINISHED"}
+    assert not (addon / "hub" / "models--stabilityai--TripoSR").exists() and not rembg.exists()
+
+
+def test_on_an_intel_mac_the_box_says_pytorch_has_no_build_there_and_offers_no_download(addon, monkeypatch):
+    monkeypatch.setenv(dependencies.ENV_REQUIRED_MODULES, MISSING_MODULE)
+    intel_mac = vendor_install.choose_torch_build(vendor_install.Machine("Darwin", "x86_64"))
+    monkeypatch.setattr(
+        dependencies, "download_plan", lambda: dependencies.DownloadPlan(intel_mac.name, intel_mac.reason, 0)
+    )
+    dependencies.refresh_status()
+
+    shown = rows()
+
+    assert "PyTorch 2.13 has no build for Intel Macs" in texts(shown)
+    assert buttons(shown) == {}

@@ -380,3 +380,22 @@ def test_a_png_whose_text_chunk_inflates_to_megabytes_is_refused_with_a_message(
 
     with pytest.raises(InvalidImageError, match="metadata chunk \\(text or colour profile\\) too large"):
         load_image(data)
+
+
+def test_with_downloads_not_allowed_a_missing_rembg_model_is_explained_instead_of_fetched(
+    teapot, tmp_path, monkeypatch
+):
+    """Blender's Allow Online Access off: rembg must not fetch its 176 MB model on first use."""
+    monkeypatch.setenv("U2NET_HOME", str(tmp_path / "no-models-here"))
+    monkeypatch.setattr(preprocess, "_rembg_sessions", {})
+
+    with pytest.raises(ModelLoadError, match="not downloaded yet, and online access is off") as refused:
+        preprocess_image(teapot, rembg_model="u2net", allow_download=False)
+
+    assert str(tmp_path / "no-models-here") in str(refused.value)
+    assert "Allow Online Access" in str(refused.value) and "Remove Background off" in str(refused.value)
+
+
+def test_with_downloads_not_allowed_a_rembg_model_already_there_is_used(teapot, rembg_model):
+    result = preprocess_image(teapot, rembg_model=rembg_model, allow_download=False)
+    assert result.mode == "RGB"

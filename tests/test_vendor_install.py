@@ -7,8 +7,10 @@ machine's own pip configuration (its find-links and extra indexes) is set aside 
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy
@@ -50,7 +52,7 @@ BUILD_CHOICES = [
     (Machine("Windows", "AMD64", rocm_version="6.4.1"), "cpu", "no NVIDIA or AMD GPU"),
     (Machine("Linux", "x86_64", (580, 95, 5), "NVIDIA L4", (8, 9), rocm_version="6.4"), "cu130", "NVIDIA L4"),
     (Machine("Darwin", "arm64"), "default", "MPS"),
-    (Machine("Darwin", "x86_64"), "cpu", "no NVIDIA or AMD GPU"),
+    (Machine("Darwin", "x86_64"), "none", "no build for Intel Macs"),
 ]
 
 
@@ -203,6 +205,13 @@ def snapshot(folder: Path) -> dict[str, bytes]:
     }
 
 
+def earlier_install(target: Path) -> Path:
+    """A folder an earlier run of the installer made (it holds the installer's record)."""
+    target.mkdir(parents=True)
+    (target / vendor_install.INSTALL_INFO_FILE).write_text('{"torch_build": "cpu"}')
+    return target
+
+
 def leftovers(target: Path) -> list[str]:
     return sorted(path.name for path in target.parent.glob(f"{target.name}.*"))
 
@@ -298,7 +307,7 @@ def test_every_pip_command_pins_the_numpy_of_the_target_python(tmp_path, pip_env
 def test_an_unreachable_index_fails_with_the_cause_and_leaves_the_target_as_it_was(
     tmp_path, pip_env, wheels, requirements
 ):
-    target = tmp_path / "deps"
+    target = earlier_install(tmp_path / "deps")
     (target / "tinypkg").mkdir(parents=True)
     (target / "tinypkg" / "__init__.py").write_text("VALUE = 'an earlier install'\n")
     before = snapshot(target)
@@ -333,9 +342,9 @@ def test_an_unreachable_index_fails_with_the_cause_and_leaves_the_target_as_it_w
 def test_packages_that_do_not_import_are_never_moved_into_place(tmp_path, pip_env, requirements):
     wheels = tmp_path / "wheels"
     build_wheel(wheels, source="raise ImportError('broken on purpose')\n")
-    target = tmp_path / "deps"
-    target.mkdir()
+    target = earlier_install(tmp_path / "deps")
     (target / "earlier.txt").write_text("kept")
+    before = snapshot(target)
 
     result = install_locally(pip_env, target, requirements, wheels)
 
@@ -344,7 +353,7 @@ def test_packages_that_do_not_import_are_never_moved_into_place(tmp_path, pip_en
         "Importing tinypkg failed: ImportError: broken on purpose"
         in events(result.stdout, "error")[0]["message"]
     )
-    assert snapshot(target) == {"earlier.txt": b"kept"}
+    assert snapshot(target) == before
     assert leftovers(target) == []
 
 
@@ -373,3 +382,127 @@ def test_options_for_blender_come_after_the_double_dash():
     argv = ["blender", "-b", "--python", "vendor_install.py", "--", "--torch", "cpu", "--dry-run"]
     assert vendor_install.script_arguments(argv) == ["--torch", "cpu", "--dry-run"]
     assert vendor_install.script_arguments(["vendor_install.py", "--dry-run"]) == ["--dry-run"]
+
+
+# --- A folder of the user's is never replaced or deleted; one install per target at a time -------------
+
+
+def test_a_target_holding_files_the_installer_did_not_put_there_is_refused_and_kept(
+    tmp_path, pip_env, wheels, requirements
+):
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "thesis.tex").write_text("years of work")
+
+    result = install_locally(pip_env, shared, requirements, wheels, "--upgrade")
+
+    assert result.returncode == vendor_install.EXIT_FAILED
+    assert "holds files this installer did not put there" in events(result.stdout, "error")[0]["message"]
+    assert snapshot(shared) == {"thesis.tex": b"years of work"}
+    assert leftovers(shared) == []
+
+
+def test_removing_deletes_only_a_folder_the_installer_made(tmp_path, pip_env, wheels, requirements):
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "thesis.tex").write_text("years of work")
+    with pytest.raises(vendor_install.InstallError, match="did not put there"):
+        vendor_install.remove_installed(shared)
+    assert (shared / "thesis.tex").read_text() == "years of work"
+
+    installed = tmp_path / "deps"
+    install_locally(pip_env, installed, requirements, wheels)
+    vendor_install.remove_installed(installed)
+    assert not installed.exists() and leftovers(installed) == []
+
+
+def hold_lock(target: Path, pid: int, host: str, age_s: float = 0.0) -> Path:
+    lock = target.with_name(target.name + ".lock")
+    lock.write_text(json.dumps({"pid": pid, "host": host, "started": time.time() - age_s}))
+    os.utime(lock, (time.time() - age_s, time.time() - age_s))
+    return lock
+
+
+def test_an_install_while_another_runs_into_the_same_target_says_so_and_changes_nothing(
+    tmp_path, pip_env, wheels, requirements
+):
+    target = tmp_path / "deps"
+    running = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        lock = hold_lock(target, running.pid, socket.gethostname())
+        result = install_locally(pip_env, target, requirements, wheels)
+    finally:
+        running.kill()
+        running.wait()
+
+    assert result.returncode == vendor_install.EXIT_FAILED
+    message = events(result.stdout, "error")[0]["message"]
+    assert (
+        f"Another install into {target} is running (process {running.pid} on {socket.gethostname()}"
+        in message
+    )
+    assert f"delete {lock}" in message
+    assert lock.exists() and not target.exists()
+
+
+@pytest.mark.parametrize(
+    ("holder", "age_s"),
+    [
+        ("a process that has ended, on this host", 0.0),
+        ("a lock untouched for an hour, on another host", 3600.0),
+    ],
+)
+def test_a_lock_whose_holder_has_died_is_taken_over(tmp_path, pip_env, wheels, requirements, holder, age_s):
+    target = tmp_path / "deps"
+    ended = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    host = socket.gethostname() if age_s == 0 else "render-node-07"
+    lock = hold_lock(target, int(ended.stdout), host, age_s)
+
+    result = install_locally(pip_env, target, requirements, wheels)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (target / "tinypkg" / "__init__.py").is_file() and not lock.exists()
+
+
+# --- Package indexes and progress ------------------------------------------------------------------------
+
+
+def test_a_mirror_given_with_index_url_is_the_only_index(tmp_path, pip_env):
+    mirror = "https://mirror.example/simple"
+    only_mirror = run_installer(
+        pip_env, "--target", tmp_path / "deps", "--torch", "cpu", "--dry-run", "--index-url", mirror
+    )
+    with_torch_mirror = run_installer(
+        pip_env, "--target", tmp_path / "deps", "--torch", "cpu", "--dry-run", "--index-url", mirror,
+        "--torch-index-url", "https://mirror.example/pytorch/",
+    )  # fmt: skip
+
+    assert f"--index-url {mirror}" in only_mirror.stdout
+    assert "download.pytorch.org" not in only_mirror.stdout + with_torch_mirror.stdout
+    assert "--extra-index-url https://mirror.example/pytorch/cpu" in with_torch_mirror.stdout
+
+
+@pytest.mark.parametrize(
+    ("version", "bar"), [("24.0", "off"), ("24.1", "raw"), ("26.3", "raw"), (None, "off")]
+)
+def test_pip_reports_download_bytes_where_it_can(version, bar):
+    assert vendor_install.progress_bar({"pip_version": version}) == bar
+
+
+def test_downloads_move_byte_by_byte_with_pips_raw_progress():
+    progress = vendor_install.PipProgress(expected_mb=400, raw=True)
+    lines = [
+        "Downloading torch-2.13.0%2Bcpu-cp311-cp311-linux_x86_64.whl (190.0 MB)",
+        "Progress 0 of 190000000",
+        "Progress 95000000 of 190000000",
+        "Progress 190000000 of 190000000",
+        "Using cached numpy-1.26.4-cp311-cp311-manylinux_2_17_x86_64.whl (18.2 MB)",
+    ]
+
+    events = [progress.event(line) for line in lines]
+
+    assert [event["downloaded_mb"] for event in events] == [0.0, 0.0, 95.0, 190.0, 208.2]
+    assert events[2]["message"] == "Downloading torch (95 of 190 MB)"
+    assert [event["fraction"] for event in events] == sorted(event["fraction"] for event in events)

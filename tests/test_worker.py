@@ -345,3 +345,13 @@ def test_the_folder_of_a_killed_client_is_removed_by_the_next_one():
     finally:
         client.stop()
     assert not left_behind.exists()
+
+
+def test_offline_a_photo_needing_a_background_model_not_downloaded_yet_is_explained(client, tmp_path):
+    offline = replace(MODEL, offline=True, rembg_home=str(tmp_path / "rembg"))
+    photo = {"path": str(Path(__file__).resolve().parent.parent / "examples" / "teapot.png")}
+
+    outcome = generate(client, image=photo, model=offline, remove_background=True).wait(JOB_TIMEOUT)
+
+    assert outcome.event == "error" and outcome.kind == "ModelLoadError"
+    assert "online access is off" in outcome.message and str(tmp_path / "rembg") in outcome.message

@@ -9,9 +9,7 @@ describes the layers below.
 
 def register() -> None:
     from . import ui
-    from .dependencies import ensure_on_sys_path
 
-    ensure_on_sys_path()
     ui.register()
 
 

@@ -1,7 +1,9 @@
 """Where the add-on's Python dependencies live, which are missing, and the background install of them.
 
 Never imports bpy at import time, and never imports the dependencies themselves: whether torch is there is a
-question for importlib's finders, answered in milliseconds, so registering the add-on stays fast.
+question for importlib's finders, answered in milliseconds, so registering the add-on stays fast. Blender's
+own process never puts the dependency folder on its sys.path either, or every other add-on would import this
+copy of torch, opencv and huggingface_hub: only the worker process imports them (through its PYTHONPATH).
 
 The dependencies live in the extension's user folder (``bpy.utils.extension_path_user``), which survives
 updates of the extension and needs no admin rights. ``vendor_install`` installs them there; this module
@@ -11,6 +13,7 @@ Environment variables, for render farms, mirrors and tests:
 
 - ``TRIPOSR_DEPS_DIR``: use this folder for the dependencies instead of the extension's user folder.
 - ``TRIPOSR_REQUIRED_MODULES``: comma-separated modules to require instead of those of requirements.txt.
+- ``TRIPOSR_MODELS_DIR``: keep the background-removal model here instead of the extension's user folder.
 - ``TRIPOSR_INSTALL_ARGS``: extra ``vendor_install.py`` options for the Install button, e.g.
   ``--index-url https://mirror.example/simple`` or ``--torch cpu``.
 """
@@ -20,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import importlib
+import importlib.machinery
 import importlib.metadata
 import importlib.util
 import json
@@ -40,6 +44,9 @@ from . import vendor_install
 ENV_DEPS_DIR = "TRIPOSR_DEPS_DIR"
 ENV_REQUIRED_MODULES = "TRIPOSR_REQUIRED_MODULES"
 ENV_INSTALL_ARGS = "TRIPOSR_INSTALL_ARGS"
+ENV_MODELS_DIR = "TRIPOSR_MODELS_DIR"
+# rembg's model goes into this subfolder of the models folder, or of the configured download cache.
+REMBG_FOLDER = "rembg"
 CANCEL_GRACE_S = 5.0  # time for the installer to stop pip and delete its staging folder before it is killed
 OUTPUT_LINES_KEPT = 30
 
@@ -62,6 +69,55 @@ def deps_dir() -> Path:
     return Path(folder)
 
 
+def models_dir() -> Path:
+    """The extension's own folder for the models it downloads besides TripoSR's (rembg's u2net)."""
+    override = os.environ.get(ENV_MODELS_DIR)
+    if override:
+        return Path(override)
+    import bpy
+
+    folder = bpy.utils.extension_path_user(_extension_package(), path="models", create=True)
+    if not folder:
+        raise OSError("Blender could not create the extension's user folder for its models.")
+    return Path(folder)
+
+
+def rembg_home(cache_dir: str = "") -> str:
+    """Where the worker's rembg keeps its model: the configured download cache, else the extension's own
+    folder, so Remove can find it; empty (rembg's own choice) when the user has set U2NET_HOME."""
+    if os.environ.get("U2NET_HOME"):
+        return ""
+    return str((Path(cache_dir) if cache_dir else models_dir()) / REMBG_FOLDER)
+
+
+def hub_cache(cache_dir: str = "") -> Path:
+    """huggingface_hub's cache folder (the configured one, else its own default), without importing it."""
+    if cache_dir:
+        return Path(cache_dir)
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
+    home = os.environ.get("HF_HOME") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME", "~/.cache"), "huggingface"
+    )
+    return Path(home).expanduser() / "hub"
+
+
+def downloaded_models(model_source: str, cache_dir: str = "") -> list[Path]:
+    """The folders of the models the add-on downloaded: the TripoSR repository in the Hugging Face cache
+    (when the model comes from the hub) and rembg's folder (when it is the add-on's)."""
+    folders = []
+    if not Path(model_source).is_dir():
+        folders.append(hub_cache(cache_dir) / ("models--" + model_source.replace("/", "--")))
+    if rembg := rembg_home(cache_dir):
+        folders.append(Path(rembg))
+    return [folder for folder in folders if folder.is_dir()]
+
+
+def folder_bytes(folder: Path) -> int:
+    """Bytes in ``folder``'s files; links (the hub cache's snapshots, pointing at its blobs) count nothing."""
+    return sum(path.stat().st_size for path in folder.rglob("*") if path.is_file() and not path.is_symlink())
+
+
 def _extension_package() -> str:
     # A source checkout imported as plain "triposr_blender" shares the installed extension's folder.
     return __package__ if __package__.startswith("bl_ext.") else f"bl_ext.user_default.{__package__}"
@@ -70,21 +126,6 @@ def _extension_package() -> str:
 def dependency_paths() -> list[str]:
     """The folders a process needs on its import path to find the dependencies (the worker's PYTHONPATH)."""
     return [str(deps_dir())]
-
-
-def ensure_on_sys_path() -> Path:
-    """Make installed dependencies importable in this process, also right after an install (no restart)."""
-    folder = deps_dir()
-    if str(folder) not in sys.path:
-        sys.path.append(str(folder))  # appended: Blender's own modules, numpy above all, keep precedence
-    importlib.invalidate_caches()  # forget that the folder was missing or empty when last looked at
-    return folder
-
-
-def remove_from_sys_path() -> None:
-    folder = str(deps_dir())
-    while folder in sys.path:
-        sys.path.remove(folder)
 
 
 # ------------------------------------------------------------------------------------------- status
@@ -98,12 +139,14 @@ def required_modules() -> list[str]:
     return [vendor_install.import_name(line) for line in requirements]
 
 
-def is_importable(module: str) -> bool:
-    """Whether `module` would import, found without importing it (find_spec only locates a top-level one)."""
+def is_importable(module: str, folder: Path) -> bool:
+    """Whether the worker could import top-level ``module``: from ``folder`` (its PYTHONPATH) or from this
+    Python's own path (numpy, which Blender ships). Found without importing it, and without putting
+    ``folder`` on this process's sys.path."""
     if module in sys.modules:
         return True
     try:
-        return importlib.util.find_spec(module) is not None
+        return importlib.machinery.PathFinder.find_spec(module, [str(folder), *sys.path]) is not None
     except (ImportError, ValueError):
         return False
 
@@ -122,10 +165,8 @@ class Status:
     def torch_version(self) -> str | None:
         if "torch_version" in self.info:
             return self.info["torch_version"]
-        try:
-            return importlib.metadata.version("torch")
-        except importlib.metadata.PackageNotFoundError:
-            return None
+        found = importlib.metadata.distributions(name="torch", path=[str(self.folder)])
+        return next((distribution.version for distribution in found), None)
 
 
 _status: Status | None = None
@@ -136,15 +177,16 @@ def status() -> Status:
     global _status
     if _status is None:
         folder = deps_dir()
-        missing = tuple(module for module in required_modules() if not is_importable(module))
+        missing = tuple(module for module in required_modules() if not is_importable(module, folder))
         _status = Status(folder, missing, _read_install_info(folder))
     return _status
 
 
 def refresh_status() -> Status:
+    """Look again, also right after an install: no restart is needed."""
     global _status
     _status = None
-    ensure_on_sys_path()
+    importlib.invalidate_caches()  # forget that the folder was missing or empty when last looked at
     return status()
 
 

@@ -14,6 +14,11 @@ pip installs into a staging folder beside the target; the packages are then impo
 target. A failure or a cancel leaves the target as it was. Never run with admin rights: the target is a user
 folder, and Blender's own site-packages is never written.
 
+The target is replaced whole, so the installer only ever replaces or deletes a folder it made itself (one
+holding triposr-install.json), or an empty one: --target ~/shared refuses rather than wipes that folder. One
+install at a time per target: <target>.lock names the process and host holding it, and a lock whose holder
+has died is taken over.
+
 The package list is requirements.txt beside this script. Lines starting with "@@" are events for the add-on's
 progress display: "@@<kind> <json object>".
 """
@@ -31,8 +36,10 @@ import re
 import shlex
 import shutil
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -45,7 +52,13 @@ TORCH_INDEX = "https://download.pytorch.org/whl"
 EXIT_FAILED = 1
 EXIT_CANCELLED = 130
 OUTPUT_TAIL_LINES = 40
+# What the installer records in every folder it makes; it also marks the folder as the installer's own.
 INSTALL_INFO_FILE = "triposr-install.json"
+# A lock's holder touches it this often; one untouched for much longer than that has died (on any host).
+LOCK_REFRESH_S = 30.0
+LOCK_STALE_AFTER_S = 300.0
+# pip learnt --progress-bar raw (byte counts of each download on stdout) in 24.1.
+RAW_PROGRESS_PIP = (24, 1)
 # SIGBREAK: Ctrl+Break in a Windows console.
 CANCEL_SIGNALS = tuple(name for name in ("SIGTERM", "SIGBREAK") if hasattr(signal, name))
 
@@ -55,7 +68,7 @@ VERIFY_START = 0.85
 VERIFY_END = 0.98
 
 # Import names that differ from the distribution names in requirements.txt.
-IMPORT_NAMES = {"pillow": "PIL", "pymcubes": "mcubes", "opencv_python_headless": "cv2"}
+IMPORT_NAMES = {"pillow": "PIL", "pymcubes": "mcubes", "opencv_python_headless": "cv2", "pyyaml": "yaml"}
 
 # Approximate downloads, in MB, for the size shown before installing (pip prints the real sizes as it goes):
 # PyTorch 2.x wheels with their CUDA/ROCm libraries on Linux x86_64 (Windows CUDA wheels are smaller),
@@ -131,6 +144,12 @@ CUDA_BUILDS = (
     CudaBuild("cu126", oldest_gpu=(5, 0), newest_gpu=(9, 0)),
 )
 ROCM_BUILD = "rocm7.2"
+# PyTorch stopped building for Intel Macs after 2.2; this installer refuses rather than fail inside pip.
+NO_BUILD = "none"
+INTEL_MAC_REASON = (
+    "PyTorch 2.13 has no build for Intel Macs (the last was 2.2), so TripoSR cannot run on this Mac. Use an "
+    "Apple silicon Mac, or a Windows or Linux computer"
+)
 TORCH_BUILD_PATTERN = re.compile(r"auto|cpu|default|xpu|cu\d{3}|rocm\d+(\.\d+)*")
 
 
@@ -144,6 +163,8 @@ def choose_torch_build(machine: Machine) -> TorchBuild:
         )
     if machine.system == "Darwin" and machine.arch == "arm64":
         return TorchBuild("default", "Apple silicon: the standard wheels use the GPU through Metal (MPS)")
+    if machine.system == "Darwin":
+        return TorchBuild(NO_BUILD, INTEL_MAC_REASON)
     return TorchBuild("cpu", "no NVIDIA or AMD GPU found")
 
 
@@ -302,9 +323,15 @@ except ImportError:
     numpy_version = None
 spec = importlib.util.find_spec("ensurepip")
 wheels = sorted(pathlib.Path(spec.origin).parent.glob("_bundled/pip-*.whl")) if spec else []
+try:
+    import importlib.metadata
+    pip_version = importlib.metadata.version("pip")
+except Exception:
+    pip_version = wheels[-1].name.split("-")[1] if wheels else None
 print(json.dumps({
     "numpy": numpy_version,
     "pip": importlib.util.find_spec("pip") is not None,
+    "pip_version": pip_version,
     "bundled_pip": str(wheels[-1]) if wheels else None,
 }))
 """
@@ -334,19 +361,31 @@ def pip_for(python: str, probe: dict) -> list[str]:
     return [python, "-c", run_from_wheel, probe["bundled_pip"]]
 
 
+def progress_bar(probe: dict) -> str:
+    """pip's progress in bytes where it can report it ("raw"), so a 3 GB download visibly moves."""
+    version = tuple(int(part) for part in re.findall(r"\d+", probe.get("pip_version") or "")[:2])
+    return "raw" if version >= RAW_PROGRESS_PIP else "off"
+
+
 def numpy_constraint(probe: dict) -> str:
     """Pin the numpy the target Python already has: a different numpy beside Blender's breaks Blender."""
     return f"numpy=={probe['numpy']}" if probe["numpy"] else "numpy<2"
 
 
 def pip_install_command(
-    pip: list[str], staging: Path, constraints: Path, requirements: list[str], index: list[str], options
+    pip: list[str],
+    staging: Path,
+    constraints: Path,
+    requirements: list[str],
+    index: list[str],
+    options,
+    bar: str = "off",
 ) -> list[str]:
     # fmt: off
     return [
         *pip, "install", "--target", str(staging), "--constraint", str(constraints),
         "--prefer-binary",  # Blender's Python has no headers to build C extensions with
-        "--no-input", "--disable-pip-version-check", "--no-warn-script-location", "--progress-bar", "off",
+        "--no-input", "--disable-pip-version-check", "--no-warn-script-location", "--progress-bar", bar,
         "--retries", str(options.retries), "--timeout", str(options.timeout),
         *index, *requirements,
     ]
@@ -354,6 +393,8 @@ def pip_install_command(
 
 
 def index_options(options, requirements: list[str], build: TorchBuild) -> list[str]:
+    """pip's index options. A mirror given with --index-url is the only index: PyTorch's own index is
+    added only without one, or as the mirror of it that --torch-index-url names."""
     result = ["--index-url", options.index_url] if options.index_url else []
     for url in options.extra_index_url:
         result += ["--extra-index-url", url]
@@ -361,7 +402,10 @@ def index_options(options, requirements: list[str], build: TorchBuild) -> list[s
         result += ["--find-links", location]
     if options.no_index:
         result.append("--no-index")
-    if build.index_url and any(requirement_name(line) == "torch" for line in requirements):
+    wants_torch = build.index_url and any(requirement_name(line) == "torch" for line in requirements)
+    if wants_torch and options.torch_index_url:
+        result += ["--extra-index-url", f"{options.torch_index_url.rstrip('/')}/{build.name}"]
+    elif wants_torch and not (options.index_url or options.no_index):
         result += ["--extra-index-url", build.index_url]
     return result
 
@@ -378,17 +422,25 @@ def emit(kind: str, **fields) -> None:
 
 
 class PipProgress:
-    """Turns pip's output lines into progress events: the package at hand and the megabytes so far."""
+    """Turns pip's output lines into progress events: the package at hand and the megabytes so far.
+
+    With ``raw`` (pip's --progress-bar raw), pip reports each download's bytes as it goes ("Progress 1048576
+    of 190000000"), and the megabytes count them; otherwise a file counts whole when its download starts.
+    """
 
     COLLECTING = re.compile(r"^Collecting (\S+)")
     DOWNLOADING = re.compile(r"^\s*(Downloading|Using cached) (\S+) \(([\d.]+) (bytes|kB|MB|GB)\)")
+    RAW_PROGRESS = re.compile(r"^Progress (\d+) of (\d+)$")
     PROCESSING = re.compile(r"^\s*Processing (\S+)")
     INSTALLING = re.compile(r"^Installing collected packages: (.+)")
     UNIT_MB: ClassVar = {"bytes": 1e-6, "kB": 1e-3, "MB": 1.0, "GB": 1e3}
 
-    def __init__(self, expected_mb: float):
+    def __init__(self, expected_mb: float, raw: bool = False):
         self.expected_mb = expected_mb
-        self.downloaded_mb = 0.0
+        self.raw = raw
+        self.downloaded_mb = 0.0  # everything counted so far, the current file's bytes included
+        self.finished_mb = 0.0  # the files whose downloads have ended
+        self.package = ""
         self.fraction = 0.0
 
     def event(self, line: str) -> dict | None:
@@ -396,16 +448,28 @@ class PipProgress:
             return self._event("resolving", _project_of(match[1]), f"Collecting {match[1]}")
         if match := self.DOWNLOADING.match(line):
             size_mb = float(match[3]) * self.UNIT_MB[match[4]]
-            self.downloaded_mb += size_mb
-            self.fraction = DOWNLOAD_END * min(self.downloaded_mb / self.expected_mb, 1.0)
-            package = _project_of(match[2])
-            return self._event("downloading", package, f"{match[1]} {package} ({match[3]} {match[4]})")
+            self.finished_mb = self.downloaded_mb
+            if match[1] == "Using cached" or not self.raw:
+                self._count(self.finished_mb + size_mb)
+            self.package = _project_of(match[2])
+            return self._event(
+                "downloading", self.package, f"{match[1]} {self.package} ({match[3]} {match[4]})"
+            )
+        if match := self.RAW_PROGRESS.match(line):
+            received_mb, total_mb = int(match[1]) / 1e6, int(match[2]) / 1e6
+            self._count(self.finished_mb + received_mb)
+            text = f"Downloading {self.package} ({received_mb:,.0f} of {total_mb:,.0f} MB)"
+            return self._event("downloading", self.package, text)
         if match := self.PROCESSING.match(line):
             return self._event("downloading", _project_of(match[1]), f"Processing {_project_of(match[1])}")
         if match := self.INSTALLING.match(line):
             self.fraction = DOWNLOAD_END
             return self._event("installing", "", f"Unpacking the packages ({len(match[1].split(','))})")
         return None
+
+    def _count(self, downloaded_mb: float) -> None:
+        self.downloaded_mb = downloaded_mb
+        self.fraction = DOWNLOAD_END * min(self.downloaded_mb / self.expected_mb, 1.0)
 
     def _event(self, stage: str, package: str, message: str) -> dict:
         return {
@@ -585,6 +649,8 @@ class Installer:
         if self.options.check:
             return self.check()
         build = resolve_torch_build(self.options.torch)
+        if build.name == NO_BUILD:
+            raise InstallError(build.reason + ".")
         print(f"PyTorch build: {build.name} ({build.reason})", flush=True)
         requirements = with_torch_build(self.requirements, build)
         probe = probe_python(self.python, self.env)
@@ -596,16 +662,19 @@ class Installer:
             requirements,
             index_options(self.options, requirements, build),
             self.options,
+            bar=progress_bar(probe),
         )
         if self.options.dry_run:
             print(f"Constraints file {self.constraints_path}: {constraint}")
             print(f"$ {show_command(command)}")
             return 0
-        if not self.options.upgrade and self._imports_quietly(self.target):
-            print(f"Dependencies already installed in {self.target} (--upgrade reinstalls).", flush=True)
-            return 0
-        with self._open_log() as log:
-            self._install(command, constraint, build, log)
+        check_replaceable(self.target)
+        with TargetLock(self.target):
+            if not self.options.upgrade and self._imports_quietly(self.target):
+                print(f"Dependencies already installed in {self.target} (--upgrade reinstalls).", flush=True)
+                return 0
+            with self._open_log() as log:
+                self._install(command, constraint, build, log)
         emit("done", target=str(self.target), log=str(self.log_path), build=build.name, **self.device)
         print(f"Dependencies installed in {self.target}", flush=True)
         return 0
@@ -619,7 +688,8 @@ class Installer:
         return 0
 
     def _install(self, command: list[str], constraint: str, build: TorchBuild, log) -> None:
-        remove_folder(self.staging)  # left over from a run that was killed
+        remove_installers_folder(self.staging)  # left over from a run that was killed
+        make_installers_folder(self.staging)
         try:
             self.constraints_path.write_text(constraint + "\n", encoding="utf-8")
             self._pip(command, build, log)
@@ -640,7 +710,7 @@ class Installer:
             remove_folder(self.staging)
 
     def _pip(self, command: list[str], build: TorchBuild, log) -> None:
-        progress = PipProgress(estimated_download_mb(build.name, platform.system()))
+        progress = PipProgress(estimated_download_mb(build.name, platform.system()), raw="raw" in command)
 
         def report(line: str) -> None:
             print(line, flush=True)
@@ -731,7 +801,7 @@ def _cancel_deferred():
 def replace_folder(staging: Path, target: Path) -> None:
     """Swap `staging` in for `target` with two renames: the import path only ever sees a complete set."""
     old = _aside(target)
-    remove_folder(old)
+    remove_installers_folder(old)
     try:
         if target.exists():
             target.rename(old)
@@ -750,13 +820,134 @@ def log_path_for(target: Path) -> Path:
 
 
 def remove_installed(target: Path) -> None:
-    """Remove the dependency folder; renamed aside first, a partial delete never stays on the import path."""
+    """Remove the dependency folder; renamed aside first, a partial delete never stays on the import path.
+
+    Only a folder the installer made is removed; another one raises InstallError, as does a running install.
+    """
     if not target.exists():
         return
-    old = _aside(target)
-    remove_folder(old)
-    target.rename(old)
-    remove_folder(old)
+    check_replaceable(target)
+    with TargetLock(target):
+        old = _aside(target)
+        remove_installers_folder(old)
+        target.rename(old)
+        remove_folder(old)
+
+
+def is_installers_folder(folder: Path) -> bool:
+    return (folder / INSTALL_INFO_FILE).is_file()
+
+
+def check_replaceable(folder: Path) -> None:
+    """Refuse a folder the installer may not replace or delete: one it did not make, unless empty."""
+    if not folder.exists():
+        return
+    if not folder.is_dir():
+        raise InstallError(f"{folder} is a file, not a folder. Choose a new folder with --target.")
+    if not is_installers_folder(folder) and any(folder.iterdir()):
+        raise InstallError(
+            f"{folder} holds files this installer did not put there, and it replaces its target folder "
+            "whole. Choose an empty or new folder with --target: the dependencies need a folder of their own."
+        )
+
+
+def make_installers_folder(folder: Path) -> None:
+    """A new folder, marked as the installer's own from the start (the full record replaces the mark)."""
+    folder.mkdir(parents=True)
+    (folder / INSTALL_INFO_FILE).write_text("{}", encoding="utf-8")
+
+
+def remove_installers_folder(folder: Path) -> None:
+    """Remove a staging or aside folder the installer left behind; never one it did not make."""
+    check_replaceable(folder)
+    remove_folder(folder)
+
+
+class TargetLock:
+    """One install or removal per target at a time, across processes and hosts (a shared --target).
+
+    The lock file beside the target names its holder. A holder keeps it fresh; a lock whose holder has died
+    (a process gone from this host, or a lock untouched for LOCK_STALE_AFTER_S) is taken over.
+    """
+
+    def __init__(self, target: Path):
+        self.target = target
+        self.path = target.with_name(target.name + ".lock")
+        self._released = threading.Event()
+
+    def __enter__(self):
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        while not self._create():
+            holder = self._holder()
+            if not self._is_stale(holder):
+                since = time.strftime("%Y-%m-%d %H:%M", time.localtime(holder.get("started", 0)))
+                raise InstallError(
+                    f"Another install into {self.target} is running (process {holder.get('pid')} on "
+                    f"{holder.get('host')}, since {since}). Wait for it to finish; if it no longer runs, "
+                    f"delete {self.path} and try again."
+                )
+            self._take_over(holder)
+        threading.Thread(target=self._keep_fresh, name="install-lock", daemon=True).start()
+        return self
+
+    def __exit__(self, *_exception):
+        self._released.set()
+        self.path.unlink(missing_ok=True)
+
+    def _create(self) -> bool:
+        try:
+            descriptor = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            return False
+        with os.fdopen(descriptor, "w", encoding="utf-8") as lock:
+            json.dump({"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}, lock)
+        return True
+
+    def _holder(self) -> dict:
+        try:
+            return {**json.loads(self.path.read_text(encoding="utf-8")), "touched": self.path.stat().st_mtime}
+        except FileNotFoundError:
+            return {"touched": 0.0}  # released meanwhile: stale, so the next round takes it
+        except (OSError, ValueError):
+            return {"touched": time.time()}  # being written right now: its holder lives
+
+    @staticmethod
+    def _is_stale(holder: dict) -> bool:
+        if time.time() - holder["touched"] > LOCK_STALE_AFTER_S:
+            return True
+        here = holder.get("host") == socket.gethostname() and isinstance(holder.get("pid"), int)
+        return here and not _process_runs(holder["pid"])
+
+    def _take_over(self, holder: dict) -> None:
+        """Move the stale lock aside; if another process replaced it meanwhile, put that one back."""
+        aside = self.path.with_name(f"{self.path.name}.stale-{os.getpid()}")
+        try:
+            os.replace(self.path, aside)
+        except FileNotFoundError:
+            return
+        moved = {**json.loads(aside.read_text(encoding="utf-8") or "{}"), "touched": holder["touched"]}
+        if moved.get("started") != holder.get("started"):
+            with contextlib.suppress(OSError):
+                os.link(aside, self.path)  # never over a lock created since
+        aside.unlink(missing_ok=True)
+
+    def _keep_fresh(self) -> None:
+        while not self._released.wait(LOCK_REFRESH_S):
+            with contextlib.suppress(OSError):
+                os.utime(self.path)
+
+
+def _process_runs(pid: int) -> bool:
+    """Whether process ``pid`` runs on this host; on Windows the lock's age alone decides."""
+    if os.name == "nt":
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # another user's process
+    return True
 
 
 def remove_folder(folder: Path) -> None:
@@ -815,7 +1006,16 @@ def parse_options(arguments: list[str]) -> argparse.Namespace:
     add("--dry-run", action="store_true", help="print the build choice and the pip command, then exit")
     add("--upgrade", action="store_true", help="reinstall even if the target's packages import fine")
     add("--check", action="store_true", help="only check that the target's packages import")
-    add("--index-url", help="package index to use instead of PyPI (passed to pip)")
+    add(
+        "--index-url",
+        help="package index to use instead of PyPI, and the only one (a company mirror); PyTorch's own index "
+        "is then not used: name its mirror with --torch-index-url",
+    )
+    add(
+        "--torch-index-url",
+        help="mirror of PyTorch's wheel index (https://download.pytorch.org/whl); the build's folder, such "
+        "as /cu130 or /cpu, is added",
+    )
     add("--extra-index-url", action="append", default=[], help="another package index (passed to pip)")
     add("--find-links", action="append", default=[], help="folder or page with wheels (passed to pip)")
     add("--no-index", action="store_true", help="use only --find-links (passed to pip)")

@@ -41,6 +41,7 @@ def preprocess_image(
     rembg_model: str = "u2net",
     max_side: int = DEFAULT_MAX_SIDE,
     progress: Progress | None = None,
+    allow_download: bool = True,
 ) -> Image.Image:
     """Prepare ``image`` (a PIL image, a file path or encoded bytes) for ``TripoSR.encode``.
 
@@ -48,8 +49,8 @@ def preprocess_image(
     An image whose alpha channel has transparent pixels is framed using that alpha, whatever
     ``remove_background`` says; any other image goes through rembg's ``rembg_model`` if
     ``remove_background``, or is returned as RGB unchanged if not. Images larger than ``max_side`` are
-    scaled down first. Raises InvalidImageError for unusable input and ModelLoadError if rembg or its
-    model cannot be loaded.
+    scaled down first. rembg downloads its model on first use unless ``allow_download`` is false. Raises
+    InvalidImageError for unusable input and ModelLoadError if rembg or its model cannot be loaded.
     """
     check_foreground_ratio(foreground_ratio)
     image = load_image(image, max_side=max_side)
@@ -57,7 +58,7 @@ def preprocess_image(
         check_something_visible(image)
         cutout = image
     elif remove_background:
-        cutout = cut_out_object(image.convert("RGB"), rembg_model, progress)
+        cutout = cut_out_object(image.convert("RGB"), rembg_model, progress, allow_download)
     else:
         return image.convert("RGB")
     return composite_on_grey(frame_object(cutout, foreground_ratio))
@@ -185,12 +186,14 @@ def check_something_visible(image: Image.Image) -> None:
         )
 
 
-def cut_out_object(image: Image.Image, rembg_model: str, progress: Progress | None) -> Image.Image:
+def cut_out_object(
+    image: Image.Image, rembg_model: str, progress: Progress | None, allow_download: bool = True
+) -> Image.Image:
     """Run rembg on an RGB image and return it as RGBA with rembg's mask as alpha."""
     if progress:
         progress(REMOVING_BACKGROUND, 0.0)
     rembg = import_rembg()
-    mask = rembg.remove(image, session=rembg_session(rembg_model), only_mask=True)
+    mask = rembg.remove(image, session=rembg_session(rembg_model, allow_download), only_mask=True)
     if mask.getextrema()[1] < CONFIDENT_FOREGROUND:
         raise InvalidImageError(
             "No object was found in the image after removing the background. Use a picture of one "
@@ -216,20 +219,28 @@ def import_rembg() -> Any:
     return rembg
 
 
-def rembg_session(model_name: str) -> Any:
+def rembg_session(model_name: str, allow_download: bool = True) -> Any:
     """rembg's session for ``model_name``, created once and reused: creating one loads the ONNX model."""
     with _rembg_sessions_lock:
         if model_name not in _rembg_sessions:
-            _rembg_sessions[model_name] = new_rembg_session(model_name)
+            _rembg_sessions[model_name] = new_rembg_session(model_name, allow_download)
         return _rembg_sessions[model_name]
 
 
-def new_rembg_session(model_name: str) -> Any:
+def new_rembg_session(model_name: str, allow_download: bool = True) -> Any:
     rembg = import_rembg()
     if model_name not in rembg.sessions.sessions_names:
         raise ModelLoadError(
             f"Unknown background-removal model {model_name!r}; "
             f"choose one of {', '.join(rembg.sessions.sessions_names)}."
+        )
+    model_folder = Path(rembg.sessions.base.BaseSession.u2net_home())
+    if not allow_download and not (model_folder / f"{model_name}.onnx").is_file():
+        raise ModelLoadError(
+            f"Background removal needs rembg's {model_name} model, which is not downloaded yet, and online "
+            "access is off. Allow it in Preferences > System > Network > Allow Online Access (the model is "
+            f"downloaded once, 176 MB for u2net), or copy {model_name}.onnx into {model_folder}, or turn "
+            "Remove Background off and use an image with a transparent background."
         )
     try:
         return rembg.new_session(model_name)

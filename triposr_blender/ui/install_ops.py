@@ -7,11 +7,15 @@ easily outlives that. In background mode (``blender -b``, the bpy module) the op
 installer and report its outcome instead.
 """
 
+import shutil
 import sys
 
 import bpy
+from bpy.props import BoolProperty
 
 from .. import dependencies
+from ..vendor_install import InstallError
+from . import preference_values
 from .session import SESSION, redraw_progress_areas
 
 POLL_INTERVAL_S = 0.25
@@ -36,7 +40,7 @@ def installing() -> bool:
 
 def start_job(options: tuple[str, ...]) -> dependencies.InstallJob:
     global _job
-    folder = dependencies.ensure_on_sys_path()
+    folder = dependencies.deps_dir()
     command = ["--target", str(folder), "--python", sys.executable, *options]
     _job = dependencies.InstallJob([*command, *dependencies.extra_installer_options()])
     return _job
@@ -152,32 +156,65 @@ class TRIPOSR_OT_cancel_dependency_install(bpy.types.Operator):
         return {"FINISHED"}
 
 
+def downloaded_models(context) -> list:
+    """The model folders the add-on downloaded, by the preferences' model source and cache."""
+    preferences = preference_values.addon_preferences(context)
+    source = preference_values.model_source(preferences)
+    return dependencies.downloaded_models(source, preference_values.cache_dir(preferences))
+
+
 class TRIPOSR_OT_remove_dependencies(bpy.types.Operator):
     bl_idname = "triposr.remove_dependencies"
     bl_label = "Remove"
     bl_description = (
-        "Delete the installed dependencies (PyTorch and the others) from this extension's user folder. "
-        "Unloads the model first"
+        "Delete the installed dependencies (PyTorch and the others) from this extension's user folder, and "
+        "the downloaded models if you choose. Unloads the model first"
     )
+
+    __annotations__ = {  # Blender reads properties from the class annotations
+        "delete_models": BoolProperty(
+            name="Also Delete Downloaded Models",
+            description="Delete the TripoSR model downloaded into the Hugging Face cache and the background-"
+            "removal model too; the next Generate downloads them again",
+            default=False,
+        ),
+    }
 
     @classmethod
     def poll(cls, context):
         return not installing()
 
     def invoke(self, context, event):
-        return context.window_manager.invoke_confirm(self, event)
+        return context.window_manager.invoke_props_dialog(self, width=480)
+
+    def draw(self, context):
+        layout = self.layout
+        layout.label(text=f"Delete the TripoSR dependencies from {dependencies.deps_dir()}?", icon="TRASH")
+        folders = downloaded_models(context)
+        if not folders:
+            return
+        gigabytes = sum(dependencies.folder_bytes(folder) for folder in folders) / 1e9
+        layout.prop(self, "delete_models", text=f"Also delete the downloaded models ({gigabytes:.1f} GB)")
+        column = layout.column(align=True)
+        column.active = self.delete_models
+        for folder in folders:
+            column.label(text=str(folder), icon="FILE_FOLDER")
 
     def execute(self, context):
         folder = dependencies.deps_dir()
         stop_model_worker()
         try:
             dependencies.remove_dependencies()
-        except OSError as error:
+            if self.delete_models:
+                for models in downloaded_models(context):
+                    shutil.rmtree(models)
+        except (OSError, InstallError) as error:
             self.report(
                 {"ERROR"}, f"Could not remove {folder} ({error}). Restart Blender, then Remove again."
             )
             return {"CANCELLED"}
-        self.report({"INFO"}, f"Removed the TripoSR dependencies from {folder}")
+        removed = " and the downloaded models" if self.delete_models else ""
+        self.report({"INFO"}, f"Removed the TripoSR dependencies from {folder}{removed}")
         return {"FINISHED"}
 
 
@@ -192,9 +229,8 @@ classes = (
 
 
 def unregister() -> None:
-    """Stop following (and cancel) an install in progress, and take the dependency folder off sys.path."""
+    """Stop following (and cancel) an install in progress."""
     if bpy.app.timers.is_registered(follow_job):
         bpy.app.timers.unregister(follow_job)
     if installing():
         _job.cancel()
-    dependencies.remove_from_sys_path()

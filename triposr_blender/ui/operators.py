@@ -18,7 +18,7 @@ from ..blender.image_input import InputError, file_input, image_input, is_image_
 from ..options import GenerateOptions, OptionError
 from ..worker.client import Job, WorkerStartError
 from ..worker.protocol import Outcome
-from . import preferences, properties
+from . import preference_values, properties
 from .session import SESSION, redraw_progress_areas
 
 TIMER_INTERVAL = 0.1
@@ -145,7 +145,7 @@ class TRIPOSR_OT_generate(WorkerJobOperator, bpy.types.Operator):
         self._name, self._where = name, self.destination(context)
         if message := missing_dependencies_message():
             raise UserError(message)
-        model = preferences.model_settings(context, self.device)
+        model = preference_values.model_settings(context, self.device)
         return SESSION.worker().generate(image, options, model)
 
     def generate_options(self) -> GenerateOptions:
@@ -213,7 +213,7 @@ class TRIPOSR_OT_generate(WorkerJobOperator, bpy.types.Operator):
             return placement.Destination(
                 location=tuple(self.location),
                 target_size=self.target_size,
-                front_axis=preferences.front_axis(context),
+                front_axis=preference_values.front_axis(context),
             )
         reference = self.reference_object(context)
         if reference is None:
@@ -240,7 +240,7 @@ class TRIPOSR_OT_load_model(WorkerJobOperator, bpy.types.Operator):
     def submit(self, context) -> Job:
         if message := missing_dependencies_message():
             raise UserError(message)
-        return SESSION.worker().load(preferences.model_settings(context))
+        return SESSION.worker().load(preference_values.model_settings(context))
 
     def finished(self, context, outcome: Outcome) -> set[str]:
         self.report({"INFO"}, f"Model loaded on {outcome.model['device']}.")

@@ -7,10 +7,8 @@ import bpy
 from bpy.props import BoolProperty, EnumProperty, IntProperty, StringProperty
 
 from ..core.defaults import CPU_FAST_DESCRIPTION, DEFAULT_CHUNK_SIZE, DEFAULT_MODEL_SOURCE
-from ..worker.protocol import ModelSettings
 from . import properties, status
-
-MODEL_ENVIRONMENT_VARIABLE = "TRIPOSR_MODEL"
+from .preference_values import ADDON, MODEL_ENVIRONMENT_VARIABLE
 
 MODEL_SOURCES = (
     ("HUB", "Hugging Face", "Download the model from a Hugging Face repository once, then use it offline"),
@@ -25,7 +23,7 @@ FRONT_AXES = (
 
 
 class TripoSRPreferences(bpy.types.AddonPreferences):
-    bl_idname = __package__.rpartition(".")[0]  # the extension's package, as Blender knows the add-on
+    bl_idname = ADDON
 
     model_source: EnumProperty(name="Model Source", items=MODEL_SOURCES)
     model_repo: StringProperty(
@@ -79,42 +77,6 @@ def draw_model_source(layout, preferences: TripoSRPreferences) -> None:
     if override:
         layout.label(text=f"{MODEL_ENVIRONMENT_VARIABLE} overrides this: {override}", icon="INFO")
     status.draw_model_status(layout)
-
-
-def addon_preferences(context) -> TripoSRPreferences | None:
-    """None when the package runs without being enabled as an add-on (e.g. imported by a script)."""
-    addon = context.preferences.addons.get(TripoSRPreferences.bl_idname)
-    return addon.preferences if addon else None
-
-
-def model_source(preferences: TripoSRPreferences | None) -> str:
-    """The TRIPOSR_MODEL environment variable wins over the preferences; folders become absolute paths."""
-    source = os.environ.get(MODEL_ENVIRONMENT_VARIABLE)
-    if not source and preferences is not None:
-        use_folder = preferences.model_source == "FOLDER"
-        source = bpy.path.abspath(preferences.model_folder) if use_folder else preferences.model_repo.strip()
-    source = source or DEFAULT_MODEL_SOURCE
-    return os.path.abspath(source) if os.path.isdir(source) else source
-
-
-def model_settings(context, device: str = "DEFAULT") -> ModelSettings:
-    """What the worker needs to load the model, from the preferences and Blender's online-access setting."""
-    preferences = addon_preferences(context)
-    if device == "DEFAULT":
-        device = preferences.device if preferences else "AUTO"
-    return ModelSettings(
-        source=model_source(preferences),
-        device=device.lower(),
-        chunk_size=preferences.chunk_size if preferences else DEFAULT_CHUNK_SIZE,
-        cpu_fast=preferences.cpu_fast if preferences else False,
-        cache_dir=bpy.path.abspath(preferences.cache_dir) if preferences and preferences.cache_dir else "",
-        offline=not bpy.app.online_access,
-    )
-
-
-def front_axis(context) -> str:
-    preferences = addon_preferences(context)
-    return preferences.front_axis if preferences else FRONT_AXES[0][0]
 
 
 classes = (TripoSRPreferences,)

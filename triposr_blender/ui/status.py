@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import bpy
 
-from .. import dependencies
+from .. import dependencies, vendor_install
 from . import install_ops
 from .install_ops import (
     OFFLINE_MESSAGE,
@@ -75,8 +75,11 @@ def _outcome_rows(job) -> list[Row]:
 
 def _missing_rows(status: dependencies.Status, online: bool, *, retry: bool) -> list[Row]:
     plan = dependencies.download_plan()
+    missing = Row(f"Missing Python packages: {', '.join(status.missing)}", "ERROR")
+    if plan.build == vendor_install.NO_BUILD:  # an Intel Mac: say so before anything is downloaded
+        return [missing, Row(f"{plan.reason}.", "ERROR", alert=True)]
     rows = [
-        Row(f"Missing Python packages: {', '.join(status.missing)}", "ERROR"),
+        missing,
         Row(f"About {plan.size_text} to download: PyTorch build {plan.build} ({plan.reason}).", "INFO"),
     ]
     if not online:

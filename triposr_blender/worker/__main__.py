@@ -23,10 +23,10 @@ from .protocol import ModelSettings
 def generate(models: pipeline.ModelCache, request: dict, progress) -> dict:
     """Run one generation; the result holds the mesh arrays in TripoSR's model space."""
     options = GenerateOptions.from_dict(request["options"])
-    model = models.get(ModelSettings.from_message(request["model"]), progress)
-    return pipeline.mesh_from_image(
-        model, pipeline.pil_image(request["image"]), options, progress
-    ).as_message()
+    settings = ModelSettings.from_message(request["model"])
+    model = models.get(settings, progress)
+    image = pipeline.pil_image(request["image"])
+    return pipeline.mesh_from_image(model, image, options, progress, not settings.offline).as_message()
 
 
 def load(models: pipeline.ModelCache, request: dict, progress) -> dict:

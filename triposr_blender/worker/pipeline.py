@@ -161,8 +161,11 @@ def tensor_bytes(value) -> int:
     return value.numel() * value.element_size() if hasattr(value, "numel") else 0
 
 
-def mesh_from_image(model, image, options: GenerateOptions, progress: Progress) -> MeshResult:
-    """One image (a path or a PIL image) through the whole model: prepared, encoded, meshed."""
+def mesh_from_image(
+    model, image, options: GenerateOptions, progress: Progress, allow_download: bool = True
+) -> MeshResult:
+    """One image (a path or a PIL image) through the whole model: prepared, encoded, meshed.
+    ``allow_download``: whether background removal may fetch its model (online access)."""
     from ..core import preprocess_image
 
     progress(PREPARING, 0.0)
@@ -171,6 +174,7 @@ def mesh_from_image(model, image, options: GenerateOptions, progress: Progress) 
         remove_background=options.remove_background,
         foreground_ratio=options.foreground_ratio,
         progress=progress,
+        allow_download=allow_download,
     )
     scene = model.encode(prepared, progress=progress)
     return mesh_from_scene(model, scene, options.mesh, progress)

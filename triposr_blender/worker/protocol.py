@@ -49,6 +49,7 @@ class ModelSettings:
     cpu_fast: bool = False  # encode with int8 layers on the CPU (core/cpu_fast.py)
     cache_dir: str = ""  # empty: Hugging Face's default cache
     offline: bool = False  # Blender's Allow Online Access is off: use only what is downloaded
+    rembg_home: str = ""  # where background removal keeps its model; empty: rembg's own (U2NET_HOME)
 
     def as_message(self) -> dict:
         return dataclasses.asdict(self)
@@ -58,8 +59,10 @@ class ModelSettings:
         return cls(**message)
 
     def environment(self) -> dict[str, str]:
-        """Variables huggingface_hub reads once, at import: a change needs a new worker."""
+        """Variables huggingface_hub and rembg read once: a change needs a new worker."""
         variables = {"HF_HUB_CACHE": self.cache_dir} if self.cache_dir else {}
+        if self.rembg_home:
+            variables["U2NET_HOME"] = self.rembg_home
         if self.offline:
             variables["HF_HUB_OFFLINE"] = "1"
         return variables

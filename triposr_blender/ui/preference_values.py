@@ -1,0 +1,59 @@
+"""What the add-on's preferences say, resolved for the operators: the model, its cache, the device.
+
+Kept apart from ``preferences``, which draws them (and with them the dependency box, whose Remove button
+needs these values too).
+"""
+
+import os
+
+import bpy
+
+from .. import dependencies
+from ..blender.placement import DEFAULT_FRONT_AXIS
+from ..core.defaults import DEFAULT_CHUNK_SIZE, DEFAULT_MODEL_SOURCE
+from ..worker.protocol import ModelSettings
+
+ADDON = __package__.rpartition(".")[0]  # the extension's package, as Blender knows the add-on
+MODEL_ENVIRONMENT_VARIABLE = "TRIPOSR_MODEL"
+
+
+def addon_preferences(context):
+    """The add-on's preferences; None when the package runs without being enabled (imported by a script)."""
+    addon = context.preferences.addons.get(ADDON)
+    return addon.preferences if addon else None
+
+
+def model_source(preferences) -> str:
+    """The TRIPOSR_MODEL environment variable wins over the preferences; folders become absolute paths."""
+    source = os.environ.get(MODEL_ENVIRONMENT_VARIABLE)
+    if not source and preferences is not None:
+        use_folder = preferences.model_source == "FOLDER"
+        source = bpy.path.abspath(preferences.model_folder) if use_folder else preferences.model_repo.strip()
+    source = source or DEFAULT_MODEL_SOURCE
+    return os.path.abspath(source) if os.path.isdir(source) else source
+
+
+def cache_dir(preferences) -> str:
+    """The download cache chosen in the preferences; empty: Hugging Face's own."""
+    return bpy.path.abspath(preferences.cache_dir) if preferences and preferences.cache_dir else ""
+
+
+def model_settings(context, device: str = "DEFAULT") -> ModelSettings:
+    """What the worker needs to load the model, from the preferences and Blender's online-access setting."""
+    preferences = addon_preferences(context)
+    if device == "DEFAULT":
+        device = preferences.device if preferences else "AUTO"
+    return ModelSettings(
+        source=model_source(preferences),
+        device=device.lower(),
+        chunk_size=preferences.chunk_size if preferences else DEFAULT_CHUNK_SIZE,
+        cpu_fast=preferences.cpu_fast if preferences else False,
+        cache_dir=cache_dir(preferences),
+        offline=not bpy.app.online_access,
+        rembg_home=dependencies.rembg_home(cache_dir(preferences)),
+    )
+
+
+def front_axis(context) -> str:
+    preferences = addon_preferences(context)
+    return preferences.front_axis if preferences else DEFAULT_FRONT_AXIS
