@@ -301,8 +301,17 @@ def test_a_reference_image_empty_gives_the_input_and_holds_the_object(blender, e
         ({}, "No input image"),
         ({"filepath": str(IMAGE), "placement": "REFERENCE"}, "needs a selected image empty"),
         ({"image_name": "Nothing"}, "There is no image named 'Nothing'"),
+        ({"filepath": str(IMAGE), "threshold": float("nan")}, "threshold must be a finite number, not nan"),
     ],
-    ids=["missing file", "not an image", "no surface", "no input", "no reference empty", "unknown image"],
+    ids=[
+        "missing file",
+        "not an image",
+        "no surface",
+        "no input",
+        "no reference empty",
+        "unknown image",
+        "nan",
+    ],
 )
 def test_a_failure_reports_why_and_leaves_the_scene_unchanged(blender, empty_file, arguments, message):
     failed = blender.run(

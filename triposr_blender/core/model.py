@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gc
+import hashlib
+import json
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -103,6 +106,7 @@ class TripoSR:
         self.chunk_size = chunk_size
         self.load_seconds = 0.0
         self.cpu_fast = False  # whether the encoder runs with int8 layers (only ever on the CPU)
+        self._fingerprint: str | None = None
 
     @classmethod
     def from_pretrained(
@@ -154,6 +158,22 @@ class TripoSR:
     @property
     def config(self) -> ModelConfig:
         return self.network.config
+
+    @property
+    def fingerprint(self) -> str:
+        """What identifies the reader of this model's scene codes: a hash of the decoder's weights and the
+        renderer's settings. Saved codes mesh alike with every model of the same fingerprint, and into
+        nonsense with any other (core/scene_codes.py refuses them). The decoder is small: hashing takes ms.
+        """
+        if self._fingerprint is None:
+            digest = hashlib.sha256(
+                json.dumps(dataclasses.asdict(self.config.renderer), sort_keys=True).encode()
+            )
+            for name, tensor in sorted(self.network.decoder.state_dict().items()):
+                digest.update(name.encode())
+                digest.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+            self._fingerprint = digest.hexdigest()[:16]
+        return self._fingerprint
 
     def unload(self) -> None:
         """Release the weights (and cached GPU memory) now rather than whenever the object is collected."""

@@ -1,0 +1,121 @@
+"""Scene codes kept for later: one image's encoding, saved with the model that made it.
+
+A new mesh needs only the scene codes (the triplanes, [1, 3, 40, 64, 64] for the released model): neither the
+image nor the encoder. Saved, they carry the format's version and the fingerprint of the decoder that reads
+them, so codes of another model, of another format version or from a damaged file are refused with a message
+rather than meshed into nonsense.
+
+The saved form is a standard compressed ``.npz`` (pipelines open it with ``numpy.load``): ``scene_codes``
+(float32, lossless), ``model_id``, ``model_name`` and ``format_version``. Blender keeps the same bytes on the
+object. Codes can come from an untrusted file, so the array's header is checked before anything is read:
+at most ``MAX_CODES_VALUES`` values, of the expected rank, finite. Only numpy: Blender uses this module.
+"""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import TripoSRError
+
+FORMAT_VERSION = 1
+CODES_ENTRY = "scene_codes.npy"
+# The largest codes a model within config.SIZE_LIMITS makes are 3 x 256 x 256 x 256 values.
+MAX_CODES_VALUES = 3 * 256**3
+TEXT_FIELDS = ("model_id", "model_name")
+HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+
+
+class SceneCodesError(TripoSRError):
+    """Saved scene codes cannot be used: damaged, of another format version, or of another model."""
+
+
+@dataclass(frozen=True)
+class SceneCodes:
+    """One image's encoding, and which model made it."""
+
+    array: np.ndarray  # float32 (1, 3, C, H, W)
+    model_id: str  # the fingerprint of the decoder that reads them (TripoSR.fingerprint)
+    model_name: str = ""  # where the model came from (a repo id or a folder), for messages
+
+    def to_bytes(self) -> bytes:
+        buffer = io.BytesIO()
+        np.savez_compressed(
+            buffer,
+            scene_codes=np.ascontiguousarray(self.array, np.float32),
+            model_id=np.array(self.model_id),
+            model_name=np.array(self.model_name),
+            format_version=np.array(FORMAT_VERSION),
+        )
+        return buffer.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes, source: str = "The saved scene codes") -> SceneCodes:
+        """Read codes saved by ``to_bytes`` (or ``save``); SceneCodesError says what is wrong with them."""
+        try:
+            with zipfile.ZipFile(io.BytesIO(data)) as archive:
+                version = int(read_entry(archive, "format_version.npy", max_values=1))
+                if version != FORMAT_VERSION:
+                    raise SceneCodesError(
+                        f"{source} were saved in format version {version}; this version of the add-on reads "
+                        f"version {FORMAT_VERSION}. Generate the object again."
+                    )
+                texts = {name: str(read_entry(archive, f"{name}.npy", max_values=1)) for name in TEXT_FIELDS}
+                array = read_entry(archive, CODES_ENTRY, max_values=MAX_CODES_VALUES)
+        except SceneCodesError:
+            raise
+        except (zipfile.BadZipFile, KeyError, ValueError, OSError, EOFError) as error:
+            raise SceneCodesError(f"{source} are damaged ({error}). Generate the object again.") from error
+        check_array(array, source)
+        return cls(array.astype(np.float32, copy=False), **texts)
+
+    def check_model(self, model_id: str, model_name: str) -> None:
+        """Refuse codes that another model made: its decoder would turn them into nonsense."""
+        if model_id != self.model_id:
+            raise SceneCodesError(
+                f"These scene codes were made with another model ({self.model_name or 'unknown'}) than the "
+                f"one loaded ({model_name}). Set the model source to the one they were made with, or "
+                "Generate again from the image."
+            )
+
+
+def read_entry(archive: zipfile.ZipFile, name: str, max_values: int) -> np.ndarray:
+    """One array of the archive, its header checked before its data is read (no pickles, bounded size)."""
+    with archive.open(name) as entry:
+        version = np.lib.format.read_magic(entry)
+        if version not in HEADER_READERS:
+            raise ValueError(f"{name} is in .npy format {version}, not one numpy writes for scene codes")
+        shape, _fortran, dtype = HEADER_READERS[version](entry)
+        if dtype.hasobject or int(np.prod(shape, dtype=np.int64)) > max_values:
+            raise ValueError(f"{name} holds {shape} values of {dtype}, not what scene codes hold")
+    with archive.open(name) as entry:
+        return np.lib.format.read_array(entry, allow_pickle=False)
+
+
+def check_array(array: np.ndarray, source: str) -> None:
+    if array.ndim != 5 or array.shape[:2] != (1, 3) or array.dtype.kind != "f":
+        raise SceneCodesError(
+            f"{source} have the shape {array.shape} ({array.dtype}), not one image's triplanes "
+            "(1, 3, channels, height, width). Generate the object again."
+        )
+    if not np.isfinite(array).all():
+        raise SceneCodesError(f"{source} hold NaN or infinite values: they are damaged. Generate again.")
+
+
+def save(codes: SceneCodes, path: Path) -> None:
+    """Write ``codes`` to ``path`` (a .npz file), complete or not at all."""
+    partial = path.with_name(path.name + ".partial")
+    partial.write_bytes(codes.to_bytes())
+    partial.replace(path)
+
+
+def load(path: Path) -> SceneCodes:
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise SceneCodesError(f"Cannot read the scene codes {path}: {error.strerror or error}.") from error
+    return SceneCodes.from_bytes(data, source=f"The scene codes {path}")
