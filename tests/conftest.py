@@ -68,6 +68,18 @@ def extension(tmp_path_factory):
         triposr_blender.unregister()
 
 
+@pytest.fixture(scope="module")
+def installed_blender(tmp_path_factory):
+    """Another Blender, with the extension installed from its zip as a user installs it and the tiny model as
+    the model source; tests send it snippets (extension_harness)."""
+    from extension_harness import Blender, build_extension
+
+    blender = Blender(tmp_path_factory.mktemp("user"), {"TRIPOSR_MODEL": str(FIXTURE_MODEL)})
+    blender.install(build_extension(tmp_path_factory.mktemp("extension")))
+    yield blender
+    blender.close()
+
+
 @pytest.fixture
 def new_objects(extension):
     """Lists the objects the test has added, sorted by name; they are removed afterwards."""

@@ -14,13 +14,14 @@ import bpy
 import numpy as np
 import pytest
 from conftest import FIXTURE_IMAGE, FIXTURE_MODEL, FIXTURE_RESOLUTION, FIXTURE_THRESHOLD, REPO
-from fixture_model import write_exr
+from fixture_model import NEW_THRESHOLD, core_mesh_at, write_exr
 from glb import read_glb
 
 from triposr_blender import batch
-from triposr_blender.blender import mesh_builder
+from triposr_blender.blender import mesh_builder, source
 from triposr_blender.blender.placement import Destination
 from triposr_blender.core.mesh import Mesh
+from triposr_blender.core.scene_codes import SceneCodes
 from triposr_blender.worker.protocol import MeshResult
 
 pytestmark = pytest.mark.blender
@@ -82,7 +83,8 @@ def test_help_documents_every_option():
     assert result.returncode == 0
     for option in ("INPUT", "--out", "--format", "--one-blend", "--model", "--device", "--cpu-fast",
                    "--resolution", "--threshold", "--no-remove-bg", "--foreground-ratio", "--size",
-                   "--skip-existing", "--report"):  # fmt: skip
+                   "--skip-existing", "--overwrite", "--report", "--remove-floaters", "--no-remove-floaters",
+                   "--floater-fraction", "--save-codes", "--from-codes"):  # fmt: skip
         assert option in result.stdout
 
 
@@ -425,3 +427,45 @@ def test_ctrl_c_during_an_export_stops_the_run_with_exit_130(tmp_path, monkeypat
 
     assert code == batch.EXIT_INTERRUPTED
     assert [item["status"] for item in json.loads(report.read_text())["images"]] == ["pending", "pending"]
+
+
+# Scene codes: save them once, make new meshes from them without the encoder
+
+
+def test_saved_scene_codes_make_new_meshes_at_a_new_threshold_without_the_encoder(tmp_path):
+    first = run_batch(FIXTURE_IMAGE, "--out", tmp_path / "first", "--save-codes", *TINY_MODEL_ARGS)
+    assert first.returncode == 0, first.stderr
+    codes = tmp_path / "first" / f"{FIXTURE_IMAGE.stem}.triposr.npz"
+    assert SceneCodes.from_bytes(codes.read_bytes()).array.shape[:2] == (1, 3)
+
+    again = run_batch(
+        tmp_path / "first",
+        "--from-codes",
+        "--out",
+        tmp_path / "again",
+        *TINY_MODEL_ARGS[:-2],
+        "--threshold",
+        "0.40",
+    )
+
+    assert again.returncode == 0, again.stderr
+    assert "Encoding image" not in again.stderr and "Removing background" not in again.stderr
+    document, _ = read_glb(tmp_path / "again" / f"{FIXTURE_IMAGE.stem}.glb")
+    (primitive,) = document["meshes"][0]["primitives"]
+    assert document["accessors"][primitive["indices"]]["count"] == 3 * len(core_mesh_at(NEW_THRESHOLD).faces)
+
+
+def test_scene_codes_are_kept_in_a_blend_output_and_not_carried_into_other_formats(tmp_path):
+    blend = tmp_path / "all.blend"
+    assert run_batch(FIXTURE_IMAGE, "--one-blend", blend, *TINY_MODEL_ARGS).returncode == 0
+    assert run_batch(FIXTURE_IMAGE, "--out", tmp_path, "--format", "usd", *TINY_MODEL_ARGS).returncode == 0
+
+    with bpy.data.libraries.load(str(blend)) as (_data_from, data_to):
+        data_to.objects = [FIXTURE_IMAGE.stem]
+    try:
+        assert source.is_triposr_object(data_to.objects[0]), "re-meshable later, in Blender"
+    finally:
+        mesh_builder.remove_object(data_to.objects[0])
+    assert (
+        tmp_path / f"{FIXTURE_IMAGE.stem}.usd"
+    ).stat().st_size < 200_000, "no megabytes of codes in the USD"

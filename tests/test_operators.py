@@ -5,8 +5,8 @@ import importlib.metadata
 
 import numpy as np
 import pytest
-from extension_harness import PACKAGE, REPO, Blender, build_extension
-from fixture_model import FIXTURE, IMAGE, OPTIONS, core_mesh, write_exr
+from extension_harness import PACKAGE, REPO
+from fixture_model import IMAGE, OPTIONS, core_mesh, write_exr
 from PIL import Image
 
 from triposr_blender.blender import placement
@@ -64,18 +64,9 @@ result = {"outcome": outcome, "before": before, "after": scene_counts()}
 """
 
 
-@pytest.fixture(scope="module")
-def blender(tmp_path_factory):
-    """Blender with the extension installed from its zip and the fixture model as the model source."""
-    blender = Blender(tmp_path_factory.mktemp("user"), {"TRIPOSR_MODEL": str(FIXTURE)})
-    blender.install(build_extension(tmp_path_factory.mktemp("extension")))
-    yield blender
-    blender.close()
-
-
 @pytest.fixture
-def empty_file(blender):
-    blender.run("bpy.ops.wm.read_homefile(use_empty=True)")
+def empty_file(installed_blender):
+    installed_blender.run("bpy.ops.wm.read_homefile(use_empty=True)")
 
 
 @pytest.fixture(scope="module")
@@ -85,11 +76,11 @@ def expected_mesh():
 
 
 @pytest.fixture(scope="module")
-def generated(blender):
+def generated(installed_blender):
     """One generation from the fixture image file, at the 3D cursor, described."""
-    blender.run("bpy.ops.wm.read_homefile(use_empty=True)")
+    installed_blender.run("bpy.ops.wm.read_homefile(use_empty=True)")
     arguments = {"filepath": str(IMAGE), "target_size": SIZE, **OPTIONS}
-    return blender.run(GENERATE, cursor=CURSOR, arguments=arguments)
+    return installed_blender.run(GENERATE, cursor=CURSOR, arguments=arguments)
 
 
 def test_generate_finishes_with_the_new_object_selected_and_active(generated):
@@ -148,10 +139,12 @@ def test_the_object_stands_on_the_3d_cursor_with_its_origin_at_the_bottom_centre
     assert (high - low).max() == pytest.approx(SIZE, rel=1e-5)
 
 
-def test_a_location_puts_the_origin_there_and_leaves_the_3d_cursor_where_it_was(blender, empty_file):
+def test_a_location_puts_the_origin_there_and_leaves_the_3d_cursor_where_it_was(
+    installed_blender, empty_file
+):
     arguments = {"filepath": str(IMAGE), "location": (1.0, 2.0, 3.0), **OPTIONS}
 
-    placed = blender.run(
+    placed = installed_blender.run(
         GENERATE + "result['cursor'] = list(bpy.context.scene.cursor.location)",
         cursor=CURSOR,
         arguments=arguments,
@@ -161,9 +154,9 @@ def test_a_location_puts_the_origin_there_and_leaves_the_3d_cursor_where_it_was(
     assert placed["cursor"] == pytest.approx(CURSOR)
 
 
-def test_generate_right_after_a_script_deleted_a_selected_object(blender, empty_file):
+def test_generate_right_after_a_script_deleted_a_selected_object(installed_blender, empty_file):
     """Until the view layer syncs, its object lists hold None where a deleted object was."""
-    after_delete = blender.run(
+    after_delete = installed_blender.run(
         "doomed = bpy.data.objects.new('Doomed', None)\n"
         "bpy.context.scene.collection.objects.link(doomed)\n"
         "bpy.context.view_layer.update()\n"  # as for an object the file already had
@@ -177,28 +170,32 @@ def test_generate_right_after_a_script_deleted_a_selected_object(blender, empty_
     assert after_delete["selected"] == [after_delete["name"]]
 
 
-def test_the_shade_smooth_option(blender, empty_file):
+def test_the_shade_smooth_option(installed_blender, empty_file):
     arguments = {"filepath": str(IMAGE), **OPTIONS}
 
-    smooth = blender.run(GENERATE, cursor=CURSOR, arguments={**arguments, "shade_smooth": True})["smooth"]
-    flat = blender.run(GENERATE, cursor=CURSOR, arguments={**arguments, "shade_smooth": False})["smooth"]
+    smooth = installed_blender.run(GENERATE, cursor=CURSOR, arguments={**arguments, "shade_smooth": True})[
+        "smooth"
+    ]
+    flat = installed_blender.run(GENERATE, cursor=CURSOR, arguments={**arguments, "shade_smooth": False})[
+        "smooth"
+    ]
 
     assert smooth == [True] and flat == [False]
 
 
-def test_further_objects_share_the_one_material(blender, empty_file):
+def test_further_objects_share_the_one_material(installed_blender, empty_file):
     arguments = {"filepath": str(IMAGE), **OPTIONS}
 
-    first = blender.run(GENERATE, cursor=CURSOR, arguments=arguments)
-    second = blender.run(GENERATE, cursor=CURSOR, arguments=arguments)
+    first = installed_blender.run(GENERATE, cursor=CURSOR, arguments=arguments)
+    second = installed_blender.run(GENERATE, cursor=CURSOR, arguments=arguments)
 
     assert (first["name"], second["name"]) == ("input", "input.001")
     assert second["material"] == first["material"]
     assert second["counts"]["materials"] == 1
 
 
-def test_an_image_without_a_file_is_read_from_its_pixels(blender, empty_file, expected_mesh):
-    from_pixels = blender.run(
+def test_an_image_without_a_file_is_read_from_its_pixels(installed_blender, empty_file, expected_mesh):
+    from_pixels = installed_blender.run(
         "import numpy as np\n"
         "source = bpy.data.images.load(path)\n"
         "image = bpy.data.images.new('Painted', *source.size, alpha=True)\n"
@@ -213,20 +210,22 @@ def test_an_image_without_a_file_is_read_from_its_pixels(blender, empty_file, ex
     np.testing.assert_array_equal(from_pixels["faces"], expected_mesh.faces)
 
 
-def test_an_exr_file_becomes_an_object_and_leaves_no_image_in_the_file(blender, empty_file, tmp_path):
+def test_an_exr_file_becomes_an_object_and_leaves_no_image_in_the_file(
+    installed_blender, empty_file, tmp_path
+):
     exr = str(write_exr(tmp_path / "input.exr"))
 
-    from_exr = blender.run(GENERATE, cursor=CURSOR, arguments={"filepath": exr, **OPTIONS})
+    from_exr = installed_blender.run(GENERATE, cursor=CURSOR, arguments={"filepath": exr, **OPTIONS})
 
     assert from_exr["outcome"] == {"result": ["FINISHED"]}
     assert from_exr["name"] == "input"
     assert from_exr["counts"] == {"objects": 1, "meshes": 1, "materials": 1, "images": 0}
 
 
-def test_an_exr_file_already_open_in_blender_stays_open(blender, empty_file, tmp_path):
+def test_an_exr_file_already_open_in_blender_stays_open(installed_blender, empty_file, tmp_path):
     exr = str(write_exr(tmp_path / "input.exr"))
 
-    from_exr = blender.run(
+    from_exr = installed_blender.run(
         "bpy.data.images.load(path)\n" + GENERATE,
         path=exr,
         cursor=CURSOR,
@@ -242,10 +241,12 @@ def test_an_exr_file_already_open_in_blender_stays_open(blender, empty_file, tmp
     reason="write_exr needs Blender 5, which tags the EXR's colour space on save; 4.2 saves display-encoded "
     "values untagged, so its EXR is not the scene-linear file this test is about",
 )
-def test_an_exr_file_reaches_the_model_in_the_display_colours_of_a_png(blender, empty_file, tmp_path):
+def test_an_exr_file_reaches_the_model_in_the_display_colours_of_a_png(
+    installed_blender, empty_file, tmp_path
+):
     exr = str(write_exr(tmp_path / "input.exr"))
 
-    sent = blender.run(
+    sent = installed_blender.run(
         "import sys\nimage_input = sys.modules[package + '.blender.image_input']\n"
         "result = image_input.file_input(path)[1]['pixels'].tolist()",
         path=exr,
@@ -258,18 +259,20 @@ def test_an_exr_file_reaches_the_model_in_the_display_colours_of_a_png(blender, 
     np.testing.assert_array_equal(np.array(sent)[..., 3], 1.0)
 
 
-def test_an_unreadable_exr_file_reports_why_and_leaves_the_scene_unchanged(blender, empty_file, tmp_path):
+def test_an_unreadable_exr_file_reports_why_and_leaves_the_scene_unchanged(
+    installed_blender, empty_file, tmp_path
+):
     broken = tmp_path / "broken.exr"
     broken.write_text("not an image")
 
-    failed = blender.run(FAIL, arguments={"filepath": str(broken), **OPTIONS})
+    failed = installed_blender.run(FAIL, arguments={"filepath": str(broken), **OPTIONS})
 
     assert f"Blender cannot read {broken} as an image" in failed["outcome"]["error"]
     assert failed["after"] == failed["before"]
 
 
-def test_a_reference_image_empty_gives_the_input_and_holds_the_object(blender, empty_file):
-    in_picture = blender.run(
+def test_a_reference_image_empty_gives_the_input_and_holds_the_object(installed_blender, empty_file):
+    in_picture = installed_blender.run(
         "empty = bpy.data.objects.new('Reference', None)\n"
         "empty.empty_display_type = 'IMAGE'\n"
         "empty.data = bpy.data.images.load(path)\n"
@@ -313,8 +316,10 @@ def test_a_reference_image_empty_gives_the_input_and_holds_the_object(blender, e
         "nan",
     ],
 )
-def test_a_failure_reports_why_and_leaves_the_scene_unchanged(blender, empty_file, arguments, message):
-    failed = blender.run(
+def test_a_failure_reports_why_and_leaves_the_scene_unchanged(
+    installed_blender, empty_file, arguments, message
+):
+    failed = installed_blender.run(
         "bpy.data.objects.new('Existing', bpy.data.meshes.new('Existing'))\n" + FAIL,
         arguments={**OPTIONS, **arguments},
     )
@@ -333,10 +338,10 @@ def test_a_failure_reports_why_and_leaves_the_scene_unchanged(blender, empty_fil
     ids=["empty model folder", "offline, model not downloaded", "missing dependencies"],
 )
 def test_a_setup_problem_reports_what_to_do_and_the_next_run_works(
-    blender, empty_file, tmp_path, environment, message
+    installed_blender, empty_file, tmp_path, environment, message
 ):
     """The model source and the dependency check are read at each run, so the environment can change."""
-    outcomes = blender.run(
+    outcomes = installed_blender.run(
         "import os, sys\n"
         "dependencies = sys.modules[package + '.dependencies']\n"
         "def generate():\n"
@@ -361,9 +366,9 @@ def test_a_setup_problem_reports_what_to_do_and_the_next_run_works(
     assert outcomes["next"] == {"result": ["FINISHED"]}
 
 
-def test_a_worker_that_dies_mid_run_is_reported_and_the_next_run_works(blender, empty_file):
+def test_a_worker_that_dies_mid_run_is_reported_and_the_next_run_works(installed_blender, empty_file):
     """The worker is killed while a fresh one is still loading: a point every run passes."""
-    outcomes = blender.run(
+    outcomes = installed_blender.run(
         "import os, signal, sys, threading, time\n"
         "session = sys.modules[package + '.ui.session'].SESSION\n"
         "session.stop()\n"

@@ -17,6 +17,7 @@ def test_the_defaults_are_the_references_own_settings():
     assert generated.foreground_ratio == defaults.DEFAULT_FOREGROUND_RATIO == 0.85
     assert generated.remove_background is True
     assert (generated.target_faces, generated.texture_size) == (0, 0), "decimation and baking start off"
+    assert generated.remove_floaters and generated.floater_fraction == 0.05, "floaters go by default"
 
 
 @pytest.mark.parametrize("size", [32, 16384])

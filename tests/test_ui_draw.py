@@ -237,3 +237,84 @@ def test_the_preferences_draw_in_every_state(ui_state, addon_preferences, depend
     assert ("prop", "model_source") in calls and ("prop", "cpu_fast") in calls
     if dependency_state == "ready":
         assert ("operator", "triposr.remove_dependencies") in calls
+
+
+# --- Re-mesh, Adjust Last Operation and the Remove dialog ---------------------------------------------------
+
+
+class OperatorStandIn:
+    """An operator's ``self`` as its draw() reads it: its properties' RNA, each at its default value."""
+
+    def __init__(self, idname: str, **values):
+        group, name = idname.split(".")
+        rna = getattr(getattr(bpy.ops, group), name).get_rna_type()
+        self.bl_rna = rna
+        for prop in rna.properties:
+            if prop.identifier != "rna_type":
+                default = (
+                    getattr(prop, "default_array", None) if getattr(prop, "is_array", False) else prop.default
+                )
+                setattr(self, prop.identifier, values.get(prop.identifier, default))
+
+
+@pytest.fixture
+def triposr_object(extension, new_objects):
+    """A TripoSR object (what Generate makes), active and selected."""
+    assert bpy.ops.triposr.generate(filepath=str(FIXTURE_IMAGE)) == {"FINISHED"}
+    return bpy.context.active_object
+
+
+def test_the_remesh_section_shows_for_a_triposr_object_with_what_it_was_made_at(ui_state, triposr_object):
+    ui_state()
+    assert panel.VIEW3D_PT_triposr_remesh.poll(bpy.context)
+
+    calls = draw(panel.VIEW3D_PT_triposr_remesh, panel.VIEW3D_PT_triposr_remesh.draw)
+
+    assert ("operator", "triposr.remesh") in calls and ("operator", "triposr.remove_data") in calls
+    assert any(
+        function == "label" and text.startswith("Made at 48, threshold 0.41") for function, text in calls
+    )
+
+
+def test_the_remesh_section_says_when_an_objects_triposr_data_is_damaged(ui_state, triposr_object):
+    ui_state()
+    triposr_object["triposr"]["options"] = "not json"
+
+    calls = draw(panel.VIEW3D_PT_triposr_remesh, panel.VIEW3D_PT_triposr_remesh.draw)
+
+    assert ("label", "Its TripoSR data is damaged: Generate it again.") in calls
+
+
+def test_the_remesh_section_is_hidden_for_other_objects(extension, new_objects):
+    plain = bpy.data.objects.new("Plain", bpy.data.meshes.new("Plain"))
+    bpy.context.scene.collection.objects.link(plain)
+    bpy.context.view_layer.objects.active = plain
+    assert not panel.VIEW3D_PT_triposr_remesh.poll(bpy.context)
+    bpy.data.objects.remove(plain)
+
+
+@pytest.mark.parametrize("idname", ["triposr.generate", "triposr.remesh"])
+def test_adjust_last_operation_offers_only_what_re_meshes_without_running_the_model(extension, idname):
+    cls = bpy.types.TRIPOSR_OT_generate if idname == "triposr.generate" else bpy.types.TRIPOSR_OT_remesh
+
+    calls = draw(OperatorStandIn(idname), cls.draw)
+
+    drawn = {detail for function, detail in calls if function == "prop"}
+    assert {"resolution", "threshold", "remove_floaters", "floater_fraction", "target_faces"} <= drawn
+    assert not drawn & {"remove_background", "foreground_ratio", "filepath", "image_name"}
+
+
+def test_the_remove_dialog_offers_to_delete_the_downloaded_models(extension, monkeypatch, tmp_path):
+    monkeypatch.delenv("U2NET_HOME", raising=False)
+    monkeypatch.delenv("TRIPOSR_MODEL", raising=False)
+    monkeypatch.setenv(dependencies.ENV_MODELS_DIR, str(tmp_path / "models"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    (tmp_path / "hub" / "models--stabilityai--TripoSR").mkdir(parents=True)
+    (tmp_path / "models" / "rembg").mkdir(parents=True)
+
+    calls = draw(
+        OperatorStandIn("triposr.remove_dependencies"), install_ops.TRIPOSR_OT_remove_dependencies.draw
+    )
+
+    assert ("prop", "delete_models") in calls
+    assert ("label", str(tmp_path / "hub" / "models--stabilityai--TripoSR")) in calls

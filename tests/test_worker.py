@@ -17,11 +17,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fixture_model import FIXTURE, IMAGE, OPTIONS, core_mesh
+from fixture_model import FIXTURE, IMAGE, NEW_THRESHOLD, OPTIONS, core_mesh, core_mesh_at, core_scene
 from PIL import Image
 
 from triposr_blender.core.model import ENCODE_STAGE
-from triposr_blender.options import GenerateOptions
+from triposr_blender.core.scene_codes import SceneCodes
+from triposr_blender.options import GenerateOptions, MeshOptions
 from triposr_blender.worker import pipeline, protocol
 from triposr_blender.worker.__main__ import Worker
 from triposr_blender.worker.client import WorkerClient, WorkerStartError
@@ -355,3 +356,44 @@ def test_offline_a_photo_needing_a_background_model_not_downloaded_yet_is_explai
 
     assert outcome.event == "error" and outcome.kind == "ModelLoadError"
     assert "online access is off" in outcome.message and str(tmp_path / "rembg") in outcome.message
+
+
+# --- Iterate in seconds: the scene codes kept and re-meshed -------------------------------------------------
+
+
+def test_a_second_generate_changing_only_mesh_options_reuses_the_encoded_image(client):
+    generate(client).wait(JOB_TIMEOUT)
+
+    events = events_until_done(generate(client, threshold=NEW_THRESHOLD))
+
+    stages = {event.get("stage") for event in events}
+    assert "Reusing the encoded image" in stages and ENCODE_STAGE not in stages
+    np.testing.assert_array_equal(events[-1]["mesh"]["faces"], core_mesh_at(NEW_THRESHOLD).faces)
+
+
+def test_a_result_keeps_its_scene_codes_and_remesh_makes_a_new_mesh_from_them_without_the_image(client):
+    made = generate(client).wait(JOB_TIMEOUT).result
+    codes = SceneCodes.from_bytes(made.codes)
+    assert np.array_equal(codes.array, core_scene().numpy()) and codes.model_name == str(FIXTURE)
+
+    outcome = client.remesh(
+        made.codes, MeshOptions(resolution=OPTIONS["resolution"], threshold=NEW_THRESHOLD), MODEL
+    )
+    events = outcome.wait(JOB_TIMEOUT)
+
+    expected = core_mesh_at(NEW_THRESHOLD)
+    np.testing.assert_array_equal(events.result.mesh.vertices, expected.vertices)
+    np.testing.assert_array_equal(events.result.mesh.faces, expected.faces)
+    assert events.result.codes == b"", "the caller keeps the codes it sent"
+
+
+def test_scene_codes_of_another_model_are_refused_by_remesh(client):
+    made = generate(client).wait(JOB_TIMEOUT).result
+    foreign = SceneCodes(
+        SceneCodes.from_bytes(made.codes).array, "0123456789abcdef", "/models/other"
+    ).to_bytes()
+
+    outcome = client.remesh(foreign, MeshOptions(resolution=OPTIONS["resolution"]), MODEL).wait(JOB_TIMEOUT)
+
+    assert outcome.event == "error" and outcome.kind == "SceneCodesError"
+    assert "made with another model (/models/other)" in outcome.message

@@ -13,6 +13,7 @@ replaced unless ``--overwrite`` says so, and every output folder is checked befo
 """
 
 import argparse
+import dataclasses
 import difflib
 import functools
 import glob
@@ -63,6 +64,8 @@ from .options import IMAGE_EXTENSIONS, GenerateOptions
 from .worker.client import WorkerClient, process_alive
 from .worker.protocol import ModelSettings
 
+# --save-codes writes each image's scene codes beside its output under this suffix; --from-codes reads them.
+CODES_SUFFIX = ".triposr.npz"
 STATUSES = ("done", "skipped", "failed")  # and "pending" for images an interruption left untouched
 FORMATS = ("glb", "obj", "fbx", "usd", "blend")
 # The worker's error kinds (exception class names) that would fail every image alike.
@@ -165,13 +168,21 @@ def option_value(option):
 def add_option(parser, option):
     """One generation option on the command line, with the panel's tooltip as its help."""
     notes = f" {COMMAND_LINE_NOTES[option.name]}." if option.name in COMMAND_LINE_NOTES else ""
-    if isinstance(option.default, bool):
-        # The options that default to on are switched off by their flag (--no-remove-bg).
-        parser.add_argument(
+    if isinstance(option.default, bool) and option.cli_flag.startswith("--no-"):
+        parser.add_argument(  # the flag only turns it off
             option.cli_flag,
             dest=option.name,
             action="store_false",
             help=f"{option.description} (default: on; this flag turns it off).{notes}",
+        )
+        return
+    if isinstance(option.default, bool):
+        parser.add_argument(  # --remove-floaters / --no-remove-floaters
+            option.cli_flag,
+            dest=option.name,
+            action=argparse.BooleanOptionalAction,
+            default=option.default,
+            help=f"{option.description} (default: {'on' if option.default else 'off'}).{notes}",
         )
         return
     default = option.off if option.off is not None else option.default
@@ -245,6 +256,20 @@ def build_parser():
         help="replace outputs that already exist (without it, a run that would replace a file stops before "
         "the first image)",
     )
+    codes = parser.add_mutually_exclusive_group()
+    codes.add_argument(
+        "--save-codes",
+        action="store_true",
+        help=f"also write each image's scene codes (its encoding, with the model's fingerprint) beside its "
+        f"output as <name>{CODES_SUFFIX}, so a later run can make new meshes from them with --from-codes",
+    )
+    codes.add_argument(
+        "--from-codes",
+        action="store_true",
+        help=f"the inputs are scene codes saved by --save-codes ({CODES_SUFFIX} files, or folders and "
+        "patterns of them): make their meshes again with these mesh options, without the images or the "
+        "encoder; the model must be the one that saved them",
+    )
     parser.add_argument(
         "--report",
         type=Path,
@@ -262,21 +287,22 @@ def batch_arguments(argv):
     return argv[1:]
 
 
-def expand_inputs(inputs):
-    """Image paths in command-line order (folders and patterns sorted), and the inputs not converted: a
-    failed Item per input that gave no image, a skipped one per image that is another's file again."""
+def expand_inputs(inputs, extensions=IMAGE_EXTENSIONS, kind="images"):
+    """Input paths in command-line order (folders and patterns sorted), and the inputs not converted: a
+    failed Item per input that gave none, a skipped one per input that is another's file again. Folders and
+    patterns pick files by ``extensions`` (images, or saved scene codes)."""
     found, problems = [], []
     for text in inputs:
         path = Path(text)
         if path.is_dir():
-            images = sorted(child for child in path.iterdir() if _is_image_file(child))
-            problem = f"no images in folder (looked for {', '.join(IMAGE_EXTENSIONS)})"
+            images = sorted(child for child in path.iterdir() if _has_extension(child, extensions))
+            problem = f"no {kind} in folder (looked for {', '.join(extensions)})"
         elif path.is_file():
             images, problem = [path], None
         elif glob.has_magic(text):
             images = sorted(Path(match) for match in glob.glob(text, recursive=True))
-            images = [image for image in images if _is_image_file(image)]
-            problem = "the pattern matched no images"
+            images = [image for image in images if _has_extension(image, extensions)]
+            problem = f"the pattern matched no {kind}"
         else:
             images, problem = [], "file not found"
         found.extend(images)
@@ -286,8 +312,8 @@ def expand_inputs(inputs):
     return unique, problems + repeated
 
 
-def _is_image_file(path):
-    return path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS
+def _has_extension(path, extensions):
+    return path.is_file() and path.name.lower().endswith(extensions)
 
 
 def _without_duplicates(paths):
@@ -305,14 +331,16 @@ def _without_duplicates(paths):
 
 
 def output_names(images):
-    """A distinct output name per image: its file name without extension, numbered when names collide."""
+    """A distinct output name per input: its file name without extension (chair.triposr.npz: chair),
+    numbered when names collide."""
     taken, names = set(), []
     for image in images:
-        name, number = image.stem, 1
+        stem = image.name.removesuffix(CODES_SUFFIX) if image.name.endswith(CODES_SUFFIX) else image.stem
+        name, number = stem, 1
         # Case-insensitive, since Windows and macOS file systems would merge Chair.glb and chair.glb.
         while name.lower() in taken:
             number += 1
-            name = f"{image.stem}_{number}"
+            name = f"{stem}_{number}"
         taken.add(name.lower())
         names.append(name)
     return names
@@ -414,7 +442,8 @@ def main(argv=None):
     """Run the batch; ``argv`` is the batch's own arguments (default: those after ``--`` in sys.argv)."""
     parser = build_parser()
     args = parser.parse_args(batch_arguments(sys.argv) if argv is None else argv)
-    images, problems = expand_inputs(args.inputs)
+    kind = ((CODES_SUFFIX,), "scene codes") if args.from_codes else (IMAGE_EXTENSIONS, "images")
+    images, problems = expand_inputs(args.inputs, *kind)
     names = output_names(images)
     try:
         check_outputs(args, names)
@@ -445,17 +474,22 @@ def check_outputs(args, names):
         if args.report.is_dir():
             raise OutputError(f"--report {args.report} is a folder; name a file")
     if args.one_blend:
-        check_writable_folder(args.one_blend.parent, "--one-blend")
+        folder = args.one_blend.parent
+        check_writable_folder(folder, "--one-blend")
         if args.one_blend.exists() and not args.one_blend.is_file():
             raise OutputError(f"--one-blend {args.one_blend} is not a file; name a .blend file")
-        return
-    check_writable_folder(args.out, "--out")
-    existing = [args.out / f"{name}.{args.format}" for name in names]
-    existing = [path.name for path in existing if path.exists()]
+        outputs = []  # an existing .blend is added to, not replaced
+    else:
+        folder = args.out
+        check_writable_folder(folder, "--out")
+        outputs = [folder / f"{name}.{args.format}" for name in names]
+    if args.save_codes:
+        outputs += [folder / f"{name}{CODES_SUFFIX}" for name in names]
+    existing = [path.name for path in outputs if path.exists()]
     if existing and not (args.skip_existing or args.overwrite):
         shown = ", ".join(existing[:5]) + (f" and {len(existing) - 5} more" if len(existing) > 5 else "")
         raise OutputError(
-            f"{len(existing)} output(s) already exist in {args.out} ({shown}): add --skip-existing to keep "
+            f"{len(existing)} output(s) already exist in {folder} ({shown}): add --skip-existing to keep "
             "them and convert the rest, or --overwrite to replace them"
         )
 
@@ -586,7 +620,7 @@ class Batch:
         return output.exists()
 
     def _generate_and_write(self, image_path, name, output):
-        obj = self._generate(image_path, name)
+        obj = self._generate(image_path, name, output)
         try:
             if self.args.one_blend:
                 self._add_to_one_blend(output)
@@ -598,14 +632,22 @@ class Batch:
             if obj is not None:
                 mesh_builder.remove_object(obj)
 
-    def _generate(self, image_path, name):
+    def _generate(self, image_path, name, output):
         result = self._run_on_worker(image_path)
+        if self.args.save_codes:
+            save_codes(result.codes, output.parent / f"{name}{CODES_SUFFIX}")
+        if output.suffix != ".blend":
+            result = dataclasses.replace(result, codes=b"")  # other formats would carry them as properties
         self.progress("Building the mesh", 0.0)
-        return mesh_builder.build_object(bpy.context, name, result, self._destination())
+        return mesh_builder.build_object(bpy.context, name, result, self._destination(), options=self.options)
 
-    def _run_on_worker(self, image_path):
-        """The worker's ``MeshResult`` for one image, showing the worker's progress while it works."""
-        job = self._worker().generate(image_for_worker(image_path), self.options, self.model)
+    def _run_on_worker(self, path):
+        """The worker's ``MeshResult`` for one input, showing the worker's progress while it works: an image,
+        or with --from-codes, saved scene codes meshed without the encoder."""
+        if self.args.from_codes:
+            job = self._worker().remesh(read_codes(path), self.options.mesh, self.model)
+        else:
+            job = self._worker().generate(image_for_worker(path), self.options, self.model)
         while (outcome := job.poll()) is None:
             self.progress(job.stage, job.fraction)
             job.finished.wait(PROGRESS_INTERVAL)
@@ -633,6 +675,20 @@ class Batch:
         # Saved after every image (Blender writes a .blend safely under a temporary name): an interrupted run
         # keeps all finished meshes, and --skip-existing picks up from there.
         bpy.ops.wm.save_as_mainfile(filepath=str(output.resolve()), copy=True)
+
+
+def save_codes(codes, path):
+    """Write saved scene codes beside an output, complete or not at all."""
+    partial = path.with_name(f"{STAGING_PREFIX}{os.getpid()}-{path.name}")
+    partial.write_bytes(codes)
+    os.replace(partial, path)
+
+
+def read_codes(path):
+    try:
+        return path.read_bytes()
+    except OSError as error:
+        raise GenerationError(f"Cannot read {path}: {error.strerror or error}.") from error
 
 
 def image_for_worker(image_path):

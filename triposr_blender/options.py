@@ -134,6 +134,21 @@ THRESHOLD = Option(
     minimum=0.0,
     soft_maximum=100.0,
 )
+REMOVE_FLOATERS = Option(
+    "remove_floaters",
+    "Remove Floaters",
+    "Drop the small pieces of surface apart from the object: those with fewer faces than Floater Size of the "
+    "largest piece",
+    default=True,
+)
+FLOATER_FRACTION = Option(
+    "floater_fraction",
+    "Floater Size",
+    "A piece of the mesh with fewer faces than this share of the largest piece's counts as a floater",
+    default=0.05,
+    minimum=0.0,
+    maximum=0.5,
+)
 TARGET_FACES = Option(
     "target_faces",
     "Target Faces",
@@ -168,7 +183,7 @@ TARGET_SIZE = Option(
 
 # What the worker needs, in the order the panel shows them: first for the image, then for the mesh.
 IMAGE_OPTIONS = (REMOVE_BACKGROUND, FOREGROUND_RATIO)
-MESH_OPTIONS = (RESOLUTION, THRESHOLD, TARGET_FACES, TEXTURE_SIZE)
+MESH_OPTIONS = (RESOLUTION, THRESHOLD, REMOVE_FLOATERS, FLOATER_FRACTION, TARGET_FACES, TEXTURE_SIZE)
 # How the object is made in Blender: the worker never sees these.
 OBJECT_OPTIONS = (SHADE_SMOOTH, TARGET_SIZE)
 OPTIONS = {option.name: option for option in (*IMAGE_OPTIONS, *MESH_OPTIONS, *OBJECT_OPTIONS)}
@@ -181,6 +196,8 @@ class MeshOptions:
 
     resolution: int = RESOLUTION.default
     threshold: float = THRESHOLD.default
+    remove_floaters: bool = REMOVE_FLOATERS.default
+    floater_fraction: float = FLOATER_FRACTION.default
     target_faces: int = TARGET_FACES.off
     texture_size: int = TEXTURE_SIZE.off
 

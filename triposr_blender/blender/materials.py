@@ -18,6 +18,8 @@ MATERIAL_NAME = "TripoSR Vertex Color"
 COLOR_ATTRIBUTE = "Color"
 # Marks the material as ours, so a user's own material that happens to share the name is never rewired.
 MATERIAL_TAG = "triposr_blender"
+# Marks the add-on's texture materials: re-meshing gives them the new bake rather than a new material.
+TEXTURE_TAG = "triposr_texture"
 UV_MAP = "UVMap"
 TEXTURE_FILE_FORMAT = "PNG"
 
@@ -95,8 +97,21 @@ def new_texture_material(name: str, image: bpy.types.Image) -> bpy.types.Materia
     """Principled BSDF with Base Color from ``image``; the image's alpha stays unconnected, since it only
     marks texels outside the UV layout."""
     material, texture = new_base_color_material(name, "ShaderNodeTexImage")
+    material[TEXTURE_TAG] = True
     texture.image = image
     return material
+
+
+def is_texture_material(material: bpy.types.Material) -> bool:
+    return bool(material.get(TEXTURE_TAG))
+
+
+def replace_texture_image(material: bpy.types.Material, image: bpy.types.Image) -> None:
+    """Point the add-on's texture material at a new bake; the old image goes if nothing else shows it."""
+    node = next(node for node in material.node_tree.nodes if node.bl_idname == "ShaderNodeTexImage")
+    old, node.image = node.image, image
+    if old is not None and old.users == 0:
+        bpy.data.images.remove(old)
 
 
 def textures_of(obj: bpy.types.Object) -> list[bpy.types.Image]:

@@ -8,8 +8,9 @@ import bpy
 import numpy as np
 from mathutils import Matrix
 
+from ..options import GenerateOptions
 from ..worker.protocol import MeshResult
-from . import materials, placement
+from . import materials, placement, source
 
 
 def build_object(
@@ -18,23 +19,27 @@ def build_object(
     result: MeshResult,
     where: placement.Destination,
     shade_smooth: bool = True,
+    options: GenerateOptions | None = None,
 ) -> bpy.types.Object:
     """Create the coloured, placed object in the active collection, selected and active.
 
     A result with a baked texture gets its own textured material and a UV map, and no vertex colours: glTF
     viewers multiply COLOR_0 into the base colour, which would darken the texture. Otherwise the mesh keeps
-    its vertex colours and the shared vertex-colour material.
+    its vertex colours and the shared vertex-colour material. A result that carries its scene codes makes a
+    TripoSR object (``source``), re-meshable later; ``options`` are what it was made with.
     """
     created: list[bpy.types.ID] = []
     try:
-        vertices, matrix = placement.placed_vertices_and_matrix(result.mesh.vertices, where)
-        mesh = new_mesh(name, vertices, result.mesh.faces)
+        model_to_object, world = placement.fit(result.mesh.vertices, where)
+        mesh = new_mesh(name, placement.transform(model_to_object, result.mesh.vertices), result.mesh.faces)
         created.append(mesh)
         shade(mesh, shade_smooth)
-        mesh.materials.append(colour_mesh(mesh, name, result, created))
+        mesh.materials.append(colour_mesh(mesh, name, result, None, created))
         obj = bpy.data.objects.new(name, mesh)
         created.append(obj)
-        obj.matrix_world = Matrix(matrix.tolist())  # a bare nested list would be read column by column
+        obj.matrix_world = Matrix(world.tolist())  # a bare nested list would be read column by column
+        if result.codes:
+            source.store(obj, source.Source(result.codes, options or GenerateOptions(), model_to_object))
         (context.collection or context.scene.collection).objects.link(obj)
         select_only(context, obj)
         return obj
@@ -43,21 +48,67 @@ def build_object(
         raise
 
 
-def colour_mesh(mesh: bpy.types.Mesh, name: str, result: MeshResult, created: list) -> bpy.types.Material:
-    """Give ``mesh`` its colours and return the material that shows them; new datablocks go to ``created``."""
+def replace_mesh(obj: bpy.types.Object, result: MeshResult, options: GenerateOptions) -> None:
+    """Give a TripoSR object a new mesh from its own scene codes, in place: the object, its transform,
+    parent, collections and modifiers stay, and so do its material slots (the first becomes the texture
+    material, or the vertex-colour one, when the colour mode changes). The old mesh goes if nothing else
+    uses it. ``options`` are recorded as what the object is now made with."""
+    made_from = source.source_of(obj)
+    old = obj.data
+    created: list[bpy.types.ID] = []
+    try:
+        vertices = placement.transform(made_from.model_to_object, result.mesh.vertices)
+        mesh = new_mesh(old.name, vertices, result.mesh.faces)
+        created.append(mesh)
+        shade(mesh, is_smooth(old))
+        for material in old.materials:
+            mesh.materials.append(material)
+        first = colour_mesh(mesh, obj.name, result, old.materials[0] if old.materials else None, created)
+        if mesh.materials:
+            mesh.materials[0] = first
+        else:
+            mesh.materials.append(first)
+    except Exception:
+        remove_datablocks(reversed(created))
+        raise
+    obj.data = mesh
+    source.store(obj, source.Source(result.codes or made_from.codes, options, made_from.model_to_object))
+    if old.users == 0:
+        name = old.name
+        materials.remove_mesh(old)
+        mesh.name = name  # the new mesh takes the old one's name, now free
+
+
+def colour_mesh(
+    mesh: bpy.types.Mesh, name: str, result: MeshResult, current: bpy.types.Material | None, created: list
+) -> bpy.types.Material:
+    """Give ``mesh`` its colours and return the material that shows them; new datablocks go to ``created``.
+
+    ``current`` is the material the mesh had before (re-meshing): a user's own is kept for vertex colours,
+    and a texture material of the add-on's gets the new image instead of a second material.
+    """
     if result.texture is not None:
         image = materials.new_packed_image(f"{name} Color", result.texture.image)
         created.append(image)
+        materials.add_uv_map(mesh, result.texture.corner_uvs)
+        if current is not None and materials.is_texture_material(current):
+            materials.replace_texture_image(current, image)
+            return current
         material = materials.new_texture_material(name, image)
         created.append(material)
-        materials.add_uv_map(mesh, result.texture.corner_uvs)
         return material
     materials.add_vertex_colors(mesh, result.mesh.vertex_colors)
+    if current is not None and not materials.is_texture_material(current):
+        return current
     material = materials.find_vertex_color_material()
     if material is None:
         material = materials.new_vertex_color_material()
         created.append(material)
     return material
+
+
+def is_smooth(mesh: bpy.types.Mesh) -> bool:
+    return bool(len(mesh.polygons)) and mesh.polygons[0].use_smooth
 
 
 def new_mesh(name: str, vertices: np.ndarray, faces: np.ndarray) -> bpy.types.Mesh:

@@ -67,12 +67,26 @@ def place_vertices(vertices: np.ndarray, rotation: np.ndarray, target_size: floa
     Baking the size into the vertices leaves the object with unit scale, which modifiers, physics and
     exporters expect.
     """
+    return transform(model_to_object_matrix(vertices, rotation, target_size), vertices)
+
+
+def model_to_object_matrix(vertices: np.ndarray, rotation: np.ndarray, target_size: float) -> np.ndarray:
+    """The 4×4 transform ``place_vertices`` applies to these vertices: a turn, a scale, an offset. Kept with
+    the object, it puts a later mesh of the same scene codes exactly where this one is."""
     turned = vertices.astype(np.float64) @ rotation.T
     low, high = turned.min(axis=0), turned.max(axis=0)
     bottom_centre = np.array([(low[0] + high[0]) / 2, (low[1] + high[1]) / 2, low[2]])
     largest_side = float((high - low).max())
     scale = target_size / largest_side if largest_side > 0 else 1.0
-    return ((turned - bottom_centre) * scale).astype(np.float32)
+    matrix = np.eye(4)
+    matrix[:3, :3] = scale * rotation
+    matrix[:3, 3] = -scale * bottom_centre
+    return matrix
+
+
+def transform(matrix: np.ndarray, vertices: np.ndarray) -> np.ndarray:
+    """Vertices (N, 3) through a 4×4 affine ``matrix``, as float32."""
+    return (vertices.astype(np.float64) @ matrix[:3, :3].T + matrix[:3, 3]).astype(np.float32)
 
 
 def image_empty_picture_size(display_size: float, image_width: int, image_height: int) -> np.ndarray:
@@ -133,14 +147,15 @@ class Destination:
     picture: PictureFrame | None = None
 
 
-def placed_vertices_and_matrix(vertices: np.ndarray, where: Destination) -> tuple[np.ndarray, np.ndarray]:
-    """Vertices in the object's own frame (origin at the bottom centre) and the object's world matrix."""
+def fit(vertices: np.ndarray, where: Destination) -> tuple[np.ndarray, np.ndarray]:
+    """The transform from model space to the new object's frame (origin at the mesh's bottom centre), and
+    the object's world matrix."""
     if where.picture is not None:
         rotation = model_to_blender_rotation(DEFAULT_FRONT_AXIS)
-        placed = place_vertices(vertices, rotation, where.picture.size)
-        return placed, where.picture.object_matrix(mesh_height=float(placed[:, 2].max(initial=0.0)))
+        model_to_object = model_to_object_matrix(vertices, rotation, where.picture.size)
+        height = float(transform(model_to_object, vertices)[:, 2].max(initial=0.0))
+        return model_to_object, where.picture.object_matrix(mesh_height=height)
     rotation = model_to_blender_rotation(where.front_axis)
-    placed = place_vertices(vertices, rotation, where.target_size)
-    matrix = np.eye(4)
-    matrix[:3, 3] = where.location
-    return placed, matrix
+    world = np.eye(4)
+    world[:3, 3] = where.location
+    return model_to_object_matrix(vertices, rotation, where.target_size), world

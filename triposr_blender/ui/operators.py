@@ -1,21 +1,25 @@
-"""Operators: Generate, Cancel, Load Model and Unload Model, all served by one shared worker process.
+"""Operators: Generate, Re-mesh, Cancel, Load Model, Unload Model and Remove TripoSR Data, served by one
+shared worker process.
 
-In the UI, Generate is modal: the model runs in the worker, a timer on Blender's main thread drains the
-job's events (progress, then the mesh) and builds the object, and Blender stays responsive throughout.
-From scripts (``bpy.ops.triposr.generate(...)``) and in background mode the same work runs to the end
-before the call returns. Either way a failure leaves the scene as it was, with one message saying why.
+In the UI, Generate and Re-mesh are modal: the model runs in the worker, a timer on Blender's main thread
+drains the jobs' events (progress, then the mesh) and builds or updates the objects, and Blender stays
+responsive throughout. From scripts (``bpy.ops.triposr.generate(...)``) and in background mode the same work
+runs to the end before the call returns. Either way a failure leaves the scene as it was, with one message
+saying why. Adjust Last Operation never runs the model again: a changed mesh option re-meshes the scene codes
+the generation kept.
 """
 
+import hashlib
 import os
 
 import bpy
 import numpy as np
 from bpy.props import FloatVectorProperty, StringProperty
 
-from .. import dependencies
-from ..blender import mesh_builder, placement
+from .. import dependencies, options
+from ..blender import mesh_builder, placement, source
 from ..blender.image_input import InputError, file_input, image_input, is_image_empty
-from ..options import GenerateOptions, OptionError
+from ..options import GenerateOptions, MeshOptions, OptionError
 from ..worker.client import Job, WorkerStartError
 from ..worker.protocol import Outcome
 from . import preference_values, properties
@@ -43,29 +47,32 @@ def missing_dependencies_message() -> str | None:
 
 
 class WorkerJobOperator:
-    """Runs one worker job: modally from the UI (a timer polls it), to completion from scripts."""
+    """Runs worker jobs: modally from the UI (a timer polls them), to completion from scripts.
 
-    def submit(self, context) -> Job:
+    Each job's result is applied as it arrives; the operator finishes (one undo step) once all have ended,
+    and counts as done if any result was applied.
+    """
+
+    def submit(self, context) -> list[Job]:
         raise NotImplementedError
 
-    def finished(self, context, outcome: Outcome) -> set[str]:
+    def finished(self, context, job: Job, outcome: Outcome) -> bool:
+        """Apply one job's result; False, having reported why, when that fails."""
         raise NotImplementedError
 
     def execute(self, context):
-        try:
-            job = self.submit(context)
-        except SUBMIT_ERRORS as error:
-            self.report({"ERROR"}, str(error))
+        jobs = self.submitted(context)
+        if jobs is None:
             return {"CANCELLED"}
-        return self.conclude(context, job.wait())
+        applied = [self.conclude(context, job, job.wait()) for job in jobs]
+        return {"FINISHED"} if any(applied) else {"CANCELLED"}
 
     def invoke(self, context, event):
-        try:
-            self._job = self.submit(context)
-        except SUBMIT_ERRORS as error:
-            self.report({"ERROR"}, str(error))
+        jobs = self.submitted(context)
+        if jobs is None:
             return {"CANCELLED"}
-        SESSION.active.append(self._job)
+        self._pending, self._applied = list(jobs), []
+        SESSION.active.extend(jobs)
         self._timer = context.window_manager.event_timer_add(TIMER_INTERVAL, window=context.window)
         context.window_manager.modal_handler_add(self)
         return {"RUNNING_MODAL"}
@@ -73,24 +80,35 @@ class WorkerJobOperator:
     def modal(self, context, event):
         if event.type != "TIMER":
             return {"PASS_THROUGH"}
-        outcome = self._job.poll()
-        if outcome is None:
-            show_progress(context, self._job)
+        for job in list(self._pending):
+            outcome = job.poll()
+            if outcome is not None:
+                self._pending.remove(job)
+                if job in SESSION.active:
+                    SESSION.active.remove(job)
+                self._applied.append(self.conclude(context, job, outcome))
+        if self._pending:
+            show_progress(context, self._pending[0])
             return {"RUNNING_MODAL"}
         context.window_manager.event_timer_remove(self._timer)
-        if self._job in SESSION.active:
-            SESSION.active.remove(self._job)
         show_progress(context, None)
-        return self.conclude(context, outcome)
+        return {"FINISHED"} if any(self._applied) else {"CANCELLED"}
 
-    def conclude(self, context, outcome: Outcome) -> set[str]:
+    def submitted(self, context) -> list[Job] | None:
+        try:
+            return self.submit(context)
+        except SUBMIT_ERRORS as error:
+            self.report({"ERROR"}, str(error))
+            return None
+
+    def conclude(self, context, job: Job, outcome: Outcome) -> bool:
         if outcome.event == "cancelled":
             self.report({"WARNING"}, "Cancelled.")
-            return {"CANCELLED"}
+            return False
         if outcome.event == "error":
             self.report({"ERROR"}, outcome.message)
-            return {"CANCELLED"}
-        return self.finished(context, outcome)
+            return False
+        return self.finished(context, job, outcome)
 
 
 def show_progress(context, job: Job | None) -> None:
@@ -138,32 +156,38 @@ class TRIPOSR_OT_generate(WorkerJobOperator, bpy.types.Operator):
     def poll(cls, context):
         return context.scene is not None
 
-    def submit(self, context) -> Job:
+    def submit(self, context) -> list[Job]:
         self.fill_from_panel(context)
-        options = self.generate_options()
+        self._options = generate_options(self)
         name, image = self.input_image(context)
         self._name, self._where = name, self.destination(context)
+        self._input = input_key(name, image, self._options)
         if message := missing_dependencies_message():
             raise UserError(message)
         model = preference_values.model_settings(context, self.device)
-        return SESSION.worker().generate(image, options, model)
+        codes = SESSION.last_codes.get(self._input) if self.options.is_repeat else None
+        if codes:  # Adjust Last Operation: only mesh options can change, so the model need not run again
+            return [SESSION.worker().remesh(codes, self._options.mesh, model)]
+        return [SESSION.worker().generate(image, self._options, model)]
 
-    def generate_options(self) -> GenerateOptions:
-        """What the worker needs of this operator's options; a value out of range is an OptionError."""
-        values = {name: getattr(self, name) for name in GenerateOptions.__dataclass_fields__}
-        values["texture_size"] = self.texture_size if self.color_mode == "TEXTURE" else 0
-        return GenerateOptions(**values)
-
-    def finished(self, context, outcome: Outcome) -> set[str]:
+    def finished(self, context, job: Job, outcome: Outcome) -> bool:
+        result = outcome.result
         try:
             obj = mesh_builder.build_object(
-                context, self._name, outcome.result, self._where, self.shade_smooth
+                context, self._name, result, self._where, self.shade_smooth, self._options
             )
         except Exception as error:  # the scene is unchanged (the builders clean up); say why
             self.report({"ERROR"}, f"Could not build the mesh in Blender: {type(error).__name__}: {error}")
-            return {"CANCELLED"}
+            return False
+        SESSION.last_codes = {self._input: result.codes} if result.codes else {}
         self.report({"INFO"}, f"Created {obj.name}: {len(obj.data.vertices):,} vertices.")
-        return {"FINISHED"}
+        return True
+
+    def draw(self, context):
+        """Adjust Last Operation: only what re-meshes the kept scene codes; a new image or new image options
+        need a new Generate, which runs the model."""
+        draw_mesh_options(self.layout, self)
+        self.layout.prop(self, "shade_smooth")
 
     def fill_from_panel(self, context) -> None:
         settings = context.scene.triposr
@@ -231,20 +255,143 @@ class TRIPOSR_OT_generate(WorkerJobOperator, bpy.types.Operator):
         return placement.Destination(picture=frame)
 
 
+def mesh_options(data) -> MeshOptions:
+    """The mesh options of an operator's (or the panel's) properties; OptionError when out of range."""
+    values = {name: getattr(data, name) for name in MeshOptions.__dataclass_fields__}
+    values["texture_size"] = data.texture_size if data.color_mode == "TEXTURE" else 0
+    return MeshOptions(**values)
+
+
+def generate_options(data) -> GenerateOptions:
+    """All the worker's options of Generate's (or the panel's) properties."""
+    image = {option.name: getattr(data, option.name) for option in options.IMAGE_OPTIONS}
+    return GenerateOptions(**mesh_options(data).as_dict(), **image)
+
+
+def input_key(name: str, image: dict, chosen: GenerateOptions) -> tuple:
+    """What a generation's scene codes depend on: the image and how it is prepared (not the mesh options)."""
+    content = image["path"] if "path" in image else hashlib.sha256(image["pixels"].tobytes()).hexdigest()
+    return name, content, chosen.remove_background, chosen.foreground_ratio
+
+
+def draw_mesh_options(layout, data) -> None:
+    """The options that only change how scene codes become a mesh: Generate's panel, its Adjust Last
+    Operation, and Re-mesh draw the same."""
+    layout.use_property_split = True
+    layout.use_property_decorate = False
+    layout.prop(data, "resolution")
+    layout.prop(data, "threshold")
+    layout.prop(data, "remove_floaters")
+    fraction = layout.row()
+    fraction.active = data.remove_floaters
+    fraction.prop(data, "floater_fraction")
+    layout.prop(data, "target_faces")
+    layout.prop(data, "color_mode")
+    texture_size = layout.row()
+    texture_size.active = data.color_mode == "TEXTURE"
+    texture_size.prop(data, "texture_size")
+
+
+# The Re-mesh operator's options: the mesh options and the colour mode that decides the texture size.
+MESH_OPTION_NAMES = (*(option.name for option in options.MESH_OPTIONS), "color_mode")
+
+
+def selected_triposr_objects(context) -> list[bpy.types.Object]:
+    return [obj for obj in context.selected_objects if source.is_triposr_object(obj)]
+
+
+class TRIPOSR_OT_remesh(WorkerJobOperator, bpy.types.Operator):
+    """Make the selected TripoSR objects' meshes again from the scene codes they keep, with the panel's mesh
+    options: in place, without the image or the model's encoder"""
+
+    bl_idname = "triposr.remesh"
+    bl_label = "Re-mesh"
+    bl_options = {"REGISTER", "UNDO"}  # noqa: RUF012 - Blender's API wants a plain set
+
+    __annotations__ = {  # Blender reads properties from the class annotations
+        name: prop
+        for name, prop in properties.generation_options(options={"SKIP_SAVE"}).items()
+        if name in MESH_OPTION_NAMES
+    }
+
+    @classmethod
+    def poll(cls, context):
+        if not selected_triposr_objects(context):
+            cls.poll_message_set("Select objects made by Generate (TripoSR objects) to re-mesh")
+            return False
+        return True
+
+    def submit(self, context) -> list[Job]:
+        settings = context.scene.triposr
+        for name in MESH_OPTION_NAMES:
+            if not self.properties.is_property_set(name):
+                setattr(self, name, getattr(settings, name))
+        chosen = mesh_options(self)
+        if message := missing_dependencies_message():
+            raise UserError(message)
+        model = preference_values.model_settings(context)
+        jobs, self._objects = [], {}
+        for obj in selected_triposr_objects(context):
+            made_from = source.source_of(obj)
+            if made_from is None:
+                raise UserError(f"{obj.name} keeps damaged TripoSR data: Generate it again from its image.")
+            jobs.append(SESSION.worker().remesh(made_from.codes, chosen, model))
+            now_made_with = GenerateOptions(**{**made_from.options.as_dict(), **chosen.as_dict()})
+            self._objects[jobs[-1].id] = (obj.name, now_made_with)
+        return jobs
+
+    def finished(self, context, job: Job, outcome: Outcome) -> bool:
+        name, made_with = self._objects[job.id]
+        obj = bpy.data.objects.get(name)
+        if obj is None:
+            self.report({"WARNING"}, f"{name} was deleted while it was re-meshed.")
+            return False
+        try:
+            mesh_builder.replace_mesh(obj, outcome.result, made_with)
+        except Exception as error:  # the object keeps its mesh (the builder cleans up); say why
+            self.report({"ERROR"}, f"Could not re-mesh {name}: {type(error).__name__}: {error}")
+            return False
+        self.report({"INFO"}, f"Re-meshed {name}: {len(obj.data.vertices):,} vertices.")
+        return True
+
+    def draw(self, context):
+        draw_mesh_options(self.layout, self)
+
+
+class TRIPOSR_OT_remove_data(bpy.types.Operator):
+    """Remove what the selected TripoSR objects keep to be re-meshed (some MB of scene codes each): they
+    become plain mesh objects"""
+
+    bl_idname = "triposr.remove_data"
+    bl_label = "Remove TripoSR Data"
+    bl_options = {"REGISTER", "UNDO"}  # noqa: RUF012 - Blender's API wants a plain set
+
+    @classmethod
+    def poll(cls, context):
+        return bool(selected_triposr_objects(context))
+
+    def execute(self, context):
+        objects = selected_triposr_objects(context)
+        for obj in objects:
+            source.strip(obj)
+        self.report({"INFO"}, f"Removed the TripoSR data of {len(objects)} object(s).")
+        return {"FINISHED"}
+
+
 class TRIPOSR_OT_load_model(WorkerJobOperator, bpy.types.Operator):
     """Download the model if needed and load it, so the first generation starts at once"""
 
     bl_idname = "triposr.load_model"
     bl_label = "Download and Load Model"
 
-    def submit(self, context) -> Job:
+    def submit(self, context) -> list[Job]:
         if message := missing_dependencies_message():
             raise UserError(message)
-        return SESSION.worker().load(preference_values.model_settings(context))
+        return [SESSION.worker().load(preference_values.model_settings(context))]
 
-    def finished(self, context, outcome: Outcome) -> set[str]:
+    def finished(self, context, job: Job, outcome: Outcome) -> bool:
         self.report({"INFO"}, f"Model loaded on {outcome.model['device']}.")
-        return {"FINISHED"}
+        return True
 
 
 class TRIPOSR_OT_cancel(bpy.types.Operator):
@@ -296,7 +443,14 @@ def run_generate(**options) -> str | None:
     return None if result & {"FINISHED", "RUNNING_MODAL"} else "Generate was cancelled."
 
 
-classes = (TRIPOSR_OT_generate, TRIPOSR_OT_load_model, TRIPOSR_OT_cancel, TRIPOSR_OT_unload_model)
+classes = (
+    TRIPOSR_OT_generate,
+    TRIPOSR_OT_remesh,
+    TRIPOSR_OT_remove_data,
+    TRIPOSR_OT_load_model,
+    TRIPOSR_OT_cancel,
+    TRIPOSR_OT_unload_model,
+)
 
 
 def register() -> None:

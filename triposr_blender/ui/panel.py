@@ -5,8 +5,10 @@ import os
 import bpy
 import bpy.utils.previews
 
+from ..blender import source
 from ..blender.image_input import is_image_empty
 from . import status
+from .operators import draw_mesh_options, selected_triposr_objects
 from .session import SESSION
 
 # File thumbnails (images already in Blender have their own previews). Keyed by path and modification time,
@@ -90,24 +92,47 @@ class VIEW3D_PT_triposr_options(SidebarPanel, bpy.types.Panel):
 
     def draw(self, context):
         layout = self.layout
+        settings = context.scene.triposr
         layout.use_property_split = True
         layout.use_property_decorate = False
-        settings = context.scene.triposr
         layout.prop(settings, "remove_background")
         layout.prop(settings, "foreground_ratio")
-        layout.prop(settings, "resolution")
-        layout.prop(settings, "threshold")
-        layout.prop(settings, "target_faces")
-        layout.prop(settings, "color_mode")
-        texture_size = layout.row()
-        texture_size.active = settings.color_mode == "TEXTURE"
-        texture_size.prop(settings, "texture_size")
+        draw_mesh_options(layout, settings)
         layout.prop(settings, "shade_smooth")
         layout.prop(settings, "device")
         layout.prop(settings, "placement")
         size = layout.row()
         size.active = settings.placement == "CURSOR"  # a reference image sets the size itself
         size.prop(settings, "target_size")
+
+
+class VIEW3D_PT_triposr_remesh(SidebarPanel, bpy.types.Panel):
+    """Shown for a TripoSR object: what it was made from, and a new mesh from it with the panel's options."""
+
+    bl_label = "Re-mesh"
+    bl_parent_id = "VIEW3D_PT_triposr"
+
+    @classmethod
+    def poll(cls, context):
+        return source.is_triposr_object(context.active_object)
+
+    def draw(self, context):
+        layout = self.layout
+        made_from = source.source_of(context.active_object)
+        if made_from is None:
+            layout.label(text="Its TripoSR data is damaged: Generate it again.", icon="ERROR")
+        else:
+            made = made_from.options
+            floaters = "floaters removed" if made.remove_floaters else "floaters kept"
+            layout.label(
+                text=f"Made at {made.resolution}, threshold {made.threshold:g}, {floaters}", icon="INFO"
+            )
+            layout.label(text="Re-mesh uses the Options above: no image, no encoding", icon="BLANK1")
+        count = len(selected_triposr_objects(context))
+        layout.operator(
+            "triposr.remesh", text=f"Re-mesh {count} Selected" if count > 1 else "Re-mesh", icon="MOD_REMESH"
+        )
+        layout.operator("triposr.remove_data", icon="TRASH")
 
 
 class VIEW3D_PT_triposr_model(SidebarPanel, bpy.types.Panel):
@@ -119,7 +144,7 @@ class VIEW3D_PT_triposr_model(SidebarPanel, bpy.types.Panel):
         status.draw_model_status(self.layout)
 
 
-classes = (VIEW3D_PT_triposr, VIEW3D_PT_triposr_options, VIEW3D_PT_triposr_model)
+classes = (VIEW3D_PT_triposr, VIEW3D_PT_triposr_options, VIEW3D_PT_triposr_remesh, VIEW3D_PT_triposr_model)
 
 
 def unregister() -> None:

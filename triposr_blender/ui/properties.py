@@ -45,6 +45,7 @@ INPUTS = (
 # How Blender shows a field, where its default display would not do.
 DISPLAY = {
     "foreground_ratio": {"subtype": "FACTOR"},
+    "floater_fraction": {"subtype": "FACTOR"},
     "threshold": {"precision": 4},
     "target_size": {"subtype": "DISTANCE", "unit": "LENGTH"},
 }

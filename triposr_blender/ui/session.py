@@ -15,6 +15,8 @@ class Session:
     def __init__(self):
         self.client: WorkerClient | None = None
         self.active: list[Job] = []
+        # The scene codes of the last generation, by its input: Adjust Last Operation re-meshes them.
+        self.last_codes: dict[tuple, bytes] = {}
 
     def worker(self) -> WorkerClient:
         if self.client is None:

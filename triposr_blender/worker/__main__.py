@@ -15,27 +15,58 @@ from pathlib import Path
 from typing import TextIO
 
 from ..core.errors import Cancelled
-from ..options import GenerateOptions
+from ..core.scene_codes import SceneCodes
+from ..options import GenerateOptions, MeshOptions
 from . import pipeline, protocol
 from .protocol import ModelSettings
 
 
-def generate(models: pipeline.ModelCache, request: dict, progress) -> dict:
-    """Run one generation; the result holds the mesh arrays in TripoSR's model space."""
-    options = GenerateOptions.from_dict(request["options"])
-    settings = ModelSettings.from_message(request["model"])
-    model = models.get(settings, progress)
-    image = pipeline.pil_image(request["image"])
-    return pipeline.mesh_from_image(model, image, options, progress, not settings.offline).as_message()
+class Jobs:
+    """What each command does, with the model and the recent scene codes kept between jobs."""
 
+    def __init__(self):
+        self.models = pipeline.ModelCache()
+        self.codes = pipeline.CodesCache()
 
-def load(models: pipeline.ModelCache, request: dict, progress) -> dict:
-    """Download (once) and load the model ahead of the first generation: the preferences' button."""
-    models.get(ModelSettings.from_message(request["model"]), progress)
-    return {"model": models.state()}
+    def generate(self, request: dict, progress) -> dict:
+        """One image to a mesh; the encoder is skipped for an image encoded recently, alike."""
+        options = GenerateOptions.from_dict(request["options"])
+        settings = ModelSettings.from_message(request["model"])
+        model = self.model(settings, progress)
+        key = pipeline.codes_key(request["image"], options, settings, model)
+        scene = self.codes.get(key)
+        if scene is None:
+            image = pipeline.pil_image(request["image"])
+            scene = pipeline.encode_image(model, image, options, progress, not settings.offline)
+            self.codes.put(key, scene)
+        else:
+            progress(pipeline.REUSING_CODES, 1.0)
+        codes = SceneCodes(scene.cpu().numpy(), model.fingerprint, settings.source)
+        return pipeline.mesh_from_scene(model, scene, options.mesh, progress, codes).as_message()
 
+    def remesh(self, request: dict, progress) -> dict:
+        """A new mesh from saved scene codes, which must be the loaded model's."""
+        import torch
 
-JOBS = {"generate": generate, "load": load}
+        codes = SceneCodes.from_bytes(request["codes"].tobytes())
+        options = MeshOptions.from_dict(request["options"])
+        settings = ModelSettings.from_message(request["model"])
+        model = self.model(settings, progress)
+        codes.check_model(model.fingerprint, settings.source)
+        # No codes in the result: the caller has them, and compressing them again would cost a second.
+        return pipeline.mesh_from_scene(model, torch.from_numpy(codes.array), options, progress).as_message()
+
+    def load(self, request: dict, progress) -> dict:
+        """Download (once) and load the model ahead of the first generation: the preferences' button."""
+        self.model(ModelSettings.from_message(request["model"]), progress)
+        return {"model": self.models.state()}
+
+    def model(self, settings: ModelSettings, progress):
+        loaded = self.models.model
+        model = self.models.get(settings, progress)
+        if model is not loaded:
+            self.codes.clear()  # codes of another model, or precision, are of no more use
+        return model
 
 
 class Worker:
@@ -45,7 +76,7 @@ class Worker:
         self.commands = commands
         self.events = events
         self.folder = folder
-        self.models = pipeline.ModelCache()
+        self.jobs = Jobs()
         self.pending: queue.Queue[dict] = queue.Queue()
         self.cancelled: set[int] = set()
         self.abandoned = threading.Event()
@@ -78,7 +109,7 @@ class Worker:
         self.send("ready", pid=os.getpid())
         while (command := self.pending.get())["cmd"] != "quit":
             self.run_job(command)
-        self.models.unload()
+        self.jobs.models.unload()
 
     def progress_for(self, job_id: int):
         def progress(stage: str, fraction: float) -> None:
@@ -91,16 +122,16 @@ class Worker:
     def run_job(self, command: dict) -> None:
         job_id = command["id"]
         progress = self.progress_for(job_id)
-        state_before = self.models.state()
+        state_before = self.jobs.models.state()
         try:
             progress("Starting", 0.0)
-            self.send("result", id=job_id, **JOBS[command["cmd"]](self.models, command, progress))
+            self.send("result", id=job_id, **getattr(self.jobs, command["cmd"])(command, progress))
         except Exception as error:  # every failure becomes a message; the worker lives on
             self.report_failure(job_id, command, error)
         finally:
             self.cancelled.discard(job_id)
-            if self.models.state() != state_before:
-                self.send("model", state=self.models.state())
+            if self.jobs.models.state() != state_before:
+                self.send("model", state=self.jobs.models.state())
 
     def report_failure(self, job_id: int, command: dict, error: Exception) -> None:
         if isinstance(error, Cancelled):
@@ -109,7 +140,7 @@ class Worker:
         traceback.print_exception(error, file=sys.stderr)
         kind, message = pipeline.describe_failure(error, command.get("model", {}).get("device", "the device"))
         if kind == "OutOfMemory":
-            self.models.unload()
+            self.jobs.models.unload()
         self.send("error", id=job_id, kind=kind, message=message)
 
 

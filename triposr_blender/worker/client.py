@@ -27,7 +27,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..options import GenerateOptions
+from ..options import GenerateOptions, MeshOptions
 from . import protocol
 from .protocol import ModelSettings, Outcome
 
@@ -141,6 +141,10 @@ class WorkerClient:
     def generate(self, image: dict, options: GenerateOptions, model: ModelSettings) -> Job:
         """Queue a generation: ``image`` is {"path": file} or {"pixels": array} (see ``protocol``)."""
         return self._submit(protocol.generate_command(image, options, model), model)
+
+    def remesh(self, codes: bytes, options: MeshOptions, model: ModelSettings) -> Job:
+        """Queue a new mesh from saved scene codes (``core.scene_codes`` bytes): no image, no encoder."""
+        return self._submit(protocol.remesh_command(codes, options, model), model)
 
     def load(self, model: ModelSettings) -> Job:
         """Queue a model load (and its download, if needed) ahead of the first generation."""

@@ -8,16 +8,24 @@ started without the dependencies still answers, with an error that says how to i
 from __future__ import annotations
 
 import errno
+import hashlib
+import json
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
 
 from ..core.errors import ModelLoadError, TripoSRError
 from ..core.progress import Progress
+from ..core.scene_codes import SceneCodes
 from ..options import GenerateOptions, MeshOptions, OptionError
 from .protocol import MeshResult, ModelSettings
 
 PREPARING = "Preparing the image"
+REUSING_CODES = "Reusing the encoded image"
+# Scene codes kept in the worker, so that another Generate of a recent image changing only mesh options skips
+# the encoder (2 MB each for the released model).
+CODES_CACHE_SIZE = 16
 # How PyTorch and the libraries below it say they ran out of memory (lower case): CUDA, MPS and HIP
 # ("CUDA out of memory"), the CPU allocator ("DefaultCPUAllocator: not enough memory: you tried to allocate
 # ..." or, in older builds, "can't allocate memory"), cuBLAS (CUBLAS_STATUS_ALLOC_FAILED), oneDNN and C++
@@ -161,10 +169,8 @@ def tensor_bytes(value) -> int:
     return value.numel() * value.element_size() if hasattr(value, "numel") else 0
 
 
-def mesh_from_image(
-    model, image, options: GenerateOptions, progress: Progress, allow_download: bool = True
-) -> MeshResult:
-    """One image (a path or a PIL image) through the whole model: prepared, encoded, meshed.
+def encode_image(model, image, options: GenerateOptions, progress: Progress, allow_download: bool = True):
+    """One image (a path or a PIL image) prepared and encoded: its scene codes [1, 3, C, H, W].
     ``allow_download``: whether background removal may fetch its model (online access)."""
     from ..core import preprocess_image
 
@@ -176,18 +182,21 @@ def mesh_from_image(
         progress=progress,
         allow_download=allow_download,
     )
-    scene = model.encode(prepared, progress=progress)
-    return mesh_from_scene(model, scene, options.mesh, progress)
+    return model.encode(prepared, progress=progress)
 
 
-def mesh_from_scene(model, scene, options: MeshOptions, progress: Progress) -> MeshResult:
-    """Scene codes to the finished mesh: extracted, decimated to ``target_faces`` and baked into a
-    ``texture_size`` texture where the options ask (0: don't).
+def mesh_from_scene(
+    model, scene, options: MeshOptions, progress: Progress, codes: SceneCodes | None = None
+) -> MeshResult:
+    """Scene codes to the finished mesh: extracted, rid of floaters, decimated to ``target_faces`` and baked
+    into a ``texture_size`` texture where the options ask (0: don't). ``codes``, the scene codes saved with
+    their model, go along in the result, so the object made from it can be re-meshed later.
 
     Decimation and baking happen here, beside the model that colours the new vertices and the texels, so a
     game-ready result takes one job.
     """
     from ..core.decimate import decimate
+    from ..core.floaters import remove_floaters
     from ..core.texture import bake_texture
 
     def color_fn(points: np.ndarray) -> np.ndarray:
@@ -196,9 +205,48 @@ def mesh_from_scene(model, scene, options: MeshOptions, progress: Progress) -> M
     mesh = model.extract_mesh(
         scene, resolution=options.resolution, threshold=options.threshold, progress=progress
     )
+    if options.remove_floaters:
+        mesh = remove_floaters(mesh, options.floater_fraction)
     if options.target_faces:
         mesh = decimate(mesh, options.target_faces, color_fn, progress)
     texture = None
     if options.texture_size:
         texture = bake_texture(mesh, color_fn, options.texture_size, progress=progress)
-    return MeshResult(mesh, texture)
+    return MeshResult(mesh, texture, codes.to_bytes() if codes is not None else b"")
+
+
+class CodesCache:
+    """The scene codes of recent images, least recently used first out."""
+
+    def __init__(self, size: int = CODES_CACHE_SIZE):
+        self.size = size
+        self._codes: OrderedDict[str, object] = OrderedDict()
+
+    def get(self, key: str):
+        if key in self._codes:
+            self._codes.move_to_end(key)
+        return self._codes.get(key)
+
+    def put(self, key: str, codes) -> None:
+        self._codes[key] = codes
+        self._codes.move_to_end(key)
+        while len(self._codes) > self.size:
+            self._codes.popitem(last=False)
+
+    def clear(self) -> None:
+        self._codes.clear()
+
+
+def codes_key(image: dict, options: GenerateOptions, settings: ModelSettings, model) -> str:
+    """What the scene codes of an image depend on: its content (not its name), how it is prepared, and the
+    model and precision that encode it."""
+    digest = hashlib.sha256()
+    if "path" in image:
+        digest.update(Path(image["path"]).read_bytes())
+    else:
+        pixels = np.ascontiguousarray(image["pixels"])
+        digest.update(repr(pixels.shape).encode() + pixels.tobytes())
+    encoding = [options.remove_background, options.foreground_ratio, settings.source, settings.device]
+    encoding += [str(model.dtype), model.cpu_fast]
+    digest.update(json.dumps(encoding).encode())
+    return digest.hexdigest()

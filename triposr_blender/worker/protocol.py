@@ -6,7 +6,11 @@ megabytes, files are not. The receiving side loads it and deletes the file.
 Commands (client -> worker) carry ``cmd`` and, except ``quit``, a job ``id``:
 
 * ``generate``: ``image`` ({"path": file} or {"pixels": (H, W, 3|4) float array, top row first, sRGB}),
-  ``options`` (``GenerateOptions``) and ``model`` (``ModelSettings``).
+  ``options`` (``GenerateOptions``) and ``model`` (``ModelSettings``). A recent image's scene codes are
+  reused when only mesh options changed.
+* ``remesh``: ``codes`` (saved scene codes, as a uint8 array of ``SceneCodes.to_bytes``), ``options``
+  (``MeshOptions``) and ``model``: a new mesh from the codes, without the image or the encoder (its result
+  carries no codes: the caller has them).
 * ``load``: ``model``; downloads the model if needed and loads it, ahead of the first generation.
 * ``cancel``: stop job ``id`` at the next progress step.
 * ``quit``: exit (closing the worker's stdin does the same).
@@ -16,8 +20,8 @@ Events (worker -> client) carry ``event`` and, except the first two, the job ``i
 * ``ready`` (``pid``) once at start-up; ``model`` (``state``: loaded, source, device, cpu_fast,
   memory_bytes) whenever the loaded model changes.
 * ``progress`` (``stage`` text, ``fraction`` 0..1 of that stage).
-* one of ``result`` (a generation's ``MeshResult``, or ``model``: the state after ``load``), ``error``
-  (``kind``: what failed, ``message``: text for the user) or ``cancelled``.
+* one of ``result`` (a generation's or re-mesh's ``MeshResult``, or ``model``: the state after ``load``),
+  ``error`` (``kind``: what failed, ``message``: text for the user) or ``cancelled``.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ import numpy as np
 
 from ..core.defaults import DEFAULT_CHUNK_SIZE
 from ..core.mesh import BakedTexture, Mesh
-from ..options import GenerateOptions
+from ..options import GenerateOptions, MeshOptions
 
 TERMINAL_EVENTS = frozenset({"result", "error", "cancelled"})
 _file_numbers = itertools.count()
@@ -70,21 +74,26 @@ class ModelSettings:
 
 @dataclass(frozen=True)
 class MeshResult:
-    """What a generation gives back: the mesh in TripoSR's model space, and its baked texture if asked for."""
+    """What a generation gives back: the mesh in TripoSR's model space, its baked texture if asked for, and
+    the scene codes it was made from (``core.scene_codes`` bytes; empty when not kept)."""
 
     mesh: Mesh
     texture: BakedTexture | None = None
+    codes: bytes = b""
 
     def as_message(self) -> dict:
         message = {"mesh": dataclasses.asdict(self.mesh)}
         if self.texture is not None:
             message["texture"] = dataclasses.asdict(self.texture)
+        if self.codes:
+            message["codes"] = np.frombuffer(self.codes, np.uint8)
         return message
 
     @classmethod
     def from_message(cls, message: dict) -> MeshResult:
         texture = message.get("texture")
-        return cls(Mesh(**message["mesh"]), BakedTexture(**texture) if texture else None)
+        codes = message["codes"].tobytes() if "codes" in message else b""
+        return cls(Mesh(**message["mesh"]), BakedTexture(**texture) if texture else None, codes)
 
 
 @dataclass(frozen=True)
@@ -108,6 +117,15 @@ class Outcome:
 
 def generate_command(image: dict, options: GenerateOptions, model: ModelSettings) -> dict:
     return {"cmd": "generate", "image": image, "options": options.as_dict(), "model": model.as_message()}
+
+
+def remesh_command(codes: bytes, options: MeshOptions, model: ModelSettings) -> dict:
+    return {
+        "cmd": "remesh",
+        "codes": np.frombuffer(codes, np.uint8),
+        "options": options.as_dict(),
+        "model": model.as_message(),
+    }
 
 
 def load_command(model: ModelSettings) -> dict:

@@ -1,0 +1,108 @@
+"""Saved scene codes (core/scene_codes.py): kept exactly, with their model, and refused when they cannot be
+used, before anything large is read."""
+
+import io
+import zipfile
+
+import numpy as np
+import pytest
+
+from triposr_blender.core.scene_codes import FORMAT_VERSION, SceneCodes, SceneCodesError, load, save
+
+CODES = np.random.default_rng(0).standard_normal((1, 3, 8, 16, 16)).astype(np.float32)
+SAVED = SceneCodes(CODES, model_id="3c08c036c06a8104", model_name="stabilityai/TripoSR")
+
+
+def npz(**arrays) -> bytes:
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return buffer.getvalue()
+
+
+def test_codes_come_back_exactly_with_their_model(tmp_path):
+    again = SceneCodes.from_bytes(SAVED.to_bytes())
+
+    assert again.array.dtype == np.float32 and np.array_equal(again.array, CODES)
+    assert (again.model_id, again.model_name) == (SAVED.model_id, SAVED.model_name)
+    save(SAVED, tmp_path / "chair.triposr.npz")
+    assert np.array_equal(load(tmp_path / "chair.triposr.npz").array, CODES)
+
+
+def test_the_saved_file_is_a_plain_npz_a_pipeline_reads_with_numpy(tmp_path):
+    save(SAVED, tmp_path / "chair.triposr.npz")
+    with np.load(tmp_path / "chair.triposr.npz") as arrays:
+        assert (
+            np.array_equal(arrays["scene_codes"], CODES) and int(arrays["format_version"]) == FORMAT_VERSION
+        )
+
+
+def test_codes_of_another_model_are_refused_naming_both():
+    with pytest.raises(
+        SceneCodesError, match="made with another model \\(stabilityai/TripoSR\\) than the one loaded"
+    ):
+        SAVED.check_model("0000000000000000", "/models/other")
+    SAVED.check_model(SAVED.model_id, "anything")  # the same decoder: fine whatever its name
+
+
+def test_another_format_version_is_refused():
+    data = npz(
+        scene_codes=CODES, model_id=np.array("x"), model_name=np.array(""), format_version=np.array(99)
+    )
+    with pytest.raises(
+        SceneCodesError, match="format version 99; this version of the add-on reads version 1"
+    ):
+        SceneCodes.from_bytes(data)
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"not a zip at all", "are damaged"),
+        (SAVED.to_bytes()[:-200], "are damaged"),
+        (npz(model_id=np.array("x"), model_name=np.array(""), format_version=np.array(1)), "are damaged"),
+        (
+            npz(
+                scene_codes=CODES[0],
+                model_id=np.array("x"),
+                model_name=np.array(""),
+                format_version=np.array(1),
+            ),
+            "have the shape \\(3, 8, 16, 16\\)",
+        ),
+        (
+            npz(
+                scene_codes=CODES * np.nan,
+                model_id=np.array("x"),
+                model_name=np.array(""),
+                format_version=np.array(1),
+            ),
+            "hold NaN or infinite values",
+        ),
+    ],
+    ids=["not a zip", "truncated", "no codes", "wrong shape", "nan"],
+)
+def test_damaged_codes_are_refused_with_a_message(data, message):
+    with pytest.raises(SceneCodesError, match=message):
+        SceneCodes.from_bytes(data)
+
+
+def test_codes_declaring_a_huge_array_are_refused_before_it_is_read():
+    """A .blend from elsewhere is untrusted: a header claiming terabytes must not be allocated."""
+    data = io.BytesIO()
+    with zipfile.ZipFile(data, "w") as archive:
+        for name, value in (("model_id", "x"), ("model_name", ""), ("format_version", 1)):
+            archive.writestr(f"{name}.npy", npz_entry(np.array(value)))
+        header = io.BytesIO()
+        np.lib.format.write_array_header_1_0(
+            header, {"descr": "<f4", "fortran_order": False, "shape": (1, 3, 4096, 4096, 4096)}
+        )
+        archive.writestr("scene_codes.npy", header.getvalue())  # a header, and no data behind it
+
+    with pytest.raises(SceneCodesError, match="not what scene codes hold"):
+        SceneCodes.from_bytes(data.getvalue())
+
+
+def npz_entry(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    return buffer.getvalue()

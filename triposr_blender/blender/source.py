@@ -1,0 +1,60 @@
+"""What a TripoSR object keeps of what it was made from, so it can be re-meshed without the image.
+
+An object carrying this is a *TripoSR object*. It is one ID-property group on the object, ``obj["triposr"]``:
+saved in the .blend, kept when the object is appended into another file, and readable without the add-on
+registered (the batch writes it too). It holds:
+
+- ``codes``: the scene codes, as ``core.scene_codes`` saves them (with the fingerprint of their model);
+- ``options``: the options it was made with (``GenerateOptions``, as JSON);
+- ``model_to_object``: the 4×4 transform from TripoSR's model space to the object's mesh, so a new mesh of
+  the same codes sits exactly where this one does.
+"""
+
+import json
+from dataclasses import dataclass
+
+import bpy
+import numpy as np
+
+from ..options import GenerateOptions
+
+KEY = "triposr"
+
+
+@dataclass(frozen=True)
+class Source:
+    """What a TripoSR object was made from."""
+
+    codes: bytes
+    options: GenerateOptions
+    model_to_object: np.ndarray  # (4, 4)
+
+
+def store(obj: bpy.types.Object, source: Source) -> None:
+    obj[KEY] = {
+        "codes": source.codes,
+        "options": json.dumps(source.options.as_dict()),
+        "model_to_object": source.model_to_object.astype(np.float64).ravel().tolist(),
+    }
+
+
+def source_of(obj: bpy.types.Object | None) -> Source | None:
+    """The object's source, or None for an object that is no TripoSR object (or whose data is damaged)."""
+    group = obj.get(KEY) if obj is not None else None
+    try:
+        codes = bytes(group["codes"])
+        options = GenerateOptions.from_dict(json.loads(group["options"]))
+        model_to_object = np.array(group["model_to_object"], np.float64).reshape(4, 4)
+    except (TypeError, KeyError, ValueError):
+        return None
+    return Source(codes, options, model_to_object)
+
+
+def is_triposr_object(obj: bpy.types.Object | None) -> bool:
+    return obj is not None and obj.type == "MESH" and KEY in obj
+
+
+def strip(obj: bpy.types.Object) -> None:
+    """Remove what the object keeps (some MB of scene codes): it becomes a plain mesh object."""
+    if KEY in obj:
+        del obj[KEY]
