@@ -18,7 +18,7 @@ DEMO_ARGS ?=
 
 setup: $(STAMP)
 
-$(STAMP): requirements.txt requirements-dev.txt
+$(STAMP): requirements.txt requirements-dev.txt requirements-server.txt requirements-ray.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip
 	# ONE pip command: bpy pins numpy<2, and a separate install would let rembg pull numpy 2 in.
@@ -37,7 +37,7 @@ test: $(STAMP) $(U2NET_HOME)/u2netp.onnx
 LTS_VENV := .venv-lts
 LTS_STAMP := $(LTS_VENV)/.setup-done
 
-$(LTS_STAMP): requirements.txt requirements-lts.txt
+$(LTS_STAMP): requirements.txt requirements-lts.txt requirements-server.txt
 	$(PYTHON) -m venv $(LTS_VENV)
 	$(LTS_VENV)/bin/python -m pip install -r requirements-lts.txt
 	touch $@

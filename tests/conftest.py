@@ -10,6 +10,12 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 
+# Ray started by the tests (and by the processes they start) binds every server to 127.0.0.1 only. On Linux
+# Ray takes the machine's outward address as the node's and listens on all interfaces, even when told
+# _node_ip_address="127.0.0.1"; with its clusters off, as on Windows and macOS, it stays on loopback. Ray
+# reads this when imported, so it is set before any test file imports ray.
+os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+
 
 # --- Background removal: real rembg on a real ONNX model, offline ---------------------------------
 
@@ -66,6 +72,14 @@ def extension(tmp_path_factory):
         settings.device = "CPU"
         yield settings
         triposr_blender.unregister()
+
+
+@pytest.fixture(scope="module")
+def own_dependency_folder(tmp_path_factory):
+    """The batch looks for the extension's dependency folder; here, never in the user's Blender folders."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TRIPOSR_DEPS_DIR", str(tmp_path_factory.mktemp("deps")))
+        yield
 
 
 @pytest.fixture(scope="module")

@@ -20,12 +20,16 @@ MAY_IMPORT = {
     "dependencies": {"vendor_install"},
     "worker": {"core", "options"},
     "blender": {"worker", "core", "options"},
-    "batch": {"blender", "worker", "core", "options", "dependencies"},
+    "batch_plan": {"options"},  # what the batch's runners share
+    "batch_blender": {"batch_plan", "blender", "worker", "core", "options", "dependencies"},
+    "batch_ray": {"batch_plan", "worker", "core", "options"},  # an optional extra: never in Blender
+    "batch": {"batch_plan", "batch_blender", "batch_ray", "core", "options"},  # the command line
     "ui": {"blender", "worker", "core", "options", "dependencies", "vendor_install"},
+    "server": {"worker", "core", "options"},  # the optional extras: never in Blender
     "": {"ui", "dependencies"},  # the package's own __init__: register() and unregister()
 }
 # The layers that run outside Blender too (the worker process, plain Python): bpy is never theirs.
-WITHOUT_BPY = {"core", "options", "worker", "vendor_install"}
+WITHOUT_BPY = {"core", "options", "worker", "vendor_install", "server", "batch_plan", "batch_ray", "batch"}
 # What Blender's own process imports when the add-on registers: none of it may pull PyTorch in.
 IN_BLENDER = f"{NAME}.ui"
 
@@ -124,13 +128,34 @@ def test_what_blender_imports_at_registration_never_reaches_pytorch():
 BLENDER_MODULES = {"bpy", "bpy_extras", "mathutils", "addon_utils"}
 
 
-def test_every_package_the_code_imports_is_declared_in_requirements_txt():
+# The optional extras, each with its own requirements file; never installed into Blender.
+EXTRAS = {
+    "server": ("requirements-server.txt", "requirements-ray.txt"),
+    "batch_ray": ("requirements-ray.txt",),
+}
+# Import names of the extras' packages where they differ from the distribution's.
+EXTRA_IMPORT_NAMES = {"python_multipart": "multipart"}
+
+
+def declared_in(*files: str) -> set[str]:
     from triposr_blender import vendor_install
 
-    declared = {
-        vendor_install.import_name(line)
-        for line in vendor_install.read_requirements(vendor_install.default_requirements_file())
-    }
-    imported = {name.split(".")[0] for module in MODULES for name in imports(module)}
-    third_party = imported - set(sys.stdlib_module_names) - BLENDER_MODULES - {NAME, ""}
-    assert third_party - declared == set()
+    lines = [line for name in files for line in vendor_install.read_requirements(PACKAGE.parent / name)]
+    names = {vendor_install.import_name(line) for line in lines}
+    return {EXTRA_IMPORT_NAMES.get(name, name) for name in names}
+
+
+def third_party_imports(modules) -> set[str]:
+    imported = {name.split(".")[0] for module in modules for name in imports(module)}
+    return imported - set(sys.stdlib_module_names) - BLENDER_MODULES - {NAME, ""}
+
+
+def test_every_package_the_add_on_imports_is_declared_in_requirements_txt():
+    in_blender = [module for module in MODULES if layer(module) not in EXTRAS]
+    assert third_party_imports(in_blender) - declared_in("requirements.txt") == set()
+
+
+def test_every_package_an_extra_imports_is_declared_in_its_requirements():
+    for extra, files in EXTRAS.items():
+        modules = [module for module in MODULES if layer(module) == extra]
+        assert third_party_imports(modules) - declared_in("requirements.txt", *files) == set(), extra

@@ -13,56 +13,19 @@ from pathlib import Path
 import bpy
 import numpy as np
 import pytest
-from conftest import FIXTURE_IMAGE, FIXTURE_MODEL, FIXTURE_RESOLUTION, FIXTURE_THRESHOLD, REPO
+from batch_harness import TINY_MODEL_ARGS, image_folder, run_batch, run_python, statuses
+from conftest import FIXTURE_IMAGE, FIXTURE_MODEL, REPO
 from fixture_model import NEW_THRESHOLD, core_mesh_at, write_exr
 from glb import read_glb
 
-from triposr_blender import batch
+from triposr_blender import batch, batch_blender, batch_plan
 from triposr_blender.blender import mesh_builder, source
 from triposr_blender.blender.placement import Destination
 from triposr_blender.core.mesh import Mesh
 from triposr_blender.core.scene_codes import SceneCodes
 from triposr_blender.worker.protocol import MeshResult
 
-pytestmark = pytest.mark.blender
-
-TINY_MODEL_ARGS = [
-    "--model", FIXTURE_MODEL, "--device", "cpu", "--no-remove-bg",
-    "--resolution", FIXTURE_RESOLUTION, "--threshold", repr(FIXTURE_THRESHOLD),
-]  # fmt: skip
-
-
-@pytest.fixture(scope="module", autouse=True)
-def own_dependency_folder(tmp_path_factory):
-    """The batch looks for the extension's dependency folder; here, never in the user's Blender folders."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("TRIPOSR_DEPS_DIR", str(tmp_path_factory.mktemp("deps")))
-        yield
-
-
-def run_python(*arguments, cwd=REPO):
-    command = [sys.executable, *map(str, arguments)]
-    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=300, check=False)
-
-
-def run_batch(*args):
-    return run_python("-m", "triposr_blender.batch", "--", *args)
-
-
-def image_folder(folder):
-    """Two good images, a truncated PNG, a text file named .png, and a text file the folder scan ignores."""
-    folder.mkdir()
-    shutil.copy(FIXTURE_IMAGE, folder / "disc.png")
-    shutil.copy(FIXTURE_IMAGE, folder / "square.png")
-    (folder / "truncated.png").write_bytes(FIXTURE_IMAGE.read_bytes()[:200])
-    (folder / "notes.png").write_text("not an image\n")
-    (folder / "readme.txt").write_text("not an input\n")
-    return folder
-
-
-def statuses(report_path):
-    report = json.loads(report_path.read_text())
-    return {Path(item["input"]).name: item for item in report["images"]}
+pytestmark = [pytest.mark.blender, pytest.mark.usefixtures("own_dependency_folder")]
 
 
 @pytest.fixture(scope="module")
@@ -119,7 +82,7 @@ def test_a_folder_gives_its_images_sorted_but_not_its_subfolders(tmp_path):
     (tmp_path / "notes.txt").touch()
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / "c.png").touch()
-    images, problems = batch.expand_inputs([str(tmp_path)])
+    images, problems = batch_plan.expand_inputs([str(tmp_path)])
     assert [image.name for image in images] == ["A.JPG", "b.png"]
     assert problems == []
 
@@ -128,14 +91,15 @@ def test_patterns_recurse_with_double_star_and_a_file_named_twice_is_converted_o
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / "c.png").touch()
     (tmp_path / "d.webp").touch()
-    images, _ = batch.expand_inputs([f"{tmp_path}/**/*.png", str(tmp_path / "sub" / "c.png"), str(tmp_path)])
+    inputs = [f"{tmp_path}/**/*.png", str(tmp_path / "sub" / "c.png"), str(tmp_path)]
+    images, _ = batch_plan.expand_inputs(inputs)
     assert [image.relative_to(tmp_path).as_posix() for image in images] == ["sub/c.png", "d.webp"]
 
 
 def test_inputs_that_give_no_image_are_reported_as_failed(tmp_path):
     (tmp_path / "empty").mkdir()
     inputs = [str(tmp_path / "missing.png"), str(tmp_path / "*.jpg"), str(tmp_path / "empty")]
-    images, problems = batch.expand_inputs(inputs)
+    images, problems = batch_plan.expand_inputs(inputs)
     assert images == []
     assert [(item.input, item.status) for item in problems] == [(text, "failed") for text in inputs]
     assert [item.error for item in problems] == [
@@ -147,15 +111,15 @@ def test_inputs_that_give_no_image_are_reported_as_failed(tmp_path):
 
 def test_images_with_the_same_name_get_numbered_outputs():
     images = [Path("a/chair.png"), Path("b/chair.png"), Path("Chair.jpg"), Path("table.png")]
-    assert batch.output_names(images) == ["chair", "chair_2", "Chair_3", "table"]
+    assert batch_plan.output_names(images) == ["chair", "chair_2", "Chair_3", "table"]
 
 
 def test_the_worker_reads_image_files_itself_and_gets_exr_pixels_read_by_blender(tmp_path):
     exr = write_exr(tmp_path / "render.exr")
     images = set(bpy.data.images)
 
-    assert batch.image_for_worker(FIXTURE_IMAGE) == {"path": str(FIXTURE_IMAGE)}
-    assert batch.image_for_worker(exr)["pixels"].shape == (96, 96, 4)
+    assert batch_blender.image_for_worker(FIXTURE_IMAGE) == {"path": str(FIXTURE_IMAGE)}
+    assert batch_blender.image_for_worker(exr)["pixels"].shape == (96, 96, 4)
     assert set(bpy.data.images) == images
 
 
@@ -175,6 +139,7 @@ def fixture_object():
 IMPORTERS = {
     "glb": lambda path: bpy.ops.import_scene.gltf(filepath=str(path)),
     "obj": lambda path: bpy.ops.wm.obj_import(filepath=str(path)),
+    "ply": lambda path: bpy.ops.wm.ply_import(filepath=str(path)),
     "fbx": lambda path: bpy.ops.import_scene.fbx(filepath=str(path)),
     "usd": lambda path: bpy.ops.wm.usd_import(filepath=str(path)),
 }
@@ -183,7 +148,7 @@ IMPORTERS = {
 @pytest.mark.parametrize("file_format", sorted(IMPORTERS))
 def test_each_format_exports_the_mesh_with_its_vertex_colours(fixture_object, file_format, tmp_path):
     output = tmp_path / f"chair.{file_format}"
-    batch.export_object(output, file_format)
+    batch_blender.export_object(output, file_format)
     existing = set(bpy.data.objects)
     IMPORTERS[file_format](output)
     (imported,) = [obj for obj in bpy.data.objects if obj not in existing and obj.type == "MESH"]
@@ -196,13 +161,13 @@ def test_each_format_exports_the_mesh_with_its_vertex_colours(fixture_object, fi
 
 def test_blend_export_holds_the_object(fixture_object, tmp_path):
     output = tmp_path / "chair.blend"
-    batch.export_object(output, "blend")
+    batch_blender.export_object(output, "blend")
     with bpy.data.libraries.load(str(output)) as (data_from, _data_to):
         assert "chair" in data_from.objects
 
 
 def test_exporting_leaves_only_the_finished_files(fixture_object, tmp_path):
-    batch.export_object(tmp_path / "chair.obj", "obj")
+    batch_blender.export_object(tmp_path / "chair.obj", "obj")
     assert sorted(path.name for path in tmp_path.iterdir()) == ["chair.mtl", "chair.obj"]
 
 
@@ -417,7 +382,7 @@ def test_ctrl_c_during_an_export_stops_the_run_with_exit_130(tmp_path, monkeypat
     """Blender turns a KeyboardInterrupt inside an operator into a RuntimeError; that must not pass for a
     failed image."""
     bpy.utils.register_class(InterruptedExporter)
-    monkeypatch.setitem(batch.EXPORTERS, "glb", lambda filepath: bpy.ops.test.interrupted_export())
+    monkeypatch.setitem(batch_blender.EXPORTERS, "glb", lambda filepath: bpy.ops.test.interrupted_export())
     images, report = image_folder(tmp_path / "images"), tmp_path / "report.json"
     arguments = [images / "disc.png", images / "square.png", "--out", tmp_path / "out", "--report", report]
     try:

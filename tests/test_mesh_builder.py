@@ -10,6 +10,7 @@ from shapes import TETRAHEDRON
 
 from triposr_blender.blender import materials, mesh_builder
 from triposr_blender.blender.placement import Destination
+from triposr_blender.core.color import srgb_to_linear
 from triposr_blender.core.mesh import Mesh
 from triposr_blender.worker.protocol import MeshResult
 
@@ -33,7 +34,7 @@ def datablock_counts() -> tuple[int, int, int]:
 
 
 def test_srgb_colours_become_linear_as_blender_stores_them():
-    linear = materials.srgb_to_linear(np.array([0.0, 0.04045, 0.5, 1.0, 1.2], np.float32))
+    linear = srgb_to_linear(np.array([0.0, 0.04045, 0.5, 1.0, 1.2], np.float32))
 
     np.testing.assert_allclose(linear, [0.0, 0.04045 / 12.92, 0.21404, 1.0, 1.0], atol=1e-5)
 
@@ -104,9 +105,7 @@ def test_colours_are_stored_as_the_active_point_colour_attribute(empty_file):
 
     assert (attribute.data_type, attribute.domain) == ("FLOAT_COLOR", "POINT")
     assert mesh.color_attributes.active_color_name == "Color"
-    np.testing.assert_allclose(
-        stored.reshape(-1, 4)[:, :3], materials.srgb_to_linear(TETRAHEDRON.vertex_colors)
-    )
+    np.testing.assert_allclose(stored.reshape(-1, 4)[:, :3], srgb_to_linear(TETRAHEDRON.vertex_colors))
 
 
 def test_shading_follows_the_option(empty_file):

@@ -9,7 +9,7 @@ from extension_harness import PACKAGE, REPO
 from fixture_model import IMAGE, OPTIONS, core_mesh, write_exr
 from PIL import Image
 
-from triposr_blender.blender import placement
+from triposr_blender.core import orientation
 
 pytestmark = pytest.mark.blender
 
@@ -99,8 +99,8 @@ def test_the_mesh_has_the_core_mesh_vertices_and_triangles(generated, expected_m
 
 
 def test_the_mesh_is_the_core_mesh_upright_facing_front_and_sized(generated, expected_mesh):
-    front = placement.model_to_blender_rotation("NEG_Y")
-    expected = placement.place_vertices(expected_mesh.vertices, front, SIZE)
+    front = orientation.model_to_blender_rotation("NEG_Y")
+    expected = orientation.place_vertices(expected_mesh.vertices, front, SIZE)
 
     np.testing.assert_allclose(generated["vertices"], expected, atol=1e-5)
 
@@ -372,13 +372,14 @@ def test_a_worker_that_dies_mid_run_is_reported_and_the_next_run_works(installed
         "import os, signal, sys, threading, time\n"
         "session = sys.modules[package + '.ui.session'].SESSION\n"
         "session.stop()\n"
-        "def kill_when_busy():\n"
-        "    while session.client.pid is None or not session.client.busy:\n"
+        "def kill_when_busy():\n"  # the session has no client until the run starts one
+        "    while (client := session.client) is None or client.pid is None or not client.busy:\n"
         "        time.sleep(0.005)\n"
-        "    os.kill(session.client.pid, signal.SIGKILL)\n"
+        "    os.kill(client.pid, signal.SIGKILL)\n"
         "threading.Thread(target=kill_when_busy).start()\n"
         "before = scene_counts()\n"
-        "failed = operator('triposr.generate', filepath=path, **options)\n"
+        # At resolution 256 the job runs for seconds: the kill lands mid-run even on a busy machine.
+        "failed = operator('triposr.generate', filepath=path, **dict(options, resolution=256))\n"
         "result = {'failed': failed, 'unchanged': before == scene_counts(), "
         "'next': operator('triposr.generate', filepath=path, **options)}",
         package=PACKAGE,

@@ -10,7 +10,8 @@ import torch
 from conftest import FIXTURE_IMAGE, FIXTURE_MODEL, FIXTURE_RESOLUTION
 from fixture_model import NEW_THRESHOLD, OPTIONS, core_mesh_at, core_model, core_scene
 
-from triposr_blender.blender import placement, source
+from triposr_blender.blender import source
+from triposr_blender.core.orientation import transform
 from triposr_blender.core.scene_codes import SceneCodes
 from triposr_blender.ui.session import SESSION
 
@@ -28,7 +29,8 @@ def mesh_arrays(obj):
 
 def select_only(*objects):
     for other in bpy.context.view_layer.objects:
-        other.select_set(False)
+        if other is not None:  # None stands where a test deleted an object, until the view layer syncs
+            other.select_set(False)
     for obj in objects:
         obj.select_set(True)
     bpy.context.view_layer.objects.active = objects[0]
@@ -77,7 +79,7 @@ def test_remesh_at_a_new_threshold_gives_the_cores_mesh_and_keeps_the_object(gen
     expected = core_mesh_at(NEW_THRESHOLD)
     vertices, faces = mesh_arrays(obj)
     np.testing.assert_array_equal(
-        vertices, placement.transform(source.source_of(obj).model_to_object, expected.vertices)
+        vertices, transform(source.source_of(obj).model_to_object, expected.vertices)
     )
     np.testing.assert_array_equal(faces, expected.faces)
     bpy.context.view_layer.update()

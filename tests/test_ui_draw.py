@@ -318,3 +318,17 @@ def test_the_remove_dialog_offers_to_delete_the_downloaded_models(extension, mon
 
     assert ("prop", "delete_models") in calls
     assert ("label", str(tmp_path / "hub" / "models--stabilityai--TripoSR")) in calls
+
+
+def test_the_preferences_with_the_server_backend_ask_for_its_address_and_token_and_install_nothing(
+    ui_state, addon_preferences, monkeypatch
+):
+    monkeypatch.delenv("TRIPOSR_SERVER", raising=False)
+    ui_state("missing")
+    addon_preferences.backend = "SERVER"
+
+    calls = draw(addon_preferences, preferences.TripoSRPreferences.draw, area_type="PREFERENCES")
+
+    assert ("prop", "server_url") in calls and ("prop", "server_token") in calls
+    assert ("operator", "triposr.install_dependencies") not in calls
+    addon_preferences.backend = "LOCAL"

@@ -85,6 +85,7 @@ def test_a_job_reports_progress_then_returns_the_core_mesh(own_client):
     events = events_until_done(generate(own_client))
 
     *progress, result = events
+    assert own_client.model_state["loaded"], "the model the job loaded is known when the job ends"
     assert {event["event"] for event in progress} == {"progress"}
     assert [event["stage"] for event in progress][:2] == [FIRST_STAGE, "Loading model"]
     assert all(0.0 <= event["fraction"] <= 1.0 for event in progress)

@@ -1,11 +1,15 @@
 """Headless batch: many images in, one coloured mesh file out per image (or all of them in one .blend).
 
-Run it with Blender, or with Python and the ``bpy`` wheel; the batch's own arguments follow ``--``::
+Run it with Blender, or with Python and the ``bpy`` wheel, or over a Ray cluster; the batch's own arguments
+follow ``--``::
 
     blender -b --python <extension folder>/batch.py -- INPUT... [options]
     python -m triposr_blender.batch -- INPUT... [options]
+    python -m triposr_blender.batch -- INPUT... --ray [ADDRESS] [options]
 
-``--help`` documents every option. The model loads once per run. A bad image is reported and skipped and
+This module is the command line; ``batch_blender`` runs it in Blender, ``batch_ray`` on Ray, and both share
+``batch_plan`` (inputs, output names, the report). ``--help`` documents every option. The model loads once
+per run (on Ray, once per worker). A bad image is reported and skipped and
 the run goes on; the exit status is 1 when any image failed, 2 for a usage error and 130 when interrupted.
 Each output is written to a temporary name first and moved into place when complete, so ``--skip-existing``
 can resume an interrupted run without trusting a half-written file. A file the run did not make is never
@@ -13,23 +17,11 @@ replaced unless ``--overwrite`` says so, and every output folder is checked befo
 """
 
 import argparse
-import dataclasses
 import difflib
-import functools
-import glob
 import importlib
-import json
 import os
-import re
-import shutil
-import signal
 import sys
-import tempfile
-import time
-import traceback
-from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import NoReturn
 
 
 def _import_package():
@@ -52,42 +44,36 @@ if __name__ == "__main__" and not __package__:
     # imports below would fail: run the package's own copy of this module instead.
     sys.exit(importlib.import_module(_import_package().__name__ + ".batch").main())
 
-import bpy
-
 from . import options
-from .blender import materials, mesh_builder
-from .blender.image_input import InputError, file_input
-from .blender.placement import ROW_SPACING, Destination
+from .batch_plan import (
+    CODES_SUFFIX,
+    Interruption,
+    Item,
+    OutputError,
+    Report,
+    check_outputs,
+    expand_inputs,
+    is_url,
+    output_names,
+)
 from .core.defaults import CPU_FAST_DESCRIPTION, DEFAULT_MODEL_SOURCE
-from .dependencies import dependency_paths
-from .options import IMAGE_EXTENSIONS, GenerateOptions
-from .worker.client import WorkerClient, process_alive
-from .worker.protocol import ModelSettings
+from .options import IMAGE_EXTENSIONS
 
-# --save-codes writes each image's scene codes beside its output under this suffix; --from-codes reads them.
-CODES_SUFFIX = ".triposr.npz"
-STATUSES = ("done", "skipped", "failed")  # and "pending" for images an interruption left untouched
-FORMATS = ("glb", "obj", "fbx", "usd", "blend")
-# The worker's error kinds (exception class names) that would fail every image alike.
-ERRORS_THAT_STOP_THE_BATCH = frozenset({"ModelLoadError", "MissingDependencies"})
-PROGRESS_INTERVAL = 0.1  # seconds between progress bar updates
+# Formats Blender's exporters write; the core's own writer (core/export.py) writes those of RAY_FORMATS too.
+FORMATS = ("glb", "obj", "ply", "fbx", "usd", "blend")
+RAY_FORMATS = ("glb", "obj", "ply")
 # The options the worker takes, then how the objects are made, as the command line offers them.
 COMMAND_LINE_OPTIONS = (*options.IMAGE_OPTIONS, *options.MESH_OPTIONS, options.TARGET_SIZE)
 # What the batch adds to an option's own help text.
 COMMAND_LINE_NOTES = {
     "texture_size": "Bakes a texture with a UV layout instead of vertex colours; glTF and FBX embed it "
-    "(glTF: baseColorTexture), OBJ refers to a PNG beside it, USD to one in textures/",
+    "(glTF: baseColorTexture), OBJ refers to a PNG beside it, USD to one in textures/; PLY holds no texture",
 }
-# Exporters that need a baked texture as a file beside them: OBJ refers to it, FBX embeds a copy. glTF and
-# USD write the packed image themselves, a .blend packs it.
-FORMATS_WITH_TEXTURE_FILES = ("obj", "fbx")
+# What only the batch on Ray takes.
+RAY_ONLY_OPTIONS = ("--concurrency", "--gpus-per-worker", "--cpus-per-worker")
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
-# Exports are staged in .triposr-<pid of the run>-<random> beside their output; the pid tells the folders of
-# runs that were killed mid-export from those of runs still going.
-STAGING_PREFIX = ".triposr-"
-STAGING_PATTERN = re.compile(rf"{re.escape(STAGING_PREFIX)}(\d+)-")
 
 DESCRIPTION = """\
 Turn images into coloured 3D meshes with TripoSR, without the user interface.
@@ -99,6 +85,11 @@ pick files by extension ({extensions}); a file named explicitly is always tried.
 Each image becomes <out>/<image name>.<format>, exported by Blender's own exporter with the vertex colours
 (glTF: COLOR_0). Images whose names collide get a numbered suffix (chair.png and chair.jpg give chair.glb
 and chair_2.glb).
+
+With --ray, the images go through a Ray cluster instead, one model per GPU (or CPU workers where the
+cluster has no GPU), and each mesh is written by the extension's own writer (glb, obj, ply) without Blender.
+Inputs and --out may then be URLs of object storage too (s3://bucket/photos, gs://...), which the workers
+read and write; local paths must be the same on every node of the cluster (shared storage).
 """
 
 EPILOG = """\
@@ -107,21 +98,11 @@ examples:
   blender -b --python batch.py -- 'concept/*.png' --one-blend props.blend --skip-existing
   python -m triposr_blender.batch -- photos/ --out meshes --threshold 20 --overwrite
   python -m triposr_blender.batch -- chair.png --model ./TripoSR --device cpu --report report.json
+  python -m triposr_blender.batch -- s3://studio/photos --out s3://studio/meshes --ray --report run.json
 
 The exit status is 0 when every image was converted or skipped, 1 when any failed, 2 for a usage error
 and 130 when interrupted (Ctrl+C); the report and the outputs written so far are kept.
 """
-
-
-@dataclass
-class Item:
-    """One image of the run and what became of it; the report lists these as they are."""
-
-    input: str
-    output: str | None = None
-    status: str = "pending"  # pending, done, skipped or failed
-    error: str | None = None
-    seconds: float = 0.0
 
 
 class _Parser(argparse.ArgumentParser):
@@ -200,7 +181,8 @@ def add_option(parser, option):
 
 
 def build_parser():
-    inside_blender = bool(bpy.app.binary_path)  # empty in the bpy wheel
+    bpy = sys.modules.get("bpy")  # imported already when Blender runs this file
+    inside_blender = bpy is not None and bool(bpy.app.binary_path)  # empty in the bpy wheel
     prog = "blender -b --python batch.py --" if inside_blender else "python -m triposr_blender.batch --"
     parser = _Parser(
         prog=prog,
@@ -211,7 +193,10 @@ def build_parser():
     )
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or glob patterns")
     parser.add_argument(
-        "--out", type=Path, default=Path("."), metavar="DIR", help="folder for the outputs (default: .)"
+        "--out",
+        default=".",
+        metavar="DIR",
+        help="folder for the outputs; with --ray also a URL such as s3://bucket/meshes (default: .)",
     )
     target = parser.add_mutually_exclusive_group()
     target.add_argument(
@@ -219,7 +204,7 @@ def build_parser():
     )
     target.add_argument(
         "--one-blend",
-        type=Path,
+        type=local_path,
         metavar="FILE",
         help="put every mesh in this one .blend instead, side by side, one object per image; an existing "
         "file is opened and added to (--overwrite starts it afresh)",
@@ -230,6 +215,14 @@ def build_parser():
         default=os.environ.get("TRIPOSR_MODEL") or DEFAULT_MODEL_SOURCE,
         help="Hugging Face repo id or a folder holding config.yaml and model.ckpt "
         f"(default: $TRIPOSR_MODEL, else {DEFAULT_MODEL_SOURCE}, downloaded on first use)",
+    )
+    parser.add_argument(
+        "--server",
+        metavar="URL",
+        default=os.environ.get("TRIPOSR_SERVER") or None,
+        help="run the model on this TripoSR server (python -m triposr_blender.server) instead of here, with "
+        "the token in $TRIPOSR_SERVER_TOKEN; the server's model is used and --model, --device and --cpu-fast "
+        "do not apply (default: $TRIPOSR_SERVER, else this computer)",
     )
     parser.add_argument(
         "--device",
@@ -272,12 +265,69 @@ def build_parser():
     )
     parser.add_argument(
         "--report",
-        type=Path,
+        type=local_path,
         metavar="FILE",
         help="write a JSON report: each image's input, output, status (done, skipped, failed, or pending "
         "if interrupted first), error and seconds, updated after every image",
     )
+    add_ray_arguments(parser.add_argument_group("the batch on a Ray cluster"))
     return parser
+
+
+def add_ray_arguments(group):
+    group.add_argument(
+        "--ray",
+        nargs="?",
+        const="",
+        metavar="ADDRESS",
+        help="run on a Ray cluster: without ADDRESS, the one $RAY_ADDRESS names or `ray start` began on this "
+        "machine, else a new Ray on this machine; 'auto' (an existing cluster only) or ray://HOST:10001 (a "
+        "remote cluster, through Ray Client). Formats glb, obj and ply",
+    )
+    group.add_argument(
+        "--concurrency",
+        type=positive(int),
+        metavar="N",
+        help="model workers, each holding one model (default: one per GPU of the cluster, or one per node "
+        "when it has no GPU)",
+    )
+    group.add_argument(
+        "--gpus-per-worker",
+        type=positive(float, zero=True),
+        metavar="G",
+        help="GPUs each worker holds; 0.5 puts two models on a GPU, 0 runs on CPUs (default: 1 where the "
+        "cluster has GPUs, else 0)",
+    )
+    group.add_argument(
+        "--cpus-per-worker",
+        type=positive(float),
+        metavar="C",
+        help="CPUs each worker holds (default: 1, or less where the workers would leave under half the "
+        "cluster's CPUs to the tasks that read and prepare the images)",
+    )
+
+
+def positive(kind, zero=False):
+    """argparse's type for a number above 0 (or at least 0)."""
+
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text}") from None
+        if not (value >= 0 if zero else value > 0) or value != value:
+            raise argparse.ArgumentTypeError(f"must be {'at least' if zero else 'more than'} 0, not {text}")
+        return value
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def local_path(text):
+    """argparse's type for a file this computer writes (the report, a .blend)."""
+    if is_url(text):
+        raise argparse.ArgumentTypeError(f"{text} is a URL; this file is written here, give a path")
+    return Path(text)
 
 
 def batch_arguments(argv):
@@ -287,173 +337,27 @@ def batch_arguments(argv):
     return argv[1:]
 
 
-def expand_inputs(inputs, extensions=IMAGE_EXTENSIONS, kind="images"):
-    """Input paths in command-line order (folders and patterns sorted), and the inputs not converted: a
-    failed Item per input that gave none, a skipped one per input that is another's file again. Folders and
-    patterns pick files by ``extensions`` (images, or saved scene codes)."""
-    found, problems = [], []
-    for text in inputs:
-        path = Path(text)
-        if path.is_dir():
-            images = sorted(child for child in path.iterdir() if _has_extension(child, extensions))
-            problem = f"no {kind} in folder (looked for {', '.join(extensions)})"
-        elif path.is_file():
-            images, problem = [path], None
-        elif glob.has_magic(text):
-            images = sorted(Path(match) for match in glob.glob(text, recursive=True))
-            images = [image for image in images if _has_extension(image, extensions)]
-            problem = f"the pattern matched no {kind}"
-        else:
-            images, problem = [], "file not found"
-        found.extend(images)
-        if not images:
-            problems.append(Item(input=text, status="failed", error=problem))
-    unique, repeated = _without_duplicates(found)
-    return unique, problems + repeated
-
-
-def _has_extension(path, extensions):
-    return path.is_file() and path.name.lower().endswith(extensions)
-
-
-def _without_duplicates(paths):
-    """Each file once: the paths to convert, and a skipped Item for each other name of a file already
-    there (a link, a second spelling). A path named twice, by a folder and a pattern say, is simply merged."""
-    first_of, unique, repeated = {}, [], []
-    for path in paths:
-        status = path.stat()
-        first = first_of.setdefault((status.st_dev, status.st_ino), path)
-        if first is path:
-            unique.append(path)
-        elif os.path.abspath(first) != os.path.abspath(path):
-            repeated.append(Item(input=str(path), status="skipped", error=f"the same file as {first}"))
-    return unique, repeated
-
-
-def output_names(images):
-    """A distinct output name per input: its file name without extension (chair.triposr.npz: chair),
-    numbered when names collide."""
-    taken, names = set(), []
-    for image in images:
-        stem = image.name.removesuffix(CODES_SUFFIX) if image.name.endswith(CODES_SUFFIX) else image.stem
-        name, number = stem, 1
-        # Case-insensitive, since Windows and macOS file systems would merge Chair.glb and chair.glb.
-        while name.lower() in taken:
-            number += 1
-            name = f"{stem}_{number}"
-        taken.add(name.lower())
-        names.append(name)
-    return names
-
-
-class ProgressBar:
-    """One line on stderr: images finished of the total, and the current image's stage with its own bar.
-
-    On a terminal the line is redrawn in place as the percentage changes; in a log (not a terminal) each new
-    stage gets a line of its own. Calls take the core's progress arguments: stage text, fraction of it done.
-    """
-
-    WIDTH = 20
-
-    def __init__(self, total, stream=None):
-        self.total = total
-        self.stream = stream or sys.stderr
-        self.in_place = self.stream.isatty()
-        self.finished = 0
-        self.name = ""
-        self.shown = None
-
-    def start(self, name):
-        self.name = name
-
-    def __call__(self, stage, fraction):
-        percent = int(100 * min(max(fraction, 0.0), 1.0))
-        shown = (stage, percent) if self.in_place else stage
-        if shown == self.shown:
-            return
-        self.shown = shown
-        line = (
-            f"[{self.finished}/{self.total} {self._bar(self.finished / max(self.total, 1))}] "
-            f"{self.name}: {stage} {self._bar(percent / 100)} {percent:3d}%"
-        )
-        self.stream.write(f"\r{line}\x1b[K" if self.in_place else f"{line}\n")
-        self.stream.flush()
-
-    def finish(self, status):
-        self.finished += 1
-        self.shown = None
-        self(status, 1.0)
-        if self.in_place:
-            self.stream.write("\n")
-
-    def _bar(self, fraction):
-        filled = round(self.WIDTH * fraction)
-        return "#" * filled + "-" * (self.WIDTH - filled)
-
-
-class Report:
-    """The run's items, summarised on stderr at the end and kept as JSON in ``--report`` after each image."""
-
-    def __init__(self, items, path, settings):
-        self.items = items
-        self.path = path
-        self.settings = settings
-        self.started = time.monotonic()
-
-    def counts(self):
-        return {status: sum(item.status == status for item in self.items) for status in STATUSES}
-
-    def seconds_per_image(self):
-        done = [item.seconds for item in self.items if item.status == "done"]
-        return sum(done) / len(done) if done else 0.0
-
-    def save(self):
-        if self.path is None:
-            return
-        summary = {
-            **self.counts(),
-            "seconds": round(time.monotonic() - self.started, 3),
-            "seconds_per_image": round(self.seconds_per_image(), 3),
-        }
-        content = {"settings": self.settings, "summary": summary, "images": [asdict(i) for i in self.items]}
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        partial = self.path.with_name(self.path.name + ".partial")
-        partial.write_text(json.dumps(content, indent=2) + "\n", encoding="utf-8")
-        os.replace(partial, self.path)
-
-    def print_summary(self, stream=None):
-        stream = stream or sys.stderr
-        counts = self.counts()
-        elapsed = time.monotonic() - self.started
-        stream.write(
-            f"TripoSR batch: {counts['done']} done, {counts['skipped']} skipped, {counts['failed']} failed "
-            f"in {elapsed:.1f} s ({self.seconds_per_image():.1f} s per converted image)\n"
-        )
-        for item in self.items:
-            if item.error and item.status in ("failed", "skipped"):
-                stream.write(f"  {item.status}: {item.input}: {item.error}\n")
-        if counts["done"]:
-            stream.write(f"Outputs: {self.settings['target']}\n")
-        if self.path is not None:
-            stream.write(f"Report: {self.path}\n")
-
-
 def main(argv=None):
-    """Run the batch; ``argv`` is the batch's own arguments (default: those after ``--`` in sys.argv)."""
+    """Run the batch; ``argv`` is the batch's own arguments (default: those after ``--`` in sys.argv).
+
+    A runner (``batch_blender`` or ``batch_ray``) offers ``run(args, plan, report, interruption)``, the
+    ``output_folder`` class that checks --out, and ``expand_url`` for inputs in object storage (or None).
+    """
     parser = build_parser()
     args = parser.parse_args(batch_arguments(sys.argv) if argv is None else argv)
+    runner = ray_runner(args, parser) if args.ray is not None else blender_runner(args, parser)
     kind = ((CODES_SUFFIX,), "scene codes") if args.from_codes else (IMAGE_EXTENSIONS, "images")
-    images, problems = expand_inputs(args.inputs, *kind)
-    names = output_names(images)
+    inputs, problems = expand_inputs(args.inputs, *kind, expand_url=runner.expand_url)
+    names = output_names(inputs)
     try:
-        check_outputs(args, names)
+        check_outputs(args, names, runner.output_folder)
     except OutputError as error:
         parser.error(str(error))
-    plan = [(Item(input=str(image)), name) for image, name in zip(images, names, strict=True)]
+    plan = [(Item(input=str(location)), name) for location, name in zip(inputs, names, strict=True)]
     report = Report([item for item, _ in plan] + problems, args.report, _settings(args))
     with Interruption() as interruption:
         try:
-            Batch(args, report, interruption).run(plan)
+            runner.run(args, plan, report, interruption)
         except KeyboardInterrupt:
             sys.stderr.write("\nInterrupted: the outputs written so far are kept; --skip-existing resumes.\n")
             return EXIT_INTERRUPTED
@@ -463,314 +367,67 @@ def main(argv=None):
     return EXIT_FAILED if report.counts()["failed"] else 0
 
 
-class OutputError(Exception):
-    """An output cannot be written, or would replace a file this run did not make; a usage error."""
+def blender_runner(args, parser):
+    """The batch in Blender (``batch_blender``), after refusing what only the Ray batch does."""
+    refuse_ray_only_arguments(args, parser)
+    from . import batch_blender
+
+    return batch_blender
 
 
-def check_outputs(args, names):
-    """Before the first image: every output folder writable, and no file replaced without --overwrite."""
-    if args.report is not None:
-        check_writable_folder(args.report.parent, "--report")
-        if args.report.is_dir():
-            raise OutputError(f"--report {args.report} is a folder; name a file")
-    if args.one_blend:
-        folder = args.one_blend.parent
-        check_writable_folder(folder, "--one-blend")
-        if args.one_blend.exists() and not args.one_blend.is_file():
-            raise OutputError(f"--one-blend {args.one_blend} is not a file; name a .blend file")
-        outputs = []  # an existing .blend is added to, not replaced
-    else:
-        folder = args.out
-        check_writable_folder(folder, "--out")
-        outputs = [folder / f"{name}.{args.format}" for name in names]
-    if args.save_codes:
-        outputs += [folder / f"{name}{CODES_SUFFIX}" for name in names]
-    existing = [path.name for path in outputs if path.exists()]
-    if existing and not (args.skip_existing or args.overwrite):
-        shown = ", ".join(existing[:5]) + (f" and {len(existing) - 5} more" if len(existing) > 5 else "")
-        raise OutputError(
-            f"{len(existing)} output(s) already exist in {folder} ({shown}): add --skip-existing to keep "
-            "them and convert the rest, or --overwrite to replace them"
+def refuse_ray_only_arguments(args, parser):
+    urls = [location for location in [*args.inputs, args.out] if is_url(location)]
+    if urls:
+        parser.error(
+            f"{urls[0]}: URLs of object storage are read and written by the batch on Ray only: add --ray, or "
+            "copy the files to this computer first"
         )
+    given = [flag for flag in RAY_ONLY_OPTIONS if getattr(args, flag[2:].replace("-", "_")) is not None]
+    if given:
+        parser.error(f"{given[0]} sets the workers of the batch on Ray: add --ray, or leave it out")
+    check_texture_format(args, parser)
 
 
-def check_writable_folder(folder, option):
-    if folder.exists() and not folder.is_dir():
-        raise OutputError(f"{option}: {folder} is a file, not a folder")
+def ray_runner(args, parser):
+    """The batch on a Ray cluster (``batch_ray``), after refusing what needs Blender or this computer."""
+    needs_blender = "--one-blend" if args.one_blend else f"--format {args.format}"
+    if args.one_blend or args.format not in RAY_FORMATS:
+        parser.error(
+            f"{needs_blender} needs Blender's exporters: run the batch without --ray for it (the batch on "
+            f"Ray writes {', '.join(RAY_FORMATS)})"
+        )
+    if args.server:
+        parser.error("--server and --ray both say where the model runs: choose one")
+    check_texture_format(args, parser)
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder):
-            pass
-    except OSError as error:
-        raise OutputError(
-            f"{option}: cannot write to {folder} ({error.strerror or error}); choose a folder you can write "
-            "to"
-        ) from None
+        from . import batch_ray
+    except ImportError as error:
+        parser.error(
+            f"--ray needs Ray, which is not installed in this Python ({error}): install the extra with "
+            "`pip install -r requirements-ray.txt` (or `pip install .[ray]`) in a Python of its own, not "
+            "in Blender's"
+        )
+    return batch_ray
 
 
-class Interruption:
-    """Ctrl+C, remembered for the length of the run.
-
-    Blender turns a KeyboardInterrupt raised inside an operator (an exporter, a save) into a RuntimeError,
-    which would fail one image and start the next; the batch asks this instead whether the user interrupted.
-    """
-
-    def __init__(self):
-        self.requested = False
-        self._previous = None
-
-    def __enter__(self):
-        self._previous = signal.signal(signal.SIGINT, self._interrupt)
-        return self
-
-    def __exit__(self, *_exception):
-        signal.signal(signal.SIGINT, self._previous)
-
-    def _interrupt(self, _signum, _frame):
-        self.requested = True
-        raise KeyboardInterrupt
+def check_texture_format(args, parser):
+    if args.texture_size and args.format == "ply" and not args.one_blend:
+        parser.error("--texture-size: a PLY file holds no texture; leave it out, or choose glb or obj")
 
 
 def _settings(args):
     """The options that shaped the outputs, as the report records them."""
-    names = ("model", "device", "cpu_fast", "resolution", "threshold")
+    names = ("model", "server", "ray", "device", "cpu_fast", "resolution", "threshold")
     settings = {name: getattr(args, name) for name in names}
     settings.update(remove_background=args.remove_background, foreground_ratio=args.foreground_ratio)
     settings["target"] = str(args.one_blend) if args.one_blend else f"{args.out}/*.{args.format}"
     return settings
 
 
-class GenerationError(Exception):
-    """The worker could not make a mesh from this image; the text says why, for the user."""
-
-
-class StopBatch(Exception):
-    """A failure no later image can escape: the model does not load, or the dependencies are missing."""
-
-
-class Batch:
-    """Converts the images one after another in this Blender session.
-
-    The model runs in the extension's worker process, as Generate's does: it loads once and serves every
-    image, and a crash in PyTorch fails one image instead of the run (the next image gets a new worker).
-    """
-
-    def __init__(self, args, report, interruption):
-        self.args = args
-        self.report = report
-        self.interruption = interruption
-        self.progress = ProgressBar(len(report.items))
-        self.model = ModelSettings(source=args.model, device=args.device, cpu_fast=args.cpu_fast)
-        self.options = GenerateOptions(
-            **{name: getattr(args, name) for name in GenerateOptions.__dataclass_fields__}
-        )
-        self.worker = None
-
-    def run(self, plan):
-        self._open_target()
-        try:
-            for position, (item, name) in enumerate(plan):
-                self.progress.start(Path(item.input).name)
-                try:
-                    self._convert(item, name)
-                except StopBatch as error:
-                    for remaining, _ in plan[position:]:
-                        remaining.status, remaining.error = "failed", str(error)
-                    break
-                finally:
-                    self.progress.finish(item.status)
-                    self.report.save()
-        finally:
-            if self.worker is not None:
-                self.worker.stop()
-
-    def _open_target(self):
-        """Start from an empty file, or open the --one-blend file to add to it: a user's scene in it stays."""
-        blend = self.args.one_blend
-        if blend and blend.is_file() and not self.args.overwrite:
-            bpy.ops.wm.open_mainfile(filepath=str(blend))
-        else:
-            bpy.ops.wm.read_homefile(use_empty=True)
-        if not blend:
-            remove_staging_of_ended_runs(self.args.out)
-
-    def _convert(self, item, name):
-        output = self.args.one_blend or self.args.out / f"{name}.{self.args.format}"
-        if self.args.skip_existing and self._exists(output, name):
-            item.status, item.output = "skipped", str(output)
-            return
-        started = time.monotonic()
-        try:
-            self._generate_and_write(Path(item.input), name, output)
-            item.status, item.output = "done", str(output)
-        except GenerationError as error:
-            item.status, item.error = "failed", str(error)
-        except Exception as error:
-            if self.interruption.requested:  # Ctrl+C inside an exporter, which Blender made a RuntimeError
-                raise KeyboardInterrupt from error
-            # Anything else (an exporter's error, a full disk) must not end the batch either; the traceback
-            # goes to stderr for a bug report.
-            traceback.print_exc()
-            item.status, item.error = "failed", f"{type(error).__name__}: {error}"
-        item.seconds = round(time.monotonic() - started, 3)
-
-    def _exists(self, output, name):
-        if self.args.one_blend:
-            return name in bpy.data.objects
-        return output.exists()
-
-    def _generate_and_write(self, image_path, name, output):
-        obj = self._generate(image_path, name, output)
-        try:
-            if self.args.one_blend:
-                self._add_to_one_blend(output)
-                obj = None  # it stays in the file
-            else:
-                self.progress("Exporting", 0.0)
-                export_object(output, self.args.format)
-        finally:
-            if obj is not None:
-                mesh_builder.remove_object(obj)
-
-    def _generate(self, image_path, name, output):
-        result = self._run_on_worker(image_path)
-        if self.args.save_codes:
-            save_codes(result.codes, output.parent / f"{name}{CODES_SUFFIX}")
-        if output.suffix != ".blend":
-            result = dataclasses.replace(result, codes=b"")  # other formats would carry them as properties
-        self.progress("Building the mesh", 0.0)
-        return mesh_builder.build_object(bpy.context, name, result, self._destination(), options=self.options)
-
-    def _run_on_worker(self, path):
-        """The worker's ``MeshResult`` for one input, showing the worker's progress while it works: an image,
-        or with --from-codes, saved scene codes meshed without the encoder."""
-        if self.args.from_codes:
-            job = self._worker().remesh(read_codes(path), self.options.mesh, self.model)
-        else:
-            job = self._worker().generate(image_for_worker(path), self.options, self.model)
-        while (outcome := job.poll()) is None:
-            self.progress(job.stage, job.fraction)
-            job.finished.wait(PROGRESS_INTERVAL)
-        if outcome.event == "error":
-            error = StopBatch if outcome.kind in ERRORS_THAT_STOP_THE_BATCH else GenerationError
-            raise error(outcome.message)
-        return outcome.result
-
-    def _worker(self):
-        if self.worker is None:
-            self.worker = WorkerClient(pythonpath=tuple(dependency_paths()))
-        return self.worker
-
-    def _destination(self):
-        """At the origin; in a --one-blend file, next in a row along +X, so the meshes do not overlap."""
-        size = self.args.target_size
-        if not self.args.one_blend:
-            return Destination(target_size=size)
-        placed = sum(obj.type == "MESH" for obj in bpy.context.scene.objects)
-        return Destination(location=(placed * size * ROW_SPACING, 0.0, 0.0), target_size=size)
-
-    def _add_to_one_blend(self, output):
-        self.progress("Saving", 0.0)
-        output.parent.mkdir(parents=True, exist_ok=True)
-        # Saved after every image (Blender writes a .blend safely under a temporary name): an interrupted run
-        # keeps all finished meshes, and --skip-existing picks up from there.
-        bpy.ops.wm.save_as_mainfile(filepath=str(output.resolve()), copy=True)
-
-
-def save_codes(codes, path):
-    """Write saved scene codes beside an output, complete or not at all."""
-    partial = path.with_name(f"{STAGING_PREFIX}{os.getpid()}-{path.name}")
-    partial.write_bytes(codes)
-    os.replace(partial, path)
-
-
-def read_codes(path):
-    try:
-        return path.read_bytes()
-    except OSError as error:
-        raise GenerationError(f"Cannot read {path}: {error.strerror or error}.") from error
-
-
-def image_for_worker(image_path):
-    """The image as Generate sends it: its path, or its pixels when only Blender reads the format (EXR)."""
-    try:
-        return file_input(str(image_path))[1]
-    except InputError as error:
-        raise GenerationError(str(error)) from error
-
-
-def export_object(output, file_format):
-    """Write the selected object (``build_object`` selects only the new one) to ``output`` with Blender's
-    exporter for ``file_format``, vertex colours or baked texture included (OBJ: a PNG beside it).
-
-    The exporter writes into a temporary folder beside ``output`` and the files move into place when it has
-    finished, the main file last: an interrupted run never leaves a half-written file that --skip-existing
-    would take for a finished one.
-    """
-    with tempfile.TemporaryDirectory(dir=output.parent, prefix=f"{STAGING_PREFIX}{os.getpid()}-") as staging:
-        staged = Path(staging) / output.name
-        if file_format in FORMATS_WITH_TEXTURE_FILES:
-            for obj in bpy.context.selected_objects:
-                materials.save_textures_beside(obj, Path(staging))
-        EXPORTERS[file_format](filepath=str(staged))
-        # OBJ writes its .mtl beside the .obj, under the same name, so the files move together.
-        for written in sorted(Path(staging).iterdir(), key=lambda path: path == staged):
-            move_into(written, output.parent)
-
-
-def remove_staging_of_ended_runs(folder):
-    """Remove the staging folders that runs killed mid-export left in ``folder``."""
-    for staging in folder.glob(f"{STAGING_PREFIX}*"):
-        match = STAGING_PATTERN.match(staging.name)
-        if match and staging.is_dir() and not process_alive(int(match[1])):
-            shutil.rmtree(staging, ignore_errors=True)
-
-
-def move_into(source, folder):
-    """Move a file into ``folder``; a folder's files go into the same-named folder there, which may already
-    hold those of earlier outputs (USD's textures/)."""
-    target = folder / source.name
-    if not source.is_dir():
-        os.replace(source, target)
-        return
-    target.mkdir(exist_ok=True)
-    for child in source.iterdir():
-        move_into(child, target)
-
-
-EXPORTERS = {
-    "glb": functools.partial(
-        bpy.ops.export_scene.gltf, export_format="GLB", use_selection=True, export_vertex_color="ACTIVE"
-    ),
-    # Textures: OBJ refers to the PNG export_object saved beside it by name alone; FBX carries a copy inside.
-    "obj": functools.partial(
-        bpy.ops.wm.obj_export, export_selected_objects=True, export_colors=True, path_mode="STRIP"
-    ),
-    "fbx": functools.partial(
-        bpy.ops.export_scene.fbx,
-        use_selection=True,
-        colors_type="SRGB",
-        path_mode="COPY",
-        embed_textures=True,
-    ),
-    # USD writes a baked texture into a textures/ folder beside it, shared by every output of a run.
-    "usd": functools.partial(bpy.ops.wm.usd_export, selected_objects_only=True, export_mesh_colors=True),
-    "blend": functools.partial(bpy.ops.wm.save_as_mainfile, copy=True),
-}
-
-
-def exit_bpy_module(code: int) -> NoReturn:
-    """End a ``python -m triposr_blender.batch`` run without Python's normal teardown of the bpy module.
-
-    The Blender 4.2 bpy module crashes (signal 11) while Python shuts down after two or more glTF exports,
-    even in a script that does nothing else, which would turn a good batch into a failed one. By now the
-    outputs and the report are written and the worker is stopped, so nothing is lost by skipping it.
-    """
-    shutil.rmtree(bpy.app.tempdir, ignore_errors=True)  # Blender's own exit would have removed it
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
-
-
 if __name__ == "__main__":
-    exit_bpy_module(main())
+    exit_code = main()
+    if "bpy" in sys.modules:  # the batch ran in the bpy module
+        from .batch_blender import exit_bpy_module
+
+        exit_bpy_module(exit_code)
+    sys.exit(exit_code)

@@ -58,27 +58,24 @@ RUNNING, SUCCEEDED, FAILED, CANCELLED = "running", "succeeded", "failed", "cance
 
 def deps_dir() -> Path:
     """The folder the dependencies are installed into and imported from."""
-    override = os.environ.get(ENV_DEPS_DIR)
-    if override:
-        return Path(override)
-    import bpy
-
-    folder = bpy.utils.extension_path_user(_extension_package(), path="site-packages", create=True)
-    if not folder:
-        raise OSError("Blender could not create the extension's user folder for the dependencies.")
-    return Path(folder)
+    return _user_folder(ENV_DEPS_DIR, "site-packages", "the dependencies")
 
 
 def models_dir() -> Path:
     """The extension's own folder for the models it downloads besides TripoSR's (rembg's u2net)."""
-    override = os.environ.get(ENV_MODELS_DIR)
+    return _user_folder(ENV_MODELS_DIR, "models", "its models")
+
+
+def _user_folder(override_variable: str, name: str, what: str) -> Path:
+    """A folder of the extension's in Blender's user folders, or the one the environment variable names."""
+    override = os.environ.get(override_variable)
     if override:
         return Path(override)
     import bpy
 
-    folder = bpy.utils.extension_path_user(_extension_package(), path="models", create=True)
+    folder = bpy.utils.extension_path_user(_extension_package(), path=name, create=True)
     if not folder:
-        raise OSError("Blender could not create the extension's user folder for its models.")
+        raise OSError(f"Blender could not create the extension's user folder for {what}.")
     return Path(folder)
 
 

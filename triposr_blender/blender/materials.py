@@ -14,6 +14,8 @@ from pathlib import Path
 import bpy
 import numpy as np
 
+from ..core.color import srgb_to_linear
+
 MATERIAL_NAME = "TripoSR Vertex Color"
 COLOR_ATTRIBUTE = "Color"
 # Marks the material as ours, so a user's own material that happens to share the name is never rewired.
@@ -22,12 +24,6 @@ MATERIAL_TAG = "triposr_blender"
 TEXTURE_TAG = "triposr_texture"
 UV_MAP = "UVMap"
 TEXTURE_FILE_FORMAT = "PNG"
-
-
-def srgb_to_linear(srgb: np.ndarray) -> np.ndarray:
-    """The sRGB transfer function, inverted: TripoSR predicts display colours, Blender stores linear ones."""
-    srgb = np.clip(srgb, 0.0, 1.0)
-    return np.where(srgb <= 0.04045, srgb / 12.92, ((srgb + 0.055) / 1.055) ** 2.4).astype(np.float32)
 
 
 def add_vertex_colors(mesh: bpy.types.Mesh, srgb: np.ndarray) -> None:

@@ -8,6 +8,7 @@ import bpy
 import numpy as np
 from mathutils import Matrix
 
+from ..core.orientation import transform
 from ..options import GenerateOptions
 from ..worker.protocol import MeshResult
 from . import materials, placement, source
@@ -31,7 +32,7 @@ def build_object(
     created: list[bpy.types.ID] = []
     try:
         model_to_object, world = placement.fit(result.mesh.vertices, where)
-        mesh = new_mesh(name, placement.transform(model_to_object, result.mesh.vertices), result.mesh.faces)
+        mesh = new_mesh(name, transform(model_to_object, result.mesh.vertices), result.mesh.faces)
         created.append(mesh)
         shade(mesh, shade_smooth)
         mesh.materials.append(colour_mesh(mesh, name, result, None, created))
@@ -57,7 +58,7 @@ def replace_mesh(obj: bpy.types.Object, result: MeshResult, options: GenerateOpt
     old = obj.data
     created: list[bpy.types.ID] = []
     try:
-        vertices = placement.transform(made_from.model_to_object, result.mesh.vertices)
+        vertices = transform(made_from.model_to_object, result.mesh.vertices)
         mesh = new_mesh(old.name, vertices, result.mesh.faces)
         created.append(mesh)
         shade(mesh, is_smooth(old))

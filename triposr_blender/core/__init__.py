@@ -20,7 +20,16 @@ from .errors import Cancelled, InvalidImageError, ModelLoadError, NoSurfaceError
 from .mesh import BakedTexture, Mesh
 
 # The modules Blender's process may import: they need numpy at most, never PyTorch.
-TORCH_FREE_MODULES = ("defaults", "errors", "mesh", "progress")
+TORCH_FREE_MODULES = (
+    "color",
+    "defaults",
+    "errors",
+    "export",
+    "mesh",
+    "orientation",
+    "progress",
+    "scene_codes",
+)
 # The public names that need the dependencies, and the module of each.
 _ON_FIRST_USE = {"TripoSR": ".model", "preprocess_image": ".preprocess"}
 

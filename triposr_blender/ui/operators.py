@@ -37,6 +37,8 @@ SUBMIT_ERRORS = (UserError, InputError, OptionError, WorkerStartError)
 
 
 def missing_dependencies_message() -> str | None:
+    if preference_values.server_connection(bpy.context) is not None:
+        return None  # the server runs the model
     missing = dependencies.status().missing
     if not missing:
         return None

@@ -9,12 +9,15 @@ import os
 import bpy
 
 from .. import dependencies
-from ..blender.placement import DEFAULT_FRONT_AXIS
 from ..core.defaults import DEFAULT_CHUNK_SIZE, DEFAULT_MODEL_SOURCE
+from ..core.orientation import DEFAULT_FRONT_AXIS
 from ..worker.protocol import ModelSettings
 
 ADDON = __package__.rpartition(".")[0]  # the extension's package, as Blender knows the add-on
 MODEL_ENVIRONMENT_VARIABLE = "TRIPOSR_MODEL"
+# A server set here wins over the preferences' backend, for render farms and shared setups.
+SERVER_ENVIRONMENT_VARIABLE = "TRIPOSR_SERVER"
+TOKEN_ENVIRONMENT_VARIABLE = "TRIPOSR_SERVER_TOKEN"
 
 
 def addon_preferences(context):
@@ -52,6 +55,18 @@ def model_settings(context, device: str = "DEFAULT") -> ModelSettings:
         offline=not bpy.app.online_access,
         rembg_home=dependencies.rembg_home(cache_dir(preferences)),
     )
+
+
+def server_connection(context) -> tuple[str, str] | None:
+    """(address, token) of the TripoSR server the model runs on; None when it runs on this computer."""
+    preferences = addon_preferences(context)
+    url = os.environ.get(SERVER_ENVIRONMENT_VARIABLE, "")
+    if not url and preferences is not None and preferences.backend == "SERVER":
+        url = preferences.server_url.strip()
+    if not url:
+        return None
+    token = os.environ.get(TOKEN_ENVIRONMENT_VARIABLE) or (preferences.server_token if preferences else "")
+    return url, token.strip()
 
 
 def front_axis(context) -> str:

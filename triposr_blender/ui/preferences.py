@@ -7,8 +7,17 @@ import bpy
 from bpy.props import BoolProperty, EnumProperty, IntProperty, StringProperty
 
 from ..core.defaults import CPU_FAST_DESCRIPTION, DEFAULT_CHUNK_SIZE, DEFAULT_MODEL_SOURCE
-from . import properties, status
-from .preference_values import ADDON, MODEL_ENVIRONMENT_VARIABLE
+from . import preference_values, properties, status
+from .preference_values import ADDON, MODEL_ENVIRONMENT_VARIABLE, SERVER_ENVIRONMENT_VARIABLE
+
+BACKENDS = (
+    ("LOCAL", "This Computer", "The model runs here, on this computer's GPU or CPU (needs the dependencies)"),
+    (
+        "SERVER",
+        "Server",
+        "The model runs on a TripoSR server, e.g. the studio's GPU box: nothing to install here",
+    ),
+)
 
 MODEL_SOURCES = (
     ("HUB", "Hugging Face", "Download the model from a Hugging Face repository once, then use it offline"),
@@ -25,6 +34,17 @@ FRONT_AXES = (
 class TripoSRPreferences(bpy.types.AddonPreferences):
     bl_idname = ADDON
 
+    backend: EnumProperty(name="Backend", description="Where the model runs", items=BACKENDS)
+    server_url: StringProperty(
+        name="Server",
+        description="Address of the TripoSR server, e.g. https://gpu-box.studio.lan:8700",
+        default="http://127.0.0.1:8700",
+    )
+    server_token: StringProperty(
+        name="Token",
+        description="The server's token, if it has one (kept in your preferences, never in a .blend file)",
+        subtype="PASSWORD",
+    )
     model_source: EnumProperty(name="Model Source", items=MODEL_SOURCES)
     model_repo: StringProperty(
         name="Repository", description="Hugging Face repository id of the model", default=DEFAULT_MODEL_SOURCE
@@ -58,6 +78,10 @@ class TripoSRPreferences(bpy.types.AddonPreferences):
     def draw(self, context):
         layout = self.layout
         layout.use_property_split = True
+        draw_backend(layout.box(), self)
+        if preference_values.server_connection(context) is not None:
+            status.draw_model_status(layout.box())
+            return
         draw_model_source(layout.box(), self)
         box = layout.box()
         box.prop(self, "device")
@@ -65,6 +89,18 @@ class TripoSRPreferences(bpy.types.AddonPreferences):
         box.prop(self, "cpu_fast")
         box.prop(self, "front_axis")
         status.draw_dependencies(layout.box(), context)
+
+
+def draw_backend(layout, preferences: TripoSRPreferences) -> None:
+    overridden = os.environ.get(SERVER_ENVIRONMENT_VARIABLE)
+    column = layout.column()
+    column.active = not overridden
+    column.prop(preferences, "backend", expand=True)
+    if preferences.backend == "SERVER":
+        column.prop(preferences, "server_url")
+        column.prop(preferences, "server_token")
+    if overridden:
+        layout.label(text=f"{SERVER_ENVIRONMENT_VARIABLE} overrides this: {overridden}", icon="INFO")
 
 
 def draw_model_source(layout, preferences: TripoSRPreferences) -> None:

@@ -4,23 +4,41 @@ import bpy
 
 from .. import dependencies
 from ..worker.client import Job, WorkerClient
+from ..worker.remote import RemoteClient
+from . import preference_values
 
 # The editors that show the add-on's progress: the sidebar panel and the preferences.
 AREAS_SHOWING_PROGRESS = ("VIEW_3D", "PREFERENCES")
 
 
 class Session:
-    """One worker (started on the first job, model loaded until Unload) and the jobs the UI follows."""
+    """One worker (started on the first job, model loaded until Unload), or the TripoSR server the
+    preferences name, and the jobs the UI follows."""
 
     def __init__(self):
-        self.client: WorkerClient | None = None
+        self.client: WorkerClient | RemoteClient | None = None
         self.active: list[Job] = []
         # The scene codes of the last generation, by its input: Adjust Last Operation re-meshes them.
         self.last_codes: dict[tuple, bytes] = {}
 
-    def worker(self) -> WorkerClient:
+    def worker(self) -> WorkerClient | RemoteClient:
+        """The client of where the model runs now: this computer's worker, or the server."""
+        server = preference_values.server_connection(bpy.context)
+        wanted = RemoteClient if server else WorkerClient
+        if (
+            isinstance(self.client, RemoteClient)
+            and server
+            and (self.client.url, self.client.token) != server
+        ):
+            self.stop()  # another server, or another token
+        if self.client is not None and not isinstance(self.client, wanted):
+            self.stop()  # the backend changed
         if self.client is None:
-            self.client = WorkerClient(pythonpath=tuple(dependencies.dependency_paths()))
+            self.client = (
+                RemoteClient(*server)
+                if server
+                else WorkerClient(pythonpath=tuple(dependencies.dependency_paths()))
+            )
         return self.client
 
     @property
@@ -37,6 +55,7 @@ class Session:
     def stop(self) -> None:
         if self.client is not None:
             self.client.stop()
+        self.client = None
         self.active.clear()
 
 

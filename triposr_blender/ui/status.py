@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import bpy
 
 from .. import dependencies, vendor_install
-from . import install_ops
+from . import install_ops, preference_values
 from .install_ops import (
     OFFLINE_MESSAGE,
     TRIPOSR_OT_cancel_dependency_install,
@@ -131,6 +131,12 @@ def draw_dependencies(layout, context) -> bool:
 
     In the preferences it also shows what is installed, with Refresh, Reinstall and Remove.
     """
+    server = preference_values.server_connection(context)
+    if server is not None:  # the server runs the model: nothing to install on this computer
+        layout.label(
+            text=f"Model runs on the TripoSR server at {server[0]}: nothing to install here.", icon="URL"
+        )
+        return True
     status = dependencies.status()
     details = getattr(context.area, "type", "") == "PREFERENCES"
     column = layout.column()

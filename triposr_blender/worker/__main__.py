@@ -15,58 +15,7 @@ from pathlib import Path
 from typing import TextIO
 
 from ..core.errors import Cancelled
-from ..core.scene_codes import SceneCodes
-from ..options import GenerateOptions, MeshOptions
 from . import pipeline, protocol
-from .protocol import ModelSettings
-
-
-class Jobs:
-    """What each command does, with the model and the recent scene codes kept between jobs."""
-
-    def __init__(self):
-        self.models = pipeline.ModelCache()
-        self.codes = pipeline.CodesCache()
-
-    def generate(self, request: dict, progress) -> dict:
-        """One image to a mesh; the encoder is skipped for an image encoded recently, alike."""
-        options = GenerateOptions.from_dict(request["options"])
-        settings = ModelSettings.from_message(request["model"])
-        model = self.model(settings, progress)
-        key = pipeline.codes_key(request["image"], options, settings, model)
-        scene = self.codes.get(key)
-        if scene is None:
-            image = pipeline.pil_image(request["image"])
-            scene = pipeline.encode_image(model, image, options, progress, not settings.offline)
-            self.codes.put(key, scene)
-        else:
-            progress(pipeline.REUSING_CODES, 1.0)
-        codes = SceneCodes(scene.cpu().numpy(), model.fingerprint, settings.source)
-        return pipeline.mesh_from_scene(model, scene, options.mesh, progress, codes).as_message()
-
-    def remesh(self, request: dict, progress) -> dict:
-        """A new mesh from saved scene codes, which must be the loaded model's."""
-        import torch
-
-        codes = SceneCodes.from_bytes(request["codes"].tobytes())
-        options = MeshOptions.from_dict(request["options"])
-        settings = ModelSettings.from_message(request["model"])
-        model = self.model(settings, progress)
-        codes.check_model(model.fingerprint, settings.source)
-        # No codes in the result: the caller has them, and compressing them again would cost a second.
-        return pipeline.mesh_from_scene(model, torch.from_numpy(codes.array), options, progress).as_message()
-
-    def load(self, request: dict, progress) -> dict:
-        """Download (once) and load the model ahead of the first generation: the preferences' button."""
-        self.model(ModelSettings.from_message(request["model"]), progress)
-        return {"model": self.models.state()}
-
-    def model(self, settings: ModelSettings, progress):
-        loaded = self.models.model
-        model = self.models.get(settings, progress)
-        if model is not loaded:
-            self.codes.clear()  # codes of another model, or precision, are of no more use
-        return model
 
 
 class Worker:
@@ -76,7 +25,7 @@ class Worker:
         self.commands = commands
         self.events = events
         self.folder = folder
-        self.jobs = Jobs()
+        self.jobs = pipeline.Jobs()
         self.pending: queue.Queue[dict] = queue.Queue()
         self.cancelled: set[int] = set()
         self.abandoned = threading.Event()
@@ -125,23 +74,25 @@ class Worker:
         state_before = self.jobs.models.state()
         try:
             progress("Starting", 0.0)
-            self.send("result", id=job_id, **getattr(self.jobs, command["cmd"])(command, progress))
+            event, fields = "result", getattr(self.jobs, command["cmd"])(command, progress)
         except Exception as error:  # every failure becomes a message; the worker lives on
-            self.report_failure(job_id, command, error)
+            event, fields = self.failure(command, error)
         finally:
             self.cancelled.discard(job_id)
-            if self.jobs.models.state() != state_before:
-                self.send("model", state=self.jobs.models.state())
+        # The model's state goes first: a client that sees the job end knows the model the job left behind.
+        if self.jobs.models.state() != state_before:
+            self.send("model", state=self.jobs.models.state())
+        self.send(event, id=job_id, **fields)
 
-    def report_failure(self, job_id: int, command: dict, error: Exception) -> None:
+    def failure(self, command: dict, error: Exception) -> tuple[str, dict]:
+        """The event that ends a failed job, and its fields."""
         if isinstance(error, Cancelled):
-            self.send("cancelled", id=job_id)
-            return
+            return "cancelled", {}
         traceback.print_exception(error, file=sys.stderr)
         kind, message = pipeline.describe_failure(error, command.get("model", {}).get("device", "the device"))
         if kind == "OutOfMemory":
             self.jobs.models.unload()
-        self.send("error", id=job_id, kind=kind, message=message)
+        return "error", {"kind": kind, "message": message}
 
 
 def claim_stdout() -> TextIO:

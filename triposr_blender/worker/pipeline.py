@@ -105,9 +105,11 @@ def check_downloaded(source: str) -> None:
 
 
 def pil_image(spec: dict):
-    """The input as the core accepts it: a file path, or a PIL image made from Blender's pixels."""
+    """The input as the core accepts it: a file path, a file's bytes, or a PIL image of Blender's pixels."""
     if "path" in spec:
         return spec["path"]
+    if "data" in spec:
+        return spec["data"].tobytes()
     from PIL import Image
 
     pixels = np.clip(np.nan_to_num(spec["pixels"]), 0.0, 1.0)
@@ -243,6 +245,8 @@ def codes_key(image: dict, options: GenerateOptions, settings: ModelSettings, mo
     digest = hashlib.sha256()
     if "path" in image:
         digest.update(Path(image["path"]).read_bytes())
+    elif "data" in image:
+        digest.update(image["data"].tobytes())
     else:
         pixels = np.ascontiguousarray(image["pixels"])
         digest.update(repr(pixels.shape).encode() + pixels.tobytes())
@@ -250,3 +254,51 @@ def codes_key(image: dict, options: GenerateOptions, settings: ModelSettings, mo
     encoding += [str(model.dtype), model.cpu_fast]
     digest.update(json.dumps(encoding).encode())
     return digest.hexdigest()
+
+
+class Jobs:
+    """What each command does, with the model and the recent scene codes kept between jobs."""
+
+    def __init__(self):
+        self.models = ModelCache()
+        self.codes = CodesCache()
+
+    def generate(self, request: dict, progress: Progress) -> dict:
+        """One image to a mesh; the encoder is skipped for an image encoded recently, alike."""
+        options = GenerateOptions.from_dict(request["options"])
+        settings = ModelSettings.from_message(request["model"])
+        model = self.model(settings, progress)
+        key = codes_key(request["image"], options, settings, model)
+        scene = self.codes.get(key)
+        if scene is None:
+            image = pil_image(request["image"])
+            scene = encode_image(model, image, options, progress, not settings.offline)
+            self.codes.put(key, scene)
+        else:
+            progress(REUSING_CODES, 1.0)
+        codes = SceneCodes(scene.cpu().numpy(), model.fingerprint, settings.source)
+        return mesh_from_scene(model, scene, options.mesh, progress, codes).as_message()
+
+    def remesh(self, request: dict, progress) -> dict:
+        """A new mesh from saved scene codes, which must be the loaded model's."""
+        import torch
+
+        codes = SceneCodes.from_bytes(request["codes"].tobytes())
+        options = MeshOptions.from_dict(request["options"])
+        settings = ModelSettings.from_message(request["model"])
+        model = self.model(settings, progress)
+        codes.check_model(model.fingerprint, settings.source)
+        # No codes in the result: the caller has them, and compressing them again would cost a second.
+        return mesh_from_scene(model, torch.from_numpy(codes.array), options, progress).as_message()
+
+    def load(self, request: dict, progress) -> dict:
+        """Download (once) and load the model ahead of the first generation: the preferences' button."""
+        self.model(ModelSettings.from_message(request["model"]), progress)
+        return {"model": self.models.state()}
+
+    def model(self, settings: ModelSettings, progress):
+        loaded = self.models.model
+        model = self.models.get(settings, progress)
+        if model is not loaded:
+            self.codes.clear()  # codes of another model, or precision, are of no more use
+        return model

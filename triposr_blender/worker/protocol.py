@@ -5,7 +5,8 @@ megabytes, files are not. The receiving side loads it and deletes the file.
 
 Commands (client -> worker) carry ``cmd`` and, except ``quit``, a job ``id``:
 
-* ``generate``: ``image`` ({"path": file} or {"pixels": (H, W, 3|4) float array, top row first, sRGB}),
+* ``generate``: ``image`` ({"path": file}, {"data": the file's bytes as a uint8 array}, or {"pixels": (H, W,
+  3|4) float array, top row first, sRGB}),
   ``options`` (``GenerateOptions``) and ``model`` (``ModelSettings``). A recent image's scene codes are
   reused when only mesh options changed.
 * ``remesh``: ``codes`` (saved scene codes, as a uint8 array of ``SceneCodes.to_bytes``), ``options``

@@ -1,0 +1,103 @@
+"""A TripoSR server for tests: a real server process on 127.0.0.1 (never another address) with the tiny
+fixture model, and requests to it with or without its token."""
+
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+from fixture_model import FIXTURE, IMAGE, OPTIONS
+
+REPO = Path(__file__).resolve().parent.parent
+TOKEN = "a-test-token-of-enough-length"
+JOB_TIMEOUT = 120
+FORM = {
+    name: str(value).lower() if isinstance(value, bool) else str(value) for name, value in OPTIONS.items()
+}
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class Server:
+    """A server process on 127.0.0.1, and requests to it with (or without) its token."""
+
+    def __init__(self, tmp_path: Path, *options: str, token: str = TOKEN):
+        self.url = f"http://127.0.0.1:{free_port()}"
+        arguments = [
+            "--model",
+            str(FIXTURE),
+            "--devices",
+            "cpu",
+            "--port",
+            self.url.rsplit(":", 1)[1],
+            *options,
+        ]
+        if token:
+            (tmp_path / "token").write_text(token + "\n")
+            arguments += ["--token-file", str(tmp_path / "token")]
+        self.headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "triposr_blender.server", *arguments],
+            cwd=REPO,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + JOB_TIMEOUT
+        while not self.healthy():
+            assert self.process.poll() is None, "the server did not start"
+            assert time.monotonic() < deadline, "the server did not load its model"
+            time.sleep(0.2)
+
+    def healthy(self) -> bool:
+        try:
+            return requests.get(f"{self.url}/v1/health", timeout=5).json()["loaded"]
+        except requests.ConnectionError:
+            return False
+
+    def request(self, method: str, path: str, **kwargs) -> requests.Response:
+        kwargs.setdefault("headers", self.headers)
+        return requests.request(method, self.url + path, timeout=60, **kwargs)
+
+    def submit(self, image: bytes | None = None, **fields) -> requests.Response:
+        files = {"image": ("chair.png", IMAGE.read_bytes() if image is None else image)}
+        return self.request("POST", "/v1/jobs", data={**FORM, **fields}, files=files)
+
+    def wait(self, job_id: str, until=("done", "failed", "cancelled")) -> dict:
+        deadline = time.monotonic() + JOB_TIMEOUT
+        while (status := self.request("GET", f"/v1/jobs/{job_id}").json())["state"] not in until:
+            assert time.monotonic() < deadline, status
+            time.sleep(0.05)
+        return status
+
+    def worker_pid(self) -> int:
+        """The server's worker process (Linux: /proc lists a process's children)."""
+        deadline = time.monotonic() + JOB_TIMEOUT
+        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
+        while not (pids := children.read_text().split()):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        return int(pids[0])
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=30)
+
+
+def wait_for(check, finished: bool = False, timeout: float = JOB_TIMEOUT):
+    """Ask ``check`` until it answers (truthy; with ``finished``: a status of a job that ended); return it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            answer = check()
+        except requests.ConnectionError:
+            answer = None
+        if answer and (not finished or answer["state"] in ("done", "failed", "cancelled")):
+            return answer
+        assert time.monotonic() < deadline, f"no answer within {timeout} s: {answer}"
+        time.sleep(0.2)

@@ -1,0 +1,168 @@
+"""The add-on and the batch with the Server backend (worker/remote.py), in the real bpy: Generate and Re-mesh
+through a live TripoSR server on 127.0.0.1, with no PyTorch needed on this side."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import bpy
+import numpy as np
+import pytest
+from fixture_model import IMAGE, NEW_THRESHOLD, OPTIONS, core_mesh, core_mesh_at
+from glb import read_glb
+from server_harness import REPO, TOKEN, Server
+
+from triposr_blender import dependencies
+from triposr_blender.blender import source
+from triposr_blender.options import GenerateOptions
+from triposr_blender.ui import status
+from triposr_blender.ui.session import SESSION
+from triposr_blender.worker.remote import RemoteClient
+
+pytestmark = pytest.mark.blender
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    server = Server(tmp_path_factory.mktemp("server"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def server_backend(extension, server, monkeypatch):
+    """The add-on set to use the server, as TRIPOSR_SERVER and TRIPOSR_SERVER_TOKEN set it."""
+    monkeypatch.setenv("TRIPOSR_SERVER", server.url)
+    monkeypatch.setenv("TRIPOSR_SERVER_TOKEN", TOKEN)
+    SESSION.stop()
+    yield
+    SESSION.stop()
+
+
+def mesh_faces(obj):
+    corners = np.empty(len(obj.data.loops), np.int32)
+    obj.data.loops.foreach_get("vertex_index", corners)
+    return corners.reshape(-1, 3)
+
+
+def test_generate_and_remesh_run_on_the_server(server_backend, new_objects):
+    assert bpy.ops.triposr.generate(filepath=str(IMAGE)) == {"FINISHED"}
+    obj = bpy.context.active_object
+
+    assert isinstance(SESSION.client, RemoteClient)
+    np.testing.assert_array_equal(mesh_faces(obj), core_mesh().faces)
+    assert source.is_triposr_object(obj), "the server's scene codes came along: Re-mesh works on it too"
+
+    assert bpy.ops.triposr.remesh(threshold=NEW_THRESHOLD) == {"FINISHED"}
+    np.testing.assert_array_equal(mesh_faces(obj), core_mesh_at(NEW_THRESHOLD).faces)
+
+
+def test_an_image_without_a_file_goes_to_the_server_as_a_png(server_backend, new_objects):
+    source_image = bpy.data.images.load(str(IMAGE))
+    painted = bpy.data.images.new("Painted", *source_image.size, alpha=True)
+    painted.pixels.foreach_set(np.array(source_image.pixels[:], np.float32))
+    bpy.data.images.remove(source_image)
+
+    assert bpy.ops.triposr.generate(image_name="Painted") == {"FINISHED"}
+
+    np.testing.assert_array_equal(mesh_faces(bpy.context.active_object), core_mesh().faces)
+    bpy.data.images.remove(painted)
+
+
+def test_with_the_server_backend_nothing_needs_installing_here(server_backend, monkeypatch):
+    monkeypatch.setenv(dependencies.ENV_REQUIRED_MODULES, "a_module_this_machine_does_not_have")
+    monkeypatch.setattr(dependencies, "_status", None)
+
+    class Box:
+        def __init__(self):
+            self.labels = []
+
+        def label(self, text="", icon="NONE"):
+            self.labels.append(text)
+
+    box = Box()
+    assert status.draw_dependencies(box, bpy.context) is True
+    assert box.labels == [
+        f"Model runs on the TripoSR server at {SESSION.worker().url}: nothing to install here."
+    ]
+
+
+def test_a_wrong_token_is_explained(server_backend, monkeypatch, new_objects):
+    monkeypatch.setenv("TRIPOSR_SERVER_TOKEN", "not-the-token-of-this-server")
+
+    with pytest.raises(RuntimeError, match="refused the token"):
+        bpy.ops.triposr.generate(filepath=str(IMAGE))
+
+
+def test_a_server_that_cannot_be_reached_is_explained(extension, monkeypatch, new_objects):
+    monkeypatch.setenv("TRIPOSR_SERVER", "http://127.0.0.1:9")  # the discard port: nothing listens
+    SESSION.stop()
+
+    with pytest.raises(RuntimeError, match="Could not reach the TripoSR server at http://127.0.0.1:9"):
+        bpy.ops.triposr.generate(filepath=str(IMAGE))
+    SESSION.stop()
+
+
+def test_the_batch_runs_on_the_server_with_server(server, tmp_path):
+    arguments = [
+        "--resolution",
+        OPTIONS["resolution"],
+        "--threshold",
+        repr(OPTIONS["threshold"]),
+        "--no-remove-bg",
+    ]
+    command = [
+        sys.executable,
+        "-m",
+        "triposr_blender.batch",
+        "--",
+        IMAGE,
+        "--out",
+        tmp_path,
+        "--server",
+        server.url,
+    ]
+    result = subprocess.run(
+        list(map(str, [*command, *arguments])),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "TRIPOSR_SERVER_TOKEN": TOKEN},
+    )
+
+    assert result.returncode == 0, result.stderr
+    document, _ = read_glb(tmp_path / f"{IMAGE.stem}.glb")
+    (primitive,) = document["meshes"][0]["primitives"]
+    assert document["accessors"][primitive["indices"]]["count"] == 3 * len(core_mesh().faces)
+
+
+def until(job, condition, timeout=60):
+    """Follow ``job``'s progress until ``condition(job)`` holds."""
+    deadline = time.monotonic() + timeout
+    while not condition(job):
+        assert job.poll() is None and time.monotonic() < deadline, job.stage
+        time.sleep(0.05)
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="finds the server's worker through /proc")
+def test_the_clients_cancel_reaches_the_server_and_a_waiting_job_shows_its_place_in_the_queue(tmp_path):
+    server = Server(tmp_path)
+    try:
+        os.kill(server.worker_pid(), signal.SIGSTOP)  # the first job runs and stays running
+        client = RemoteClient(server.url, TOKEN)
+        options = GenerateOptions(**OPTIONS)
+        running = client.generate({"path": str(IMAGE)}, options)
+        until(running, lambda job: job.stage not in ("Sending to the server", "Waiting in the queue"))
+        waiting = client.generate({"path": str(IMAGE)}, options)
+        until(waiting, lambda job: "queue" in job.stage)
+
+        client.cancel(running)
+
+        assert running.wait(60).event == "cancelled"
+        assert waiting.stage == "Waiting in the server's queue (position 1)"
+        assert waiting.wait(120).event == "result"
+    finally:
+        server.stop()

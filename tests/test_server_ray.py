@@ -1,0 +1,44 @@
+"""The server on Ray Serve (server/ray_serve.py): the same API answering a job, on a local Ray whose node,
+proxy and everything else listen on 127.0.0.1 only."""
+
+import io
+
+import numpy as np
+import pytest
+import requests
+from fixture_model import FIXTURE, core_mesh
+from server_harness import FORM, IMAGE, free_port, wait_for
+
+ray = pytest.importorskip("ray")
+serve = pytest.importorskip("ray.serve")
+
+
+@pytest.fixture(scope="module")
+def serve_url():
+    port = free_port()
+    ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False)
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    from triposr_blender.server import deployment
+
+    serve.run(
+        deployment({"model": str(FIXTURE), "num_gpus": 0, "num_cpus": 0.5, "max_replicas": 1}), blocking=False
+    )
+    url = f"http://127.0.0.1:{port}"
+    wait_for(lambda: requests.get(f"{url}/v1/health", timeout=5).ok)
+    yield url
+    serve.shutdown()
+    ray.shutdown()
+
+
+def test_a_ray_serve_deployment_answers_a_job_with_the_cores_mesh(serve_url):
+    health = requests.get(f"{serve_url}/v1/health", timeout=10).json()
+    job_id = requests.post(
+        f"{serve_url}/v1/jobs", data=FORM, files={"image": ("chair.png", IMAGE.read_bytes())}
+    ).json()["id"]
+
+    status = wait_for(lambda: requests.get(f"{serve_url}/v1/jobs/{job_id}", timeout=10).json(), finished=True)
+    npz = np.load(io.BytesIO(requests.get(f"{serve_url}/v1/jobs/{job_id}/result.npz", timeout=30).content))
+
+    assert health["model"] == str(FIXTURE) and health["devices"] == ["ray"]
+    assert status["state"] == "done", status
+    np.testing.assert_array_equal(npz["faces"], core_mesh().faces)

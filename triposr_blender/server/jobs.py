@@ -1,0 +1,124 @@
+"""The server's jobs: a bounded FIFO queue, each job's state and progress, and results until they expire.
+
+Thread-safe: the HTTP handlers submit, read and cancel jobs while the executors' threads take and finish them.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+from ..worker.protocol import MeshResult
+
+QUEUED, RUNNING, DONE, FAILED, CANCELLED = "queued", "running", "done", "failed", "cancelled"
+FINISHED = frozenset({DONE, FAILED, CANCELLED})
+
+
+@dataclass(eq=False)  # a job is itself, whatever it holds (its request's arrays do not compare as values)
+class ServerJob:
+    """One client's request and what has become of it."""
+
+    request: dict  # a worker command without its id: {"cmd": "generate" | "remesh", ...}
+    id: str = field(default_factory=lambda: secrets.token_urlsafe(18))  # 144 random bits: not guessable
+    state: str = QUEUED
+    stage: str = "Waiting in the queue"
+    progress: float = 0.0
+    error: str = ""
+    result: MeshResult | None = None
+    finished_at: float = 0.0
+    cancel_requested: threading.Event = field(default_factory=threading.Event, repr=False)
+    files: dict[str, bytes] = field(default_factory=dict, repr=False)  # result.glb, result.npz, once made
+
+    def status(self, position: int) -> dict:
+        return {
+            "state": self.state,
+            "stage": self.stage,
+            "progress": round(self.progress, 4),
+            "position": position,
+            "error": self.error or None,
+        }
+
+
+class JobTable:
+    """The queue (at most ``max_queue`` waiting) and every job not yet expired, by id."""
+
+    def __init__(self, max_queue: int, result_ttl: float):
+        self.max_queue = max_queue
+        self.result_ttl = result_ttl
+        self._queue: deque[ServerJob] = deque()
+        self._jobs: dict[str, ServerJob] = {}
+        self._changed = threading.Condition()
+        self._closed = False
+
+    @property
+    def queued(self) -> int:
+        return len(self._queue)
+
+    def submit(self, request: dict) -> ServerJob | None:
+        """The new job, queued last; None when the queue is full (or the server is stopping)."""
+        with self._changed:
+            if self._closed or len(self._queue) >= self.max_queue:
+                return None
+            job = ServerJob(request)
+            self._jobs[job.id] = job
+            self._queue.append(job)
+            self._changed.notify()
+            return job
+
+    def take(self, timeout: float) -> ServerJob | None:
+        """The first queued job, now running; None after ``timeout`` seconds without one."""
+        with self._changed:
+            if not self._queue:
+                self._changed.wait(timeout)
+            if not self._queue or self._closed:
+                return None
+            job = self._queue.popleft()
+            job.state, job.stage = RUNNING, "Starting"
+            return job
+
+    def get(self, job_id: str) -> ServerJob | None:
+        return self._jobs.get(job_id)
+
+    def position(self, job: ServerJob) -> int:
+        """How many jobs wait before it (0 once it runs)."""
+        with self._changed:
+            return self._queue.index(job) if job in self._queue else 0
+
+    def cancel(self, job: ServerJob) -> None:
+        """A queued job ends at once; a running one when its executor sees the request."""
+        with self._changed:
+            if job in self._queue:
+                self._queue.remove(job)
+                self._end(job, CANCELLED, "")
+            elif job.state == RUNNING:
+                job.cancel_requested.set()
+
+    def finish(self, job: ServerJob, state: str, result: MeshResult | None = None, error: str = "") -> None:
+        with self._changed:
+            job.result = result
+            self._end(job, state, error)
+
+    def expire(self, now: float | None = None) -> None:
+        """Forget finished jobs older than ``result_ttl``: their results are memory no client came for."""
+        now = time.monotonic() if now is None else now
+        with self._changed:
+            for job in [job for job in self._jobs.values() if job.state in FINISHED]:
+                if now - job.finished_at > self.result_ttl:
+                    del self._jobs[job.id]
+
+    def close(self) -> list[ServerJob]:
+        """Stop taking jobs: the queued ones end cancelled; the running ones are returned, to cancel."""
+        with self._changed:
+            self._closed = True
+            while self._queue:
+                self._end(self._queue.popleft(), CANCELLED, "")
+            self._changed.notify_all()
+            return [job for job in self._jobs.values() if job.state == RUNNING]
+
+    def _end(self, job: ServerJob, state: str, error: str) -> None:
+        job.state, job.error, job.finished_at = state, error, time.monotonic()
+        job.stage = {DONE: "Done", FAILED: "Failed", CANCELLED: "Cancelled"}[state]
+        job.progress = 1.0 if state == DONE else job.progress

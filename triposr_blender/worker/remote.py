@@ -1,0 +1,289 @@
+"""The server's client: the worker client's jobs (generate, remesh, load, cancel), run by a TripoSR server.
+
+Same interface as ``client.WorkerClient``, so Blender's operators, the batch and the panel run unchanged
+against a server (the Server backend of the preferences, ``TRIPOSR_SERVER``, ``batch --server``). Only the
+standard library: it runs in Blender's own Python, where no PyTorch needs to be installed.
+
+Each job has a thread that uploads, follows the job's status as the server streams it (Server-Sent Events:
+its place in the queue, then its stage and progress) and downloads the result; its events go to the job's
+queue as the worker's would. Cancel goes out at once, on a request of its own. Nothing waits for ever: every
+request has a timeout (the stream's keep-alive comes every 15 s), and a server out of reach for
+``UNREACHABLE_FOR`` seconds fails the job.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import itertools
+import json
+import secrets
+import threading
+import time
+import urllib.error
+import urllib.request
+
+import numpy as np
+
+from ..core.export import png_bytes
+from ..core.scene_codes import SceneCodes
+from ..options import GenerateOptions, MeshOptions
+from .client import Job
+from .protocol import MeshResult, ModelSettings
+
+REQUEST_TIMEOUT = 60.0  # seconds for one HTTP request (an upload of a large image included), or stream line
+RECONNECT_INTERVAL = 1.0
+UNREACHABLE_FOR = 60.0  # seconds the server may not answer before a job is given up
+FINISHED = {"done", "failed", "cancelled"}
+
+
+class ServerError(Exception):
+    """The server refused a request or could not be reached; the text says why, for the user."""
+
+
+class RemoteClient:
+    """Runs jobs on a TripoSR server at ``url`` (``http(s)://host:port``), sending ``token`` if given."""
+
+    def __init__(self, url: str, token: str = ""):
+        self.url = url.rstrip("/")
+        self.token = token
+        self.model_state: dict = {"loaded": False}
+        self._server_ids: dict[int, str] = {}  # our job id -> the server's, once submitted
+        self._jobs: dict[int, Job] = {}
+        self._job_ids = itertools.count(1)
+        self._lock = threading.Lock()
+
+    # What the panel and the operators read of a client.
+
+    @property
+    def running(self) -> bool:
+        return False  # nothing runs on this machine: there is nothing to unload
+
+    @property
+    def pid(self) -> None:
+        return None
+
+    @property
+    def busy(self) -> bool:
+        return bool(self._jobs)
+
+    def generate(self, image: dict, options: GenerateOptions, model: ModelSettings | None = None) -> Job:
+        """Upload ``image`` ({"path"}, {"data"} or {"pixels"}, as the worker takes it) with ``options``."""
+        return self._start("generate", {"image": ("image.png", image_bytes(image))}, options.as_dict())
+
+    def remesh(self, codes: bytes, options: MeshOptions, model: ModelSettings | None = None) -> Job:
+        """Upload saved scene codes for a new mesh: the server needs neither the image nor its encoder."""
+        return self._start("remesh", {"codes": ("codes.triposr.npz", codes)}, options.as_dict())
+
+    def load(self, model: ModelSettings | None = None) -> Job:
+        """The server's model state (it loads its model itself, at start)."""
+        job = self._new_job("load")
+        threading.Thread(target=self._check, args=(job,), name="triposr-server", daemon=True).start()
+        return job
+
+    def cancel(self, job: Job) -> None:
+        """Ask the server to cancel the job (at once if it was submitted, else as soon as it is)."""
+        job.cancel_requested = True
+        server_id = self._server_ids.get(job.id)
+        if server_id is not None:
+            threading.Thread(target=self._cancel_on_server, args=(server_id,), daemon=True).start()
+
+    def _cancel_on_server(self, server_id: str) -> None:
+        with contextlib.suppress(ServerError):  # gone or unreachable: the job's thread reports how it ended
+            self._request("DELETE", f"/v1/jobs/{server_id}")
+
+    def stop(self) -> None:
+        for job in list(self._jobs.values()):
+            self.cancel(job)
+
+    def health(self) -> dict:
+        return self._request("GET", "/v1/health")
+
+    def _new_job(self, cmd: str) -> Job:
+        job = Job(next(self._job_ids), {"cmd": cmd}, {})
+        with self._lock:
+            self._jobs[job.id] = job
+        return job
+
+    def _start(self, cmd: str, files: dict, fields: dict) -> Job:
+        job = self._new_job(cmd)
+        job.stage = "Sending to the server"
+        thread = threading.Thread(
+            target=self._follow, args=(job, files, fields), name="triposr-server", daemon=True
+        )
+        thread.start()
+        return job
+
+    def _check(self, job: Job) -> None:
+        try:
+            state = self.health()
+        except ServerError as error:
+            self._end(job, {"event": "error", "kind": "ServerError", "message": str(error)})
+            return
+        self.model_state = server_model_state(state)
+        self._end(job, {"event": "result", "model": self.model_state})
+
+    def _follow(self, job: Job, files: dict, fields: dict) -> None:
+        """Upload, follow, download: the job's whole life on the server, as events."""
+        try:
+            server_id = self._request("POST", "/v1/jobs", form=(fields, files))["id"]
+            self._server_ids[job.id] = server_id
+            if job.cancel_requested:  # cancelled while it was uploading
+                self._cancel_on_server(server_id)
+            status = self._until_finished(job, server_id)
+            if status["state"] == "done":
+                result = mesh_result(self._request("GET", f"/v1/jobs/{server_id}/result.npz", raw=True))
+                self._end(job, {"event": "result", **result.as_message()})
+            elif status["state"] == "cancelled":
+                self._end(job, {"event": "cancelled"})
+            else:
+                self._end(job, {"event": "error", "kind": "ServerJobFailed", "message": status["error"]})
+        except ServerError as error:
+            self._end(job, {"event": "error", "kind": "ServerError", "message": str(error)})
+        except Exception as error:  # a damaged answer: the job must end, with a message
+            message = f"The TripoSR server's answer could not be read ({type(error).__name__}: {error})."
+            self._end(job, {"event": "error", "kind": "ServerError", "message": message})
+
+    def _until_finished(self, job: Job, server_id: str) -> dict:
+        """The job's last status, following its event stream; a broken stream is opened again."""
+        answered = time.monotonic()
+        while True:
+            try:
+                for status in self._events(server_id):
+                    answered = time.monotonic()
+                    if status["state"] in FINISHED:
+                        return status
+                    stage = status["stage"]
+                    if status["state"] == "queued":
+                        stage = f"Waiting in the server's queue (position {status['position'] + 1})"
+                    job.events.put({"event": "progress", "stage": stage, "fraction": status["progress"]})
+            except ServerUnreachable:
+                if time.monotonic() - answered > UNREACHABLE_FOR:
+                    raise
+            time.sleep(RECONNECT_INTERVAL)
+
+    def _events(self, server_id: str):
+        """The statuses the server streams for a job (Server-Sent Events), until it ends or the stream
+        breaks."""
+        request = urllib.request.Request(f"{self.url}/v1/jobs/{server_id}/events", headers=self._headers())
+        try:
+            with urllib.request.urlopen(request, timeout=REQUEST_TIMEOUT) as stream:
+                for line in stream:
+                    if line.startswith(b"data: "):
+                        yield json.loads(line[6:])
+        except urllib.error.HTTPError as error:
+            raise ServerError(refusal_message(self.url, error)) from error
+        except (urllib.error.URLError, OSError) as error:
+            raise ServerUnreachable(unreachable_message(self.url, error)) from error
+
+    def _end(self, job: Job, event: dict) -> None:
+        with self._lock:
+            self._jobs.pop(job.id, None)
+            self._server_ids.pop(job.id, None)
+        job.finished.set()
+        job.events.put({"id": job.id, **event})
+
+    def _headers(self) -> dict:
+        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
+
+    def _request(self, method: str, path: str, form: tuple | None = None, raw: bool = False):
+        headers = self._headers()
+        body = None
+        if form is not None:
+            body, content_type = multipart(*form)
+            headers["Content-Type"] = content_type
+        request = urllib.request.Request(self.url + path, data=body, headers=headers, method=method)
+        try:
+            with urllib.request.urlopen(request, timeout=REQUEST_TIMEOUT) as response:
+                data = response.read()
+        except urllib.error.HTTPError as error:
+            raise ServerError(refusal_message(self.url, error)) from error
+        except (urllib.error.URLError, OSError) as error:
+            raise ServerUnreachable(unreachable_message(self.url, error)) from error
+        return data if raw else json.loads(data)
+
+
+class ServerUnreachable(ServerError):
+    """No answer from the server (network down, server stopped, wrong address)."""
+
+
+def unreachable_message(url: str, error: Exception) -> str:
+    return (
+        f"Could not reach the TripoSR server at {url} ({getattr(error, 'reason', error)}). Check the server "
+        "address in the add-on's preferences (or TRIPOSR_SERVER), and that the server runs."
+    )
+
+
+def refusal_message(url: str, error: urllib.error.HTTPError) -> str:
+    try:
+        detail = json.loads(error.read()).get("detail")
+    except (ValueError, AttributeError, OSError):
+        detail = None
+    detail = detail if isinstance(detail, str) else error.reason
+    if error.code == 401:
+        return (
+            f"The TripoSR server at {url} refused the token: set the right one in the preferences ({detail})."
+        )
+    if error.code == 503:
+        return f"The TripoSR server at {url} is busy: its queue is full. Try again in a moment."
+    return f"The TripoSR server at {url} refused the job ({error.code}): {detail}"
+
+
+def server_model_state(health: dict) -> dict:
+    """The panel's model line for a server: where the model runs, not this machine's memory."""
+    devices = ", ".join(health.get("devices", [])) or "its devices"
+    return {
+        "loaded": bool(health.get("loaded", True)),
+        "source": health.get("model", ""),
+        "device": f"the server ({devices})",
+        "memory_bytes": 0,
+        "cpu_fast": False,
+    }
+
+
+def image_bytes(image: dict) -> bytes:
+    """The image as the server takes it: the file's own bytes, or Blender's pixels as a PNG."""
+    if "path" in image:
+        with open(image["path"], "rb") as file:
+            return file.read()
+    if "data" in image:
+        return image["data"].tobytes()
+    pixels = np.rint(np.clip(image["pixels"], 0.0, 1.0) * 255).astype(np.uint8)
+    return png_bytes(pixels)
+
+
+def multipart(fields: dict, files: dict) -> tuple[bytes, str]:
+    """A multipart/form-data body: text fields (booleans as true/false) and files as (name, bytes)."""
+    boundary = secrets.token_hex(16)
+    body = io.BytesIO()
+    for name, value in fields.items():
+        text = str(value).lower() if isinstance(value, bool) else str(value)
+        body.write(
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{text}\r\n'.encode()
+        )
+    for name, (filename, data) in files.items():
+        body.write(
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; filename="{filename}"\r\n'
+            "Content-Type: application/octet-stream\r\n\r\n".encode()
+        )
+        body.write(data + b"\r\n")
+    body.write(f"--{boundary}--\r\n".encode())
+    return body.getvalue(), f"multipart/form-data; boundary={boundary}"
+
+
+def mesh_result(npz: bytes) -> MeshResult:
+    """The MeshResult in a server's result.npz: mesh, texture if baked, scene codes if it kept them."""
+    from ..core.mesh import BakedTexture, Mesh
+
+    with np.load(io.BytesIO(npz), allow_pickle=False) as arrays:
+        mesh = Mesh(arrays["vertices"], arrays["faces"], arrays["vertex_colors"])
+        texture = BakedTexture(arrays["corner_uvs"], arrays["texture"]) if "texture" in arrays.files else None
+    codes = (
+        SceneCodes.from_bytes(npz, source="The server's scene codes").to_bytes() if has_codes(npz) else b""
+    )
+    return MeshResult(mesh, texture, codes)
+
+
+def has_codes(npz: bytes) -> bool:
+    with np.load(io.BytesIO(npz), allow_pickle=False) as arrays:
+        return "scene_codes" in arrays.files
