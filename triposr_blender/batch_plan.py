@@ -69,7 +69,7 @@ def expand_path(text, extensions, kind):
     path = Path(text)
     if path.is_dir():
         images = sorted(child for child in path.iterdir() if _has_extension(child, extensions))
-        return images, f"no {kind} in folder (looked for {', '.join(extensions)})"
+        return images, empty_folder(kind, extensions)
     if path.is_file():
         return [path], None
     if glob.has_magic(text):
@@ -77,6 +77,11 @@ def expand_path(text, extensions, kind):
         images = [image for image in images if _has_extension(image, extensions)]
         return images, f"the pattern matched no {kind}"
     return [], "file not found"
+
+
+def empty_folder(kind, extensions):
+    """Why a folder gave no input."""
+    return f"no {kind} in folder (looked for {', '.join(extensions)})"
 
 
 def _has_extension(path, extensions):

@@ -27,7 +27,8 @@ import numpy as np
 import pyarrow.fs
 import ray
 
-from .batch_plan import CODES_SUFFIX, STAGING_PREFIX, OutputError, file_name, is_url
+from .batch_plan import CODES_SUFFIX, STAGING_PREFIX, OutputError, empty_folder, file_name, is_url
+from .core import progress
 from .options import GenerateOptions
 from .worker.protocol import ModelSettings
 
@@ -130,7 +131,7 @@ def dataset(args, todo, run_tag):
         fn_constructor_kwargs={
             "model": model_settings(args, workers["num_gpus"]),
             "options": options,
-            "out": ArrowFolder(args.out).location,
+            "out": absolute(args.out),
             "file_format": args.format,
             "size": args.target_size,
             "save_codes": args.save_codes,
@@ -236,7 +237,7 @@ class Converter:
         self.save_codes, self.run_tag = save_codes, run_tag
         self.model, self.load_error = None, ""
         try:
-            self.model = pipeline.ModelCache().get(model, no_progress)
+            self.model = pipeline.ModelCache().get(model, progress.ignore)
         except Exception as error:  # every input fails with it, as in the batch in Blender
             self.load_error = failure_message(error, model.device)
 
@@ -264,7 +265,7 @@ class Converter:
 
         scene, codes = self.encode(row)
         kept = codes if self.save_codes else None  # compressing them costs a second: only when saved
-        result = pipeline.mesh_from_scene(self.model, scene, self.options.mesh, no_progress, kept)
+        result = pipeline.mesh_from_scene(self.model, scene, self.options.mesh, progress.ignore, kept)
         files = export.files(row["name"], self.file_format, result.mesh, result.texture, self.size)
         if self.save_codes:
             files = {f"{row['name']}{CODES_SUFFIX}": result.codes, **files}
@@ -272,22 +273,15 @@ class Converter:
 
     def encode(self, row):
         """The scene codes of a prepared image, or those saved with --save-codes (this model's only)."""
-        import torch
         from PIL import Image
 
-        from .core.scene_codes import SceneCodes
+        from .worker import pipeline
 
         if row["shape"].any():
             pixels = np.frombuffer(row["data"], np.uint8).reshape(row["shape"])
             scene = self.model.encode(Image.fromarray(pixels, "RGB"))
-            return scene, SceneCodes(scene.cpu().numpy(), self.model.fingerprint, self.settings.source)
-        codes = SceneCodes.from_bytes(row["data"], file_name(row["input"]))
-        codes.check_model(self.model.fingerprint, self.settings.source)
-        return torch.from_numpy(codes.array), None
-
-
-def no_progress(_stage, _fraction):
-    pass
+            return scene, pipeline.codes_of(self.model, scene, self.settings)
+        return pipeline.scene_of(self.model, row["data"], self.settings, file_name(row["input"])), None
 
 
 class ArrowFolder:
@@ -398,7 +392,7 @@ def expand_url(text, extensions, kind):
         for info in children
         if info.type == pyarrow.fs.FileType.File and info.base_name.lower().endswith(extensions)
     )
-    return found, f"no {kind} in folder (looked for {', '.join(extensions)})"
+    return found, empty_folder(kind, extensions)
 
 
 # The runner's side of batch.main: --out on any of pyarrow's file systems, and inputs that are URLs.

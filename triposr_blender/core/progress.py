@@ -12,6 +12,10 @@ from collections.abc import Callable
 Progress = Callable[[str, float], None]
 
 
+def ignore(_stage: str, _fraction: float) -> None:
+    """The progress callback of a caller that shows none (a Ray worker, a Serve replica)."""
+
+
 def report(progress: Progress | None, stage: str, fraction: float) -> None:
     if progress is not None:
         progress(stage, fraction)

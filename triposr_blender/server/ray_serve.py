@@ -20,6 +20,7 @@ import asyncio
 
 from ray import serve
 
+from ..core import progress
 from ..core.defaults import DEFAULT_MODEL_SOURCE
 from ..worker import pipeline, protocol
 from ..worker.protocol import MeshResult, ModelSettings
@@ -38,18 +39,14 @@ class TripoSRModel:
     def __init__(self, model: str, device: str = "auto"):
         self.settings = ModelSettings(model, device=device)
         self.jobs = pipeline.Jobs()
-        self.jobs.model(self.settings, no_progress)  # loaded before the replica takes its first job
+        self.jobs.model(self.settings, progress.ignore)  # loaded before the replica takes its first job
 
     def run(self, request: dict) -> MeshResult:
         if request["cmd"] == "remesh":
             command = protocol.remesh_command(request["codes"], request["options"], self.settings)
         else:
             command = protocol.generate_command(request["image"], request["options"], self.settings)
-        return MeshResult.from_message(getattr(self.jobs, command["cmd"])(command, no_progress))
-
-
-def no_progress(stage: str, fraction: float) -> None:
-    pass
+        return MeshResult.from_message(getattr(self.jobs, command["cmd"])(command, progress.ignore))
 
 
 class RayExecutor:

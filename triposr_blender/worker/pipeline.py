@@ -217,6 +217,20 @@ def mesh_from_scene(
     return MeshResult(mesh, texture, codes.to_bytes() if codes is not None else b"")
 
 
+def codes_of(model, scene, settings: ModelSettings) -> SceneCodes:
+    """An encoded image's scene codes, marked with the model that reads them."""
+    return SceneCodes(scene.cpu().numpy(), model.fingerprint, settings.source)
+
+
+def scene_of(model, data: bytes, settings: ModelSettings, name: str = "The saved scene codes"):
+    """Saved scene codes as the loaded model meshes them; another model's, or damaged ones, are refused."""
+    import torch
+
+    codes = SceneCodes.from_bytes(data, name)
+    codes.check_model(model.fingerprint, settings.source)
+    return torch.from_numpy(codes.array)
+
+
 class CodesCache:
     """The scene codes of recent images, least recently used first out."""
 
@@ -276,20 +290,17 @@ class Jobs:
             self.codes.put(key, scene)
         else:
             progress(REUSING_CODES, 1.0)
-        codes = SceneCodes(scene.cpu().numpy(), model.fingerprint, settings.source)
+        codes = codes_of(model, scene, settings)
         return mesh_from_scene(model, scene, options.mesh, progress, codes).as_message()
 
     def remesh(self, request: dict, progress) -> dict:
         """A new mesh from saved scene codes, which must be the loaded model's."""
-        import torch
-
-        codes = SceneCodes.from_bytes(request["codes"].tobytes())
         options = MeshOptions.from_dict(request["options"])
         settings = ModelSettings.from_message(request["model"])
         model = self.model(settings, progress)
-        codes.check_model(model.fingerprint, settings.source)
+        scene = scene_of(model, request["codes"].tobytes(), settings)
         # No codes in the result: the caller has them, and compressing them again would cost a second.
-        return mesh_from_scene(model, torch.from_numpy(codes.array), options, progress).as_message()
+        return mesh_from_scene(model, scene, options, progress).as_message()
 
     def load(self, request: dict, progress) -> dict:
         """Download (once) and load the model ahead of the first generation: the preferences' button."""
