@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import requests
 from fixture_model import FIXTURE, IMAGE, OPTIONS
@@ -39,7 +40,7 @@ class Server:
             *options,
         ]
         if token:
-            (tmp_path / "token").write_text(token + "\n")
+            write_token(tmp_path / "token", token)
             arguments += ["--token-file", str(tmp_path / "token")]
         self.headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.process = subprocess.Popen(
@@ -64,9 +65,11 @@ class Server:
         kwargs.setdefault("headers", self.headers)
         return requests.request(method, self.url + path, timeout=60, **kwargs)
 
-    def submit(self, image: bytes | None = None, **fields) -> requests.Response:
+    def submit(self, image: bytes | None = None, headers: dict | None = None, **fields) -> requests.Response:
+        """POST a job of the fixture image (or ``image``), with the token unless ``headers`` are given."""
         files = {"image": ("chair.png", IMAGE.read_bytes() if image is None else image)}
-        return self.request("POST", "/v1/jobs", data={**FORM, **fields}, files=files)
+        headers = self.headers if headers is None else headers
+        return self.request("POST", "/v1/jobs", data={**FORM, **fields}, files=files, headers=headers)
 
     def wait(self, job_id: str, until=("done", "failed", "cancelled")) -> dict:
         deadline = time.monotonic() + JOB_TIMEOUT
@@ -84,9 +87,34 @@ class Server:
             time.sleep(0.05)
         return int(pids[0])
 
+    def exchange(self, data: bytes, timeout: float = 30.0) -> bytes:
+        """What the server answers to ``data`` sent as it is on a new connection, until it closes it."""
+        return exchange(self.url, data, timeout)
+
     def stop(self) -> None:
         self.process.terminate()
         self.process.wait(timeout=30)
+
+
+def write_token(path: Path, token: str = TOKEN) -> Path:
+    """A token file as the server takes it: its owner's alone."""
+    path.write_text(token + "\n")
+    path.chmod(0o600)
+    return path
+
+
+def exchange(url: str, data: bytes, timeout: float = 30.0) -> bytes:
+    """Send raw bytes to a server, and read until it closes the connection (or resets it)."""
+    address = urlsplit(url)
+    answer = []
+    with socket.create_connection((address.hostname, address.port), timeout=timeout) as connection:
+        try:
+            connection.sendall(data)
+            while chunk := connection.recv(65536):
+                answer.append(chunk)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # it stopped reading: what it answered before is in ``answer``
+    return b"".join(answer)
 
 
 def wait_for(check, finished: bool = False, timeout: float = JOB_TIMEOUT):

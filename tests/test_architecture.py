@@ -22,14 +22,18 @@ MAY_IMPORT = {
     "blender": {"worker", "core", "options"},
     "batch_plan": {"options"},  # what the batch's runners share
     "batch_blender": {"batch_plan", "blender", "worker", "core", "options", "dependencies"},
-    "batch_ray": {"batch_plan", "worker", "core", "options"},  # an optional extra: never in Blender
+    "ray_cluster": {"core"},  # joining or starting Ray for the extras below: never in Blender
+    "batch_ray": {"batch_plan", "ray_cluster", "worker", "core", "options"},  # an optional extra
     "batch": {"batch_plan", "batch_blender", "batch_ray", "core", "options"},  # the command line
     "ui": {"blender", "worker", "core", "options", "dependencies", "vendor_install"},
-    "server": {"worker", "core", "options"},  # the optional extras: never in Blender
+    "server": {"ray_cluster", "worker", "core", "options"},  # the optional extras: never in Blender
     "": {"ui", "dependencies"},  # the package's own __init__: register() and unregister()
 }
 # The layers that run outside Blender too (the worker process, plain Python): bpy is never theirs.
-WITHOUT_BPY = {"core", "options", "worker", "vendor_install", "server", "batch_plan", "batch_ray", "batch"}
+WITHOUT_BPY = {
+    *("core", "options", "worker", "vendor_install", "server"),
+    *("batch_plan", "batch_ray", "ray_cluster", "batch"),
+}
 # What Blender's own process imports when the add-on registers: none of it may pull PyTorch in.
 IN_BLENDER = f"{NAME}.ui"
 
@@ -132,6 +136,7 @@ BLENDER_MODULES = {"bpy", "bpy_extras", "mathutils", "addon_utils"}
 EXTRAS = {
     "server": ("requirements-server.txt", "requirements-ray.txt"),
     "batch_ray": ("requirements-ray.txt",),
+    "ray_cluster": ("requirements-ray.txt",),
 }
 # Import names of the extras' packages where they differ from the distribution's.
 EXTRA_IMPORT_NAMES = {"python_multipart": "multipart"}

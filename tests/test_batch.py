@@ -13,12 +13,13 @@ from pathlib import Path
 import bpy
 import numpy as np
 import pytest
-from batch_harness import TINY_MODEL_ARGS, image_folder, run_batch, run_python, statuses
+from batch_harness import TINY_MODEL_ARGS, image_copies, image_folder, run_batch, run_python, statuses
 from conftest import FIXTURE_IMAGE, FIXTURE_MODEL, REPO
 from fixture_model import NEW_THRESHOLD, core_mesh_at, write_exr
 from glb import read_glb
 
 from triposr_blender import batch, batch_blender, batch_plan
+from triposr_blender.batch_plan import expand_inputs
 from triposr_blender.blender import mesh_builder, source
 from triposr_blender.blender.placement import Destination
 from triposr_blender.core.mesh import Mesh
@@ -236,13 +237,37 @@ def test_one_blend_collects_every_mesh_and_resumes(tmp_path):
             mesh_builder.remove_object(obj)
 
 
-def test_a_model_that_cannot_load_fails_every_image_with_its_message(tmp_path):
+def test_a_model_that_cannot_load_stops_the_run_at_once_with_its_message_said_once(tmp_path):
+    """The offline newcomer's first run: one message, no traceback, the model tried once (not per image)."""
     report = tmp_path / "report.json"
-    result = run_batch(FIXTURE_IMAGE, "--model", tmp_path / "no-model", "--report", report)
+    images = image_copies(tmp_path / "images", 3)
+    result = run_batch(images, "--model", tmp_path / "no-model", "--report", report, "--out", tmp_path)
     assert result.returncode == batch.EXIT_FAILED
-    (item,) = statuses(report).values()
-    assert item["status"] == "failed"
-    assert "no-model" in item["error"]
+    items = statuses(report).values()
+    assert {item["status"] for item in items} == {"failed"}
+    assert all("no-model" in item["error"] and "StopBatch" not in item["error"] for item in items)
+    assert "Traceback" not in result.stderr
+    assert result.stderr.count("no-model") == 1, result.stderr
+    assert "100%" not in result.stderr
+
+
+def test_a_folder_that_cannot_be_read_is_reported_not_raised(tmp_path, monkeypatch):
+    folder = tmp_path / "locked"
+    folder.mkdir()
+    real_iterdir = Path.iterdir
+
+    def iterdir(path):
+        if path == folder:  # tests run as root, whom no permission stops: the denial is simulated
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_iterdir(path)
+
+    monkeypatch.setattr(Path, "iterdir", iterdir)
+    inputs, problems = expand_inputs([str(folder)])
+
+    assert inputs == []
+    assert [(item.status, item.error) for item in problems] == [
+        ("failed", "cannot read the folder: Permission denied")
+    ]
 
 
 # Nothing lost: files the run did not make, folders checked first, interruptions, litter

@@ -16,8 +16,12 @@ from batch_harness import TINY_MODEL_ARGS, image_copies, image_folder, run_batch
 from conftest import FIXTURE_IMAGE, REPO
 from fixture_model import NEW_THRESHOLD, core_mesh_at
 from glb import assert_same_coloured_mesh
+from listeners import descendants, exposed, listening_addresses
+from ray_harness import without_a_cluster
+from server_harness import free_port
 
 from triposr_blender import batch
+from triposr_blender.batch_plan import expand_inputs
 
 ray = pytest.importorskip("ray")
 
@@ -190,3 +194,77 @@ def test_what_a_run_cannot_do_is_a_usage_error_that_says_what_to_do(arguments, m
 
     assert stopped.value.code == batch.EXIT_USAGE
     assert message in capsys.readouterr().err
+
+
+# --- Nothing exposed, nothing hangs ------------------------------------------------------------------------
+
+
+def test_the_ray_a_batch_starts_listens_on_loopback_only(tmp_path):
+    """Every listening socket of every process of the run (the driver, Ray's GCS, raylet, workers), sampled
+    while it runs: an unauthenticated Ray on the network runs anyone's code (CVE-2023-48022)."""
+    images = image_copies(tmp_path / "images", 2)
+    command = [
+        sys.executable,
+        "-m",
+        "triposr_blender.batch",
+        "--",
+        images,
+        "--out",
+        tmp_path / "out",
+        "--ray",
+    ]
+    run = subprocess.Popen(
+        list(map(str, [*command, *TINY_MODEL_ARGS])),
+        cwd=REPO,
+        env=without_a_cluster(),
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    seen = set()
+    while run.poll() is None:
+        seen |= listening_addresses(descendants(run.pid))
+        time.sleep(0.2)
+
+    assert run.returncode == 0, run.stderr.read()
+    assert len(seen) > 3, "Ray's servers were seen"
+    assert not exposed(seen), sorted(exposed(seen))
+
+
+def test_an_address_where_no_cluster_answers_fails_in_seconds_with_one_message():
+    address = f"127.0.0.1:{free_port()}"
+    started = time.monotonic()
+    run = subprocess.run(
+        [sys.executable, "-m", "triposr_blender.batch", "--", str(FIXTURE_IMAGE), "--ray", address],
+        cwd=REPO,
+        env=without_a_cluster(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == batch.EXIT_FAILED
+    assert f"error: No Ray cluster answers at {address}" in run.stderr and "Traceback" not in run.stderr
+    assert time.monotonic() - started < 60
+
+
+def test_ray_auto_without_a_cluster_says_how_to_start_one():
+    run = subprocess.run(
+        [sys.executable, "-m", "triposr_blender.batch", "--", str(FIXTURE_IMAGE), "--ray", "auto"],
+        cwd=REPO,
+        env=without_a_cluster(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == batch.EXIT_FAILED
+    assert "error: No Ray cluster runs on this machine" in run.stderr and "ray start --head" in run.stderr
+    assert "Traceback" not in run.stderr
+
+
+def test_an_image_named_as_a_path_and_as_a_file_url_is_converted_once():
+    from triposr_blender import batch_ray
+
+    inputs, problems = expand_inputs(
+        [str(FIXTURE_IMAGE), f"file://{FIXTURE_IMAGE}"], expand_url=batch_ray.expand_url
+    )
+    assert inputs == [FIXTURE_IMAGE]
+    assert [(item.input, item.status) for item in problems] == [(f"file://{FIXTURE_IMAGE}", "skipped")]

@@ -146,17 +146,31 @@ def another_model(folder):
     return folder
 
 
-@pytest.mark.parametrize("problem", ["another model", "damaged codes"])
+@pytest.mark.parametrize(
+    "problem", ["another model", "damaged codes", "NaN transform", "flat transform", "bad options"]
+)
 def test_codes_that_cannot_be_used_leave_the_object_unchanged_with_a_message(
     generated, monkeypatch, tmp_path, problem
 ):
+    """Every stored value is checked: a .blend from elsewhere may have had any of them edited."""
     obj, _ = generated
+    kept = dict(obj[source.KEY].to_dict())
+    damaged = "keeps damaged TripoSR data"
     if problem == "another model":
         monkeypatch.setenv("TRIPOSR_MODEL", str(another_model(tmp_path / "other-model")))
         message = "made with another model .* than the one loaded"
-    else:
+    elif problem == "damaged codes":
         obj[source.KEY]["codes"] = b"PK\x03\x04 not the scene codes any more"
         message = "The saved scene codes are damaged"
+    elif problem == "NaN transform":
+        obj[source.KEY]["model_to_object"] = [float("nan")] * 16
+        message = damaged
+    elif problem == "flat transform":
+        obj[source.KEY]["model_to_object"] = [0.0] * 15 + [1.0]
+        message = damaged
+    else:
+        obj[source.KEY]["options"] = '{"threshold": NaN}'
+        message = damaged
     mesh, polygons = obj.data, len(obj.data.polygons)
     select_only(obj)
 
@@ -164,6 +178,7 @@ def test_codes_that_cannot_be_used_leave_the_object_unchanged_with_a_message(
         bpy.ops.triposr.remesh(threshold=NEW_THRESHOLD)
 
     assert obj.data == mesh and len(obj.data.polygons) == polygons
+    obj[source.KEY] = kept
 
 
 # In Blender with the extension installed, as a user has it: the file saved, the image gone, then reopened or

@@ -2,6 +2,7 @@
 used, before anything large is read."""
 
 import io
+import tracemalloc
 import zipfile
 
 import numpy as np
@@ -40,8 +41,13 @@ def test_codes_of_another_model_are_refused_naming_both():
     with pytest.raises(
         SceneCodesError, match="made with another model \\(stabilityai/TripoSR\\) than the one loaded"
     ):
-        SAVED.check_model("0000000000000000", "/models/other")
-    SAVED.check_model(SAVED.model_id, "anything")  # the same decoder: fine whatever its name
+        SAVED.check_model("0000000000000000", "/models/other", channels=8)
+    SAVED.check_model(SAVED.model_id, "anything", channels=8)  # the same decoder: fine whatever its name
+
+
+def test_codes_of_this_model_with_another_channel_count_are_refused():
+    with pytest.raises(SceneCodesError, match="have 8 channels, and the loaded model .* reads 40"):
+        SAVED.check_model(SAVED.model_id, "stabilityai/TripoSR", channels=40)
 
 
 def test_another_format_version_is_refused():
@@ -100,6 +106,62 @@ def test_codes_declaring_a_huge_array_are_refused_before_it_is_read():
 
     with pytest.raises(SceneCodesError, match="not what scene codes hold"):
         SceneCodes.from_bytes(data.getvalue())
+
+
+def codes_archive(scene_codes_entry, format_version=1) -> bytes:
+    """A codes file with these entries; ``scene_codes_entry(archive)`` writes scene_codes.npy."""
+    data = io.BytesIO()
+    with zipfile.ZipFile(data, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, value in (("model_id", np.array("x")), ("model_name", np.array(""))):
+            archive.writestr(f"{name}.npy", npz_entry(value))
+        archive.writestr("format_version.npy", npz_entry(np.array(format_version)))
+        scene_codes_entry(archive)
+    return data.getvalue()
+
+
+def test_codes_of_a_sub_array_type_are_refused_by_their_bytes_before_they_are_inflated():
+    """One "value" of a (160, 1024, 1024) float32 sub-array type is 640 MB: a bound on values lets it by,
+    the bound on bytes does not, and nothing is inflated (the file is a few hundred kB)."""
+    huge = np.dtype(("<f4", (160, 1024, 1024)))
+
+    def one_huge_value(archive):
+        with archive.open("scene_codes.npy", "w", force_zip64=True) as entry:
+            np.lib.format.write_array_header_1_0(
+                entry, {"descr": np.lib.format.dtype_to_descr(huge), "fortran_order": False, "shape": ()}
+            )
+            zeros = bytes(64 << 20)
+            for _ in range(huge.itemsize // len(zeros)):
+                entry.write(zeros)
+
+    data = codes_archive(one_huge_value)
+    tracemalloc.start()
+    try:
+        with pytest.raises(SceneCodesError, match="larger than scene codes are"):
+            SceneCodes.from_bytes(data)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert len(data) < 1 << 20 and peak < 8 << 20
+
+
+def test_a_sub_array_type_is_refused_from_its_header_too():
+    def header_only(archive):
+        header = io.BytesIO()
+        np.lib.format.write_array_header_1_0(
+            header, {"descr": [("", "<f4", (3, 1024, 1024, 64))], "fortran_order": False, "shape": ()}
+        )
+        archive.writestr("scene_codes.npy", header.getvalue())
+
+    with pytest.raises(SceneCodesError, match="not what scene codes hold"):
+        SceneCodes.from_bytes(codes_archive(header_only))
+
+
+def test_a_format_version_that_is_no_whole_number_is_damage_not_a_crash():
+    def codes(archive):
+        archive.writestr("scene_codes.npy", npz_entry(CODES))
+
+    with pytest.raises(SceneCodesError, match="are damaged"):
+        SceneCodes.from_bytes(codes_archive(codes, format_version=1 + 2j))
 
 
 def npz_entry(array: np.ndarray) -> bytes:

@@ -1,6 +1,7 @@
 """The TripoSR server (python -m triposr_blender.server), as clients use it: a real server process on loopback
 (127.0.0.1 only) with the tiny fixture model, spoken to over HTTP."""
 
+import http.server
 import io
 import json
 import os
@@ -9,22 +10,39 @@ import subprocess
 import sys
 import threading
 import time
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 import requests
 from fixture_model import FIXTURE, NEW_THRESHOLD, OPTIONS, core_mesh, core_mesh_at, core_scene
-from server_harness import JOB_TIMEOUT, REPO, Server
+from listeners import descendants, exposed, listening_addresses
+from server_harness import JOB_TIMEOUT, REPO, TOKEN, Server, wait_for, write_token
 
 from triposr_blender.core.export import glb_bytes
 from triposr_blender.core.scene_codes import SceneCodes
-from triposr_blender.server.jobs import CANCELLED, DONE, JobTable
+from triposr_blender.options import MeshOptions
+from triposr_blender.server.app import STOPPING
+from triposr_blender.server.jobs import CANCELLED, DONE, FAILED, JobTable
+from triposr_blender.worker.remote import RemoteClient
+
+IDLE_TIMEOUT = 1.0  # the test servers drop a stalled client after this many seconds
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    server = Server(tmp_path_factory.mktemp("server"), "--max-upload-mb", "1")
+    server = Server(
+        tmp_path_factory.mktemp("server"), "--max-upload-mb", "1", "--idle-timeout", str(IDLE_TIMEOUT)
+    )
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def open_server(tmp_path_factory):
+    """A server without a token: this machine's own requests only."""
+    server = Server(tmp_path_factory.mktemp("open"), "--idle-timeout", str(IDLE_TIMEOUT), token="")
     yield server
     server.stop()
 
@@ -43,10 +61,11 @@ needs_proc = pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="fi
 # --- The API ------------------------------------------------------------------------------------------------
 
 
-def test_health_needs_no_token_and_names_the_model_devices_and_queue(server):
+def test_health_needs_no_token_and_names_the_model_devices_and_queue_but_no_server_path(server):
     health = requests.get(f"{server.url}/v1/health", timeout=10).json()
-    assert health["status"] == "ok" and health["model"] == str(FIXTURE)
+    assert health["status"] == "ok" and health["model"] == FIXTURE.name
     assert health["devices"] == ["cpu"] and health["queue"] == 0
+    assert str(FIXTURE.parent) not in json.dumps(health)
 
 
 def test_a_job_goes_from_upload_to_a_glb_and_an_npz_of_the_cores_mesh(server):
@@ -90,11 +109,15 @@ def test_saved_scene_codes_are_remeshed_without_the_image(server):
     np.testing.assert_array_equal(npz["faces"], core_mesh_at(NEW_THRESHOLD).faces)
 
 
-def test_progress_is_streamed_as_server_sent_events_until_the_job_ends(server):
-    job_id = server.submit().json()["id"]
+@needs_proc
+def test_progress_is_streamed_as_server_sent_events_until_the_job_ends(own_server):
+    worker = own_server.worker_pid()
+    os.kill(worker, signal.SIGSTOP)  # the job cannot end before the stream is open
+    job_id = own_server.submit().json()["id"]
 
-    with server.request("GET", f"/v1/jobs/{job_id}/events", stream=True) as stream:
+    with own_server.request("GET", f"/v1/jobs/{job_id}/events", stream=True) as stream:
         assert stream.headers["content-type"].startswith("text/event-stream")
+        os.kill(worker, signal.SIGCONT)
         events = [
             json.loads(line[6:])
             for line in stream.iter_lines(decode_unicode=True)
@@ -106,15 +129,20 @@ def test_progress_is_streamed_as_server_sent_events_until_the_job_ends(server):
 
 
 @pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong-token-of-enough-length"}])
-def test_every_request_but_health_needs_the_token(server, headers):
+def test_every_request_but_health_needs_the_token_the_docs_and_schema_too(server, headers):
     job_id = server.submit().json()["id"]
     for method, path in [
         ("POST", "/v1/jobs"),
         ("GET", f"/v1/jobs/{job_id}"),
         ("GET", f"/v1/jobs/{job_id}/result.glb"),
+        ("DELETE", f"/v1/jobs/{job_id}"),
+        ("GET", "/docs"),
+        ("GET", "/redoc"),
+        ("GET", "/openapi.json"),
     ]:
         refused = server.request(method, path, headers=headers)
-        assert refused.status_code == 401 and refused.headers["www-authenticate"] == "Bearer"
+        assert refused.status_code == 401 and refused.headers["www-authenticate"] == "Bearer", path
+    assert server.request("GET", "/openapi.json").status_code == 200
 
 
 def test_an_unknown_job_is_404(server):
@@ -123,6 +151,23 @@ def test_an_unknown_job_is_404(server):
 
 def test_an_upload_over_the_limit_is_413(server):
     assert server.submit(image=bytes(2 << 20)).status_code == 413
+
+
+def test_a_chunked_upload_over_the_limit_is_413_too(server):
+    body = (
+        b'--x\r\nContent-Disposition: form-data; name="image"; filename="big.png"\r\n\r\n'
+        + bytes(1 << 20)
+        + b"\r\n--x--\r\n"
+    )
+    chunks = b"".join(b"%x\r\n%s\r\n" % (len(part), part) for part in (body[:65536], body[65536:]))
+    answer = server.exchange(
+        b"POST /v1/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n"
+        b"Content-Type: multipart/form-data; boundary=x\r\n"
+        + f"Authorization: Bearer {TOKEN}\r\n\r\n".encode()
+        + chunks
+        + b"0\r\n\r\n"
+    )
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
 
 
 @pytest.mark.parametrize(
@@ -161,6 +206,201 @@ def test_twenty_clients_at_once_are_all_served(server):
     assert all(faces is not None and np.array_equal(faces, core_mesh().faces) for faces in outcomes)
 
 
+# --- Under attack and misuse ---------------------------------------------------------------------------
+
+
+def test_without_a_token_the_body_is_never_read(server):
+    """An upload over the limit, or a body that is no form, gets 401 without a token: not 413 or 400, which
+    would mean the server read (and spooled) a stranger's body first."""
+    assert server.submit(image=bytes(2 << 20), headers={}).status_code == 401
+    malformed = server.request(
+        "POST",
+        "/v1/jobs",
+        headers={"Content-Type": "multipart/form-data; boundary=x"},
+        data=b"--x\r\nnot a part",
+    )
+    assert malformed.status_code == 401
+
+
+def test_headers_larger_than_the_limit_are_refused_before_they_are_kept(server):
+    answer = server.exchange(
+        b"GET /v1/health HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer " + b"a" * (32 << 20)
+    )
+    assert answer == b"" or answer.startswith(b"HTTP/1.1 400"), answer[:200]
+    assert requests.get(f"{server.url}/v1/health", timeout=10).ok
+
+
+def test_a_client_stalled_mid_headers_is_dropped(server):
+    started = time.monotonic()
+    answer = server.exchange(b"GET /v1/health HTTP/1.1\r\nHost: 127.0.0.1\r\n", timeout=30)
+    assert answer == b"" and time.monotonic() - started < 10 * IDLE_TIMEOUT
+
+
+def test_a_client_stalled_mid_body_gets_408_and_is_dropped(server):
+    started = time.monotonic()
+    answer = server.exchange(
+        b"POST /v1/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1000\r\n"
+        b"Content-Type: multipart/form-data; boundary=x\r\n"
+        + f"Authorization: Bearer {TOKEN}\r\n\r\n".encode()
+        + b"--x\r\n",
+        timeout=30,
+    )
+    assert answer.startswith(b"HTTP/1.1 408") and time.monotonic() - started < 10 * IDLE_TIMEOUT
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Host": "attacker.example"},
+        {"Origin": "http://attacker.example"},
+        {"Host": "attacker.example", "Origin": "http://attacker.example"},
+    ],
+)
+def test_a_server_without_a_token_refuses_requests_from_other_sites(open_server, headers):
+    """A web page can send a plain multipart POST anywhere, and DNS rebinding lets it read the answers."""
+    assert open_server.submit(headers=headers).status_code == 403
+    health = requests.get(f"{open_server.url}/v1/health", headers=headers, timeout=10)
+    assert health.status_code == 403 and "model" not in health.text
+
+
+def test_a_server_without_a_token_serves_this_machine_by_any_loopback_name(open_server):
+    port = open_server.url.rsplit(":", 1)[1]
+    for host in ("localhost", f"localhost:{port}", f"127.0.0.1:{port}", f"[::1]:{port}"):
+        headers = {"Host": host, "Origin": f"http://{host}"}
+        assert requests.get(f"{open_server.url}/v1/health", headers=headers, timeout=10).ok, host
+    assert open_server.submit().status_code == 202
+
+
+def test_the_server_and_its_workers_listen_on_loopback_only(open_server):
+    addresses = listening_addresses(descendants(open_server.process.pid))
+    assert addresses and not exposed(addresses), addresses
+
+
+def test_a_token_file_others_can_read_is_refused(tmp_path):
+    token = write_token(tmp_path / "token")
+    token.chmod(0o644)
+    started = start_server("--token-file", token, "--host", "0.0.0.0")
+    assert started.returncode == 2
+    assert f"chmod 600 {token}" in started.stderr and "Traceback" not in started.stderr
+
+
+def test_missing_tls_files_are_named(tmp_path):
+    started = start_server("--tls-cert", tmp_path / "cert.pem", "--tls-key", tmp_path / "key.pem")
+    assert started.returncode == 2
+    assert f"--tls-cert {tmp_path / 'cert.pem'}: no such file" in started.stderr
+    assert "Traceback" not in started.stderr
+
+
+def start_server(*arguments):
+    """A server that refuses to start: it never listens, so this returns at once."""
+    return subprocess.run(
+        [sys.executable, "-m", "triposr_blender.server", "--model", str(FIXTURE), *map(str, arguments)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def scene_codes_archive(scene_codes_entry, format_version=1) -> bytes:
+    data = io.BytesIO()
+    with zipfile.ZipFile(data, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, value in (("model_id", np.array("x")), ("model_name", np.array(""))):
+            archive.writestr(f"{name}.npy", npy(value))
+        archive.writestr("format_version.npy", npy(np.array(format_version)))
+        scene_codes_entry(archive)
+    return data.getvalue()
+
+
+def npy(array) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    return buffer.getvalue()
+
+
+def one_value_of_640_mb(archive):
+    huge = np.dtype(("<f4", (160, 1024, 1024)))
+    with archive.open("scene_codes.npy", "w", force_zip64=True) as entry:
+        np.lib.format.write_array_header_1_0(
+            entry, {"descr": np.lib.format.dtype_to_descr(huge), "fortran_order": False, "shape": ()}
+        )
+        zeros = bytes(64 << 20)
+        for _ in range(huge.itemsize // len(zeros)):
+            entry.write(zeros)
+
+
+def test_scene_codes_that_would_inflate_past_their_bound_are_refused_at_once_and_others_are_served(server):
+    codes = scene_codes_archive(one_value_of_640_mb)
+    answers = {}
+
+    def health_meanwhile():
+        started = time.monotonic()
+        requests.get(f"{server.url}/v1/health", timeout=10)
+        answers["health"] = time.monotonic() - started
+
+    checker = threading.Thread(target=health_meanwhile)
+    checker.start()
+    refused = server.request("POST", "/v1/jobs", files={"codes": ("codes.triposr.npz", codes)})
+    checker.join()
+
+    assert refused.status_code == 400 and "larger than scene codes are" in refused.json()["detail"]
+    assert answers["health"] < 1.0
+
+
+def test_scene_codes_whose_version_is_no_whole_number_are_400_not_500(server):
+    codes = scene_codes_archive(lambda archive: archive.writestr("scene_codes.npy", npy(np.zeros(1))), 1 + 2j)
+    refused = server.request("POST", "/v1/jobs", files={"codes": ("codes.triposr.npz", codes)})
+    assert refused.status_code == 400 and "are damaged" in refused.json()["detail"]
+
+
+def test_this_models_codes_with_another_channel_count_fail_the_job_with_a_message(server):
+    job_id = server.submit().json()["id"]
+    server.wait(job_id)
+    made = SceneCodes.from_bytes(server.request("GET", f"/v1/jobs/{job_id}/result.npz").content)
+    seven = SceneCodes(np.zeros((1, 3, 7, *made.array.shape[3:]), np.float32), made.model_id, made.model_name)
+
+    remesh = server.request("POST", "/v1/jobs", files={"codes": ("codes.triposr.npz", seven.to_bytes())})
+    failed = server.wait(remesh.json()["id"])
+
+    assert failed["state"] == FAILED and "have 7 channels" in failed["error"]
+
+
+# --- Clients give up ------------------------------------------------------------------------------------
+
+
+class SilentServer(http.server.BaseHTTPRequestHandler):
+    """Takes a job, then answers its event stream with 200 and no events, again and again."""
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers["Content-Length"]))
+        self.answer(b'{"id": "job"}')
+
+    def do_GET(self):
+        self.answer(b"")
+
+    def answer(self, body):
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *_arguments):
+        pass
+
+
+def test_the_servers_client_gives_up_on_a_server_that_never_says_how_the_job_goes():
+    """The add-on's Server backend and batch --server: a bounded wait, then a message naming the server."""
+    silent = http.server.ThreadingHTTPServer(("127.0.0.1", 0), SilentServer)
+    threading.Thread(target=silent.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{silent.server_address[1]}"
+    try:
+        job = RemoteClient(url, silence_limit=2.0).remesh(b"codes", MeshOptions())
+        outcome = job.wait(timeout=30)
+    finally:
+        silent.shutdown()
+    assert outcome.event == "error" and f"The TripoSR server at {url} said nothing" in outcome.message
+
+
 # --- When things go wrong ----------------------------------------------------------------------------------
 
 
@@ -197,16 +437,35 @@ def test_a_killed_worker_fails_its_job_and_the_next_job_succeeds(own_server):
 
 
 @needs_proc
-def test_sigterm_ends_the_server_cleanly_with_its_jobs_and_worker(own_server):
+def test_sigterm_ends_the_server_cleanly_and_a_client_following_a_job_hears_it_was_cancelled(own_server):
     worker = own_server.worker_pid()
     os.kill(worker, signal.SIGSTOP)
-    own_server.submit()
+    job_id = own_server.submit().json()["id"]
+    own_server.wait(job_id, until=("running",))
+    heard = []
+
+    def follow():
+        with own_server.request("GET", f"/v1/jobs/{job_id}/events", stream=True) as stream:
+            for line in stream.iter_lines(decode_unicode=True):
+                if line.startswith("data: "):
+                    heard.append(json.loads(line[6:]))
+
+    follower = threading.Thread(target=follow)
+    follower.start()
+    wait_for(lambda: heard)
 
     own_server.process.send_signal(signal.SIGTERM)
+    follower.join(timeout=JOB_TIMEOUT)
 
+    assert heard[-1]["state"] == CANCELLED and heard[-1]["error"] == STOPPING
     assert own_server.process.wait(timeout=30) in (0, -signal.SIGTERM)
-    time.sleep(0.5)
-    assert not Path(f"/proc/{worker}").exists() or "Z" in Path(f"/proc/{worker}/stat").read_text().split()[2]
+    wait_for(lambda: not process_runs(worker))
+
+
+def process_runs(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie, ended but not yet collected by its parent, does not)."""
+    stat = Path(f"/proc/{pid}/stat")
+    return stat.exists() and stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
 
 
 # --- Starting it -------------------------------------------------------------------------------------------
@@ -242,9 +501,33 @@ def test_finished_jobs_are_forgotten_after_their_time_and_queued_ones_are_cancel
     table.finish(table.take(timeout=0), DONE)
 
     table.expire(now=time.monotonic() + 61)
-    table.close()
+    table.close("stopping")
 
-    assert table.get(done.id) is None and table.get(queued.id).state == CANCELLED
+    assert table.get(done.id) is None
+    assert (table.get(queued.id).state, table.get(queued.id).error) == (CANCELLED, "stopping")
+
+
+def test_an_expired_result_is_gone_at_the_first_look_not_at_the_next_sweep():
+    table = JobTable(max_queue=4, result_ttl=60.0)
+    job = table.submit({"cmd": "generate"})
+    table.finish(table.take(timeout=0), DONE)
+
+    assert table.get(job.id, now=job.finished_at + 59) is job
+    assert table.get(job.id, now=job.finished_at + 61) is None
+    assert table.get(job.id) is None  # forgotten, not only hidden
+
+
+@pytest.mark.parametrize("ending", ["done", "failed", "cancelled while queued", "cancelled at close"])
+def test_a_job_lets_go_of_its_upload_when_it_ends(ending):
+    table = JobTable(max_queue=4, result_ttl=60.0)
+    job = table.submit({"cmd": "generate", "image": {"data": np.zeros(1 << 20, np.uint8)}})
+    if ending == "cancelled while queued":
+        table.cancel(job)
+    elif ending == "cancelled at close":
+        table.close()
+    else:
+        table.finish(table.take(timeout=0), DONE if ending == "done" else FAILED)
+    assert job.request is None
 
 
 def test_job_ids_cannot_be_guessed():

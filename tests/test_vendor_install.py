@@ -387,6 +387,24 @@ def test_options_for_blender_come_after_the_double_dash():
 # --- A folder of the user's is never replaced or deleted; one install per target at a time -------------
 
 
+def test_a_target_that_cannot_be_written_is_one_message_and_one_event(
+    tmp_path, pip_env, wheels, requirements
+):
+    """Blender's read-only Program Files, a full disk: the add-on's progress display hears why, no traceback.
+    (Tests run as root, whom no permission stops: a file where a folder must go stands in.)"""
+    (tmp_path / "a-file").write_text("")
+    target = tmp_path / "a-file" / "deps"
+
+    result = install_locally(pip_env, target, requirements, wheels)
+
+    assert result.returncode == vendor_install.EXIT_FAILED
+    (error,) = events(result.stdout, "error")
+    assert (
+        error["message"].startswith(f"Cannot write {tmp_path / 'a-file'}") and "--target" in error["message"]
+    )
+    assert "Traceback" not in result.stderr and f"ERROR: {error['message']}" in result.stderr
+
+
 def test_a_target_holding_files_the_installer_did_not_put_there_is_refused_and_kept(
     tmp_path, pip_env, wheels, requirements
 ):

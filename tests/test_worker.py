@@ -131,11 +131,14 @@ def test_an_image_can_be_sent_as_pixels(client):
     ("image", "options", "kind", "advice"),
     [
         ("not-an-image.png", {}, "InvalidImageError", "not an image"),
+        # A file that cannot be read is explained before the recent images' cache reads it.
+        ("a-folder.png", {}, "InvalidImageError", "a-folder.png could not be opened: Is a directory"),
         (IMAGE.name, {"threshold": 100.0}, "NoSurfaceError", "Lower the threshold"),
     ],
 )
 def test_a_failing_job_is_explained_and_the_worker_serves_on(client, tmp_path, image, options, kind, advice):
     (tmp_path / "not-an-image.png").write_text("plain text")
+    (tmp_path / "a-folder.png").mkdir()
     path = IMAGE if image == IMAGE.name else tmp_path / image
     generate(client).wait(JOB_TIMEOUT)
     pid = client.pid

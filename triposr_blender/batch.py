@@ -21,6 +21,7 @@ import difflib
 import importlib
 import os
 import sys
+import traceback
 from pathlib import Path
 
 
@@ -57,6 +58,7 @@ from .batch_plan import (
     output_names,
 )
 from .core.defaults import CPU_FAST_DESCRIPTION, DEFAULT_MODEL_SOURCE
+from .core.errors import TripoSRError
 from .options import IMAGE_EXTENSIONS
 
 # Formats Blender's exporters write; the core's own writer (core/export.py) writes those of RAY_FORMATS too.
@@ -74,6 +76,8 @@ RAY_ONLY_OPTIONS = ("--concurrency", "--gpus-per-worker", "--cpus-per-worker")
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+# Set, an unexpected error (a bug) prints its traceback too.
+DEBUG_VARIABLE = "TRIPOSR_DEBUG"
 
 DESCRIPTION = """\
 Turn images into coloured 3D meshes with TripoSR, without the user interface.
@@ -281,8 +285,9 @@ def add_ray_arguments(group):
         const="",
         metavar="ADDRESS",
         help="run on a Ray cluster: without ADDRESS, the one $RAY_ADDRESS names or `ray start` began on this "
-        "machine, else a new Ray on this machine; 'auto' (an existing cluster only) or ray://HOST:10001 (a "
-        "remote cluster, through Ray Client). Formats glb, obj and ply",
+        "machine, else a new Ray on this machine, listening on 127.0.0.1 only; 'auto' (an existing cluster "
+        "only), HOST:PORT, or ray://HOST:10001 (a remote cluster, through Ray Client). Formats glb, obj and "
+        "ply",
     )
     group.add_argument(
         "--concurrency",
@@ -339,6 +344,37 @@ def batch_arguments(argv):
 
 def main(argv=None):
     """Run the batch; ``argv`` is the batch's own arguments (default: those after ``--`` in sys.argv).
+
+    Every way it ends is one message and an exit status: a failure the user can act on (a cluster that does
+    not answer, a folder that cannot be read) is one line, never a traceback.
+    """
+    try:
+        return run(argv)
+    except TripoSRError as error:
+        return failed(str(error))
+    except OSError as error:
+        return failed(os_error_message(error))
+    except Exception as error:  # a bug: one line, and the traceback for a report when asked for
+        if os.environ.get(DEBUG_VARIABLE):
+            traceback.print_exc()
+        return failed(
+            f"Unexpected error ({type(error).__name__}: {error}). This is a bug: please report it with the "
+            f"command you ran; {DEBUG_VARIABLE}=1 prints the traceback."
+        )
+
+
+def failed(message):
+    sys.stderr.write(f"error: {message}\n")
+    return EXIT_FAILED
+
+
+def os_error_message(error):
+    where = f" {error.filename}" if error.filename else ""
+    return f"cannot use{where}: {error.strerror or error}"
+
+
+def run(argv):
+    """The batch, from its arguments to its exit status.
 
     A runner (``batch_blender`` or ``batch_ray``) offers ``run(args, plan, report, interruption)``, the
     ``output_folder`` class that checks --out, and ``expand_url`` for inputs in object storage (or None).

@@ -111,6 +111,8 @@ class BlenderBatch:
             item.status, item.output = "done", str(output)
         except GenerationError as error:
             item.status, item.error = "failed", str(error)
+        except StopBatch:
+            raise  # every later image would fail alike: the run ends here, once
         except Exception as error:
             if self.interruption.requested:  # Ctrl+C inside an exporter, which Blender made a RuntimeError
                 raise KeyboardInterrupt from error

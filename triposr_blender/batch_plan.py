@@ -11,6 +11,8 @@ import signal
 import sys
 import tempfile
 import time
+import urllib.parse
+import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -68,7 +70,10 @@ def expand_path(text, extensions, kind):
     """One local input's files, or none and why."""
     path = Path(text)
     if path.is_dir():
-        images = sorted(child for child in path.iterdir() if _has_extension(child, extensions))
+        try:
+            images = sorted(child for child in path.iterdir() if _has_extension(child, extensions))
+        except OSError as error:
+            return [], f"cannot read the folder: {error.strerror or error}"
         return images, empty_folder(kind, extensions)
     if path.is_file():
         return [path], None
@@ -93,17 +98,30 @@ def _without_duplicates(paths):
     there (a link, a second spelling). A path named twice, by a folder and a pattern say, is simply merged."""
     first_of, unique, repeated = {}, [], []
     for path in paths:
-        identity = path if isinstance(path, str) else _file_identity(path)
-        first = first_of.setdefault(identity, path)
-        if first is path:
+        identity = _identity(path)
+        if identity not in first_of:
+            first_of[identity] = path
             unique.append(path)
-        elif str(first) != str(path) and os.path.abspath(first) != os.path.abspath(path):
+            continue
+        first = first_of[identity]
+        if str(first) != str(path) and os.path.abspath(first) != os.path.abspath(path):
             repeated.append(Item(input=str(path), status="skipped", error=f"the same file as {first}"))
     return unique, repeated
 
 
-def _file_identity(path):
-    status = path.stat()
+def _identity(location):
+    """What names one file however it is spelt: a local path, or a file:// URL of it (other URLs as they
+    are)."""
+    if isinstance(location, str):
+        if not location.startswith("file://"):
+            return location
+        path = Path(urllib.request.url2pathname(urllib.parse.urlparse(location).path))
+    else:
+        path = location
+    try:
+        status = path.stat()
+    except OSError:
+        return str(location)
     return status.st_dev, status.st_ino
 
 
@@ -160,7 +178,7 @@ class ProgressBar:
     def finish(self, status):
         self.finished += 1
         self.shown = None
-        self(status, 1.0)
+        self(status, 1.0 if status == "done" else 0.0)  # a failed image's bar is not full
         if self.in_place:
             self.stream.write("\n")
 
@@ -207,9 +225,14 @@ class Report:
             f"TripoSR batch: {counts['done']} done, {counts['skipped']} skipped, {counts['failed']} failed "
             f"in {elapsed:.1f} s ({self.seconds_per_image():.1f} s per converted image)\n"
         )
+        # An error that many inputs share (a model that does not load) is said once, naming them all.
+        inputs_of = {}
         for item in self.items:
             if item.error and item.status in ("failed", "skipped"):
-                stream.write(f"  {item.status}: {item.input}: {item.error}\n")
+                inputs_of.setdefault((item.status, item.error), []).append(item.input)
+        for (status, error), inputs in inputs_of.items():
+            shown = ", ".join(inputs[:3]) + (f" and {len(inputs) - 3} more" if len(inputs) > 3 else "")
+            stream.write(f"  {status}: {shown}: {error}\n")
         if counts["done"]:
             stream.write(f"Outputs: {self.settings['target']}\n")
         if self.path is not None:

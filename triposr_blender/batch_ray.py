@@ -27,6 +27,7 @@ import numpy as np
 import pyarrow.fs
 import ray
 
+from . import ray_cluster
 from .batch_plan import CODES_SUFFIX, STAGING_PREFIX, OutputError, empty_folder, file_name, is_url
 from .core import progress
 from .options import GenerateOptions
@@ -56,7 +57,8 @@ def run(args, plan, report, _interruption):
             todo.append((item, name))
     if not todo:
         return
-    started_ray = connect(args.ray)
+    # The package goes along with the job: the nodes need its dependencies installed, not the extension.
+    started_ray = ray_cluster.connect(args.ray, runtime_env={"py_modules": [str(PACKAGE)]})
     run_tag, started = f"ray-{uuid.uuid4().hex[:12]}", time.time()
     try:
         rows = iter(dataset(args, todo, run_tag).iter_rows())
@@ -101,16 +103,6 @@ def count_outputs_written(folder, todo, file_format, started):
     for item, name in todo:
         if item.status == "pending" and f"{name}.{file_format}" in written:
             item.status, item.output = "done", folder.child(f"{name}.{file_format}")
-
-
-def connect(address):
-    """Join the cluster at ``address`` (empty: Ray's own choice), unless this process is in one already;
-    -> whether this call started the connection (and so ends it)."""
-    if ray.is_initialized():
-        return False
-    # The package goes along with the job: the nodes need its dependencies installed, not the extension.
-    ray.init(address=address or None, runtime_env={"py_modules": [str(PACKAGE)]})
-    return True
 
 
 def dataset(args, todo, run_tag):

@@ -1029,6 +1029,13 @@ def parse_options(arguments: list[str]) -> argparse.Namespace:
     return options
 
 
+def failed(message: str) -> int:
+    """The end of a failed run: one event for the add-on, one line for a person."""
+    emit("error", message=message)
+    print(f"ERROR: {message}", file=sys.stderr, flush=True)
+    return EXIT_FAILED
+
+
 def main(argv: list[str] | None = None) -> int:
     options = parse_options(script_arguments(sys.argv) if argv is None else argv)
     if options.import_check:
@@ -1040,9 +1047,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return Installer(options).run()
     except InstallError as error:
-        emit("error", message=str(error))
-        print(f"ERROR: {error}", file=sys.stderr, flush=True)
-        return EXIT_FAILED
+        return failed(str(error))
+    except OSError as error:  # a folder that cannot be written (read-only, full, no permission)
+        where = f" {error.filename}" if error.filename else ""
+        return failed(
+            f"Cannot write{where}: {error.strerror or error}. Choose a folder you can write to with --target "
+            "(or TRIPOSR_DEPS_DIR)."
+        )
     except (Cancelled, KeyboardInterrupt):
         emit("error", message="Installation cancelled; nothing was changed.", cancelled=True)
         return EXIT_CANCELLED

@@ -39,7 +39,9 @@ def store(obj: bpy.types.Object, source: Source) -> None:
 
 
 def source_of(obj: bpy.types.Object | None) -> Source | None:
-    """The object's source, or None for an object that is no TripoSR object (or whose data is damaged)."""
+    """The object's source, or None for an object that is no TripoSR object, or whose data is damaged: every
+    stored value is checked (a .blend can be edited), the options by their ranges, the transform for finite
+    values that keep a mesh a mesh."""
     group = obj.get(KEY) if obj is not None else None
     try:
         codes = bytes(group["codes"])
@@ -47,7 +49,18 @@ def source_of(obj: bpy.types.Object | None) -> Source | None:
         model_to_object = np.array(group["model_to_object"], np.float64).reshape(4, 4)
     except (TypeError, KeyError, ValueError):
         return None
+    if not is_usable_transform(model_to_object):
+        return None
     return Source(codes, options, model_to_object)
+
+
+def is_usable_transform(matrix: np.ndarray) -> bool:
+    """Finite, affine (last row 0 0 0 1), and not flattening the mesh (a non-zero determinant)."""
+    return bool(
+        np.isfinite(matrix).all()
+        and np.array_equal(matrix[3], [0.0, 0.0, 0.0, 1.0])
+        and abs(np.linalg.det(matrix[:3, :3])) > 1e-12
+    )
 
 
 def is_triposr_object(obj: bpy.types.Object | None) -> bool:

@@ -1,5 +1,7 @@
 """Exceptions the core raises. Each message is written for the user: what went wrong, and what to do."""
 
+from __future__ import annotations
+
 
 class TripoSRError(Exception):
     """Base class: anything the core raises on purpose. ``str(error)`` is shown to the user as is."""
@@ -7,6 +9,11 @@ class TripoSRError(Exception):
 
 class InvalidImageError(TripoSRError):
     """The input is not a usable image (not an image, truncated, empty alpha, no foreground found)."""
+
+    @classmethod
+    def unreadable(cls, name: str, error: OSError) -> InvalidImageError:
+        """A file that cannot be opened (missing, no permission), said the same wherever it is read."""
+        return cls(f"{name} could not be opened: {error.strerror or error}.")
 
 
 class ModelLoadError(TripoSRError):

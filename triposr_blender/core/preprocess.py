@@ -109,7 +109,7 @@ def open_image(source: str | Path | bytes, name: str, max_side: int) -> Image.Im
             f"{name} is not an image in a format that can be read (use PNG, JPEG, WebP, TIFF or BMP)."
         ) from error
     except OSError as error:
-        raise InvalidImageError(f"{name} could not be opened: {error.strerror or error}.") from error
+        raise InvalidImageError.unreadable(name, error) from error
     except ValueError as error:  # Pillow's limit on the text and colour-profile chunks it decompresses
         raise oversized_chunk(name, error) from error
     # JPEG can decode at 1/2, 1/4 or 1/8 scale, so a huge photo never fills memory at full size.

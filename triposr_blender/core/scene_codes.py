@@ -7,8 +7,9 @@ rather than meshed into nonsense.
 
 The saved form is a standard compressed ``.npz`` (pipelines open it with ``numpy.load``): ``scene_codes``
 (float32, lossless), ``model_id``, ``model_name`` and ``format_version``. Blender keeps the same bytes on the
-object. Codes can come from an untrusted file, so the array's header is checked before anything is read:
-at most ``MAX_CODES_VALUES`` values, of the expected rank, finite. Only numpy: Blender uses this module.
+object. Codes can come from an untrusted file, so each entry is checked before it is inflated: its size in
+the archive's directory and its .npy header (a plain number type, no sub-arrays, at most ``MAX_CODES_BYTES``),
+then the values (the expected rank, finite). Only numpy: Blender uses this module.
 """
 
 from __future__ import annotations
@@ -24,8 +25,10 @@ from .errors import TripoSRError
 
 FORMAT_VERSION = 1
 CODES_ENTRY = "scene_codes.npy"
-# The largest codes a model within config.SIZE_LIMITS makes are 3 x 256 x 256 x 256 values.
-MAX_CODES_VALUES = 3 * 256**3
+# The largest codes a model within config.SIZE_LIMITS makes are 3 x 256 x 256 x 256 float32 values.
+MAX_CODES_BYTES = 3 * 256**3 * 4
+MAX_FIELD_BYTES = 4096  # format_version, model_id, model_name: one short value each
+NPY_HEADER_BYTES = 65536  # numpy's .npy header is at most this long
 TEXT_FIELDS = ("model_id", "model_name")
 HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
 
@@ -58,14 +61,17 @@ class SceneCodes:
         """Read codes saved by ``to_bytes`` (or ``save``); SceneCodesError says what is wrong with them."""
         try:
             with zipfile.ZipFile(io.BytesIO(data)) as archive:
-                version = int(read_entry(archive, "format_version.npy", max_values=1))
+                version = int(read_entry(archive, "format_version.npy", MAX_FIELD_BYTES, kinds="iu"))
                 if version != FORMAT_VERSION:
                     raise SceneCodesError(
                         f"{source} were saved in format version {version}; this version of the add-on reads "
                         f"version {FORMAT_VERSION}. Generate the object again."
                     )
-                texts = {name: str(read_entry(archive, f"{name}.npy", max_values=1)) for name in TEXT_FIELDS}
-                array = read_entry(archive, CODES_ENTRY, max_values=MAX_CODES_VALUES)
+                texts = {
+                    name: str(read_entry(archive, f"{name}.npy", MAX_FIELD_BYTES, kinds="U"))
+                    for name in TEXT_FIELDS
+                }
+                array = read_entry(archive, CODES_ENTRY, MAX_CODES_BYTES, kinds="f")
         except SceneCodesError:
             raise
         except (zipfile.BadZipFile, KeyError, ValueError, OSError, EOFError) as error:
@@ -73,24 +79,35 @@ class SceneCodes:
         check_array(array, source)
         return cls(array.astype(np.float32, copy=False), **texts)
 
-    def check_model(self, model_id: str, model_name: str) -> None:
-        """Refuse codes that another model made: its decoder would turn them into nonsense."""
+    def check_model(self, model_id: str, model_name: str, channels: int) -> None:
+        """Refuse codes that another model made, or of another shape than the loaded model's decoder reads:
+        it would turn them into nonsense, or fail deep inside."""
         if model_id != self.model_id:
             raise SceneCodesError(
                 f"These scene codes were made with another model ({self.model_name or 'unknown'}) than the "
                 f"one loaded ({model_name}). Set the model source to the one they were made with, or "
                 "Generate again from the image."
             )
+        if self.array.shape[2] != channels:
+            raise SceneCodesError(
+                f"These scene codes have {self.array.shape[2]} channels, and the loaded model ({model_name}) "
+                f"reads {channels}: they are damaged. Generate again from the image."
+            )
 
 
-def read_entry(archive: zipfile.ZipFile, name: str, max_values: int) -> np.ndarray:
-    """One array of the archive, its header checked before its data is read (no pickles, bounded size)."""
+def read_entry(archive: zipfile.ZipFile, name: str, max_bytes: int, kinds: str) -> np.ndarray:
+    """One array of the archive, checked before it is inflated: at most ``max_bytes`` of a plain number
+    or text type of ``kinds`` (numpy's dtype kinds), never a pickle."""
+    if archive.getinfo(name).file_size > max_bytes + NPY_HEADER_BYTES:
+        raise ValueError(f"{name} is larger than scene codes are")
     with archive.open(name) as entry:
         version = np.lib.format.read_magic(entry)
         if version not in HEADER_READERS:
             raise ValueError(f"{name} is in .npy format {version}, not one numpy writes for scene codes")
         shape, _fortran, dtype = HEADER_READERS[version](entry)
-        if dtype.hasobject or int(np.prod(shape, dtype=np.int64)) > max_values:
+        # A sub-array dtype ('(1000,1000)f4') holds megabytes in each "value": bytes are what is bounded.
+        size = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        if dtype.kind not in kinds or dtype.subdtype is not None or dtype.hasobject or size > max_bytes:
             raise ValueError(f"{name} holds {shape} values of {dtype}, not what scene codes hold")
     with archive.open(name) as entry:
         return np.lib.format.read_array(entry, allow_pickle=False)

@@ -9,15 +9,31 @@ queued and running jobs end cancelled and the worker processes stop.
 from __future__ import annotations
 
 import argparse
-import ipaddress
+import asyncio
 import sys
 from pathlib import Path
 
+import uvicorn
+
 from ..core.defaults import DEFAULT_MODEL_SOURCE
-from .app import ServerSettings, create_app
+from ..core.errors import TripoSRError
+from .app import (
+    DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_MAX_QUEUE,
+    DEFAULT_MAX_UPLOAD_MB,
+    DEFAULT_RESULT_TTL,
+    ServerConfigError,
+    ServerSettings,
+    create_app,
+    read_token,
+)
+from .guard import MAX_HEADER_BYTES, guarded_protocol, is_loopback
 from .local import LocalExecutor, resolve_devices
 
+EXIT_FAILED = 1
 EXIT_USAGE = 2
+DEFAULT_PORT = 8700
+GRACEFUL_SHUTDOWN = 10  # seconds the open connections get to end after the jobs have ended
 
 
 def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
@@ -29,25 +45,44 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
         "--model", default=DEFAULT_MODEL_SOURCE, help="Hugging Face repo id or a model folder"
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
-    parser.add_argument("--port", type=int, default=8700)
+    parser.add_argument(
+        "--port", type=int, default=DEFAULT_PORT, help=f"port to listen on (default: {DEFAULT_PORT})"
+    )
     parser.add_argument(
         "--token-file",
         type=Path,
-        help="file holding the token clients must send (Authorization: Bearer <token>); needed to listen "
-        "beyond loopback",
+        help="file holding the token clients must send (Authorization: Bearer <token>), readable by its "
+        "owner alone (chmod 600); needed to listen beyond loopback",
     )
     parser.add_argument(
         "--devices",
         default="auto",
         help="auto (every CUDA GPU, else MPS, else the CPU) or e.g. cuda:0,cuda:1",
     )
-    parser.add_argument("--max-queue", type=int, default=64, help="jobs that may wait (default: 64)")
-    parser.add_argument("--max-upload-mb", type=int, default=32, help="largest upload (default: 32 MB)")
+    parser.add_argument(
+        "--max-queue",
+        type=int,
+        default=DEFAULT_MAX_QUEUE,
+        help=f"jobs that may wait (default: {DEFAULT_MAX_QUEUE})",
+    )
+    parser.add_argument(
+        "--max-upload-mb",
+        type=int,
+        default=DEFAULT_MAX_UPLOAD_MB,
+        help=f"largest upload (default: {DEFAULT_MAX_UPLOAD_MB} MB)",
+    )
     parser.add_argument(
         "--result-ttl",
         type=float,
-        default=3600.0,
-        help="seconds a finished job's result is kept (default: 3600)",
+        default=DEFAULT_RESULT_TTL,
+        help=f"seconds a finished job's result is kept (default: {DEFAULT_RESULT_TTL:g})",
+    )
+    parser.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=DEFAULT_IDLE_TIMEOUT,
+        help="seconds a client may stall while sending a request before it is dropped (default: "
+        f"{DEFAULT_IDLE_TIMEOUT:g})",
     )
     parser.add_argument("--access-log", action="store_true", help="log every request (clients poll often)")
     parser.add_argument("--tls-cert", type=Path, help="TLS certificate (PEM): serve HTTPS")
@@ -55,60 +90,73 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False  # a host name: it may resolve to anything
-
-
-def read_token(path: Path | None) -> str:
-    if path is None:
-        return ""
-    try:
-        token = path.read_text(encoding="utf-8").strip()
-    except OSError as error:
-        raise SystemExit(f"Cannot read the token file {path}: {error.strerror or error}.") from error
-    if len(token) < 16:
-        raise SystemExit(f"The token in {path} is too short: use at least 16 random characters.")
-    return token
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = parse_arguments(argv)
-    token = read_token(args.token_file)
+def check_startable(args: argparse.Namespace, token: str) -> None:
+    """Refuse, before anything loads or listens, what would expose the server or fail later."""
     if not token and not is_loopback(args.host):
-        print(
+        raise ServerConfigError(
             f"Refusing to listen on {args.host} without a token: anyone who can reach it could use this "
-            "machine's GPUs. Give --token-file (a file holding a long random token), or listen on 127.0.0.1.",
-            file=sys.stderr,
+            "machine's GPUs. Give --token-file (a file holding a long random token), or listen on 127.0.0.1."
         )
-        return EXIT_USAGE
     if bool(args.tls_cert) != bool(args.tls_key):
-        print("--tls-cert and --tls-key go together.", file=sys.stderr)
-        return EXIT_USAGE
-    import uvicorn
+        raise ServerConfigError("--tls-cert and --tls-key go together.")
+    for option, path in (("--tls-cert", args.tls_cert), ("--tls-key", args.tls_key)):
+        if path is not None and not path.is_file():
+            raise ServerConfigError(f"{option} {path}: no such file.")
 
+
+class Server(uvicorn.Server):
+    """uvicorn's server, ending the jobs as soon as it is asked to stop (SIGTERM, Ctrl+C): the clients
+    following them hear "cancelled" at once, rather than a stream cut when the connections are closed."""
+
+    def __init__(self, config: uvicorn.Config, end_jobs):
+        super().__init__(config)
+        self.end_jobs = end_jobs
+
+    def handle_exit(self, sig, frame) -> None:
+        # A signal handler runs between any two bytecodes: the job table is changed from the event loop.
+        asyncio.get_running_loop().call_soon_threadsafe(self.end_jobs)
+        super().handle_exit(sig, frame)
+
+
+def serve(args: argparse.Namespace) -> None:
+    token = read_token(args.token_file)
+    check_startable(args, token)
     settings = ServerSettings(
         model=args.model,
         token=token,
         max_queue=args.max_queue,
         max_upload_bytes=args.max_upload_mb << 20,
         result_ttl=args.result_ttl,
+        idle_timeout=args.idle_timeout,
     )
     devices = resolve_devices(args.devices)
     app = create_app(settings, LocalExecutor(settings.model, devices))
-    uvicorn.run(
+    config = uvicorn.Config(
         app,
         host=args.host,
         port=args.port,
+        http=guarded_protocol(settings.idle_timeout),
+        h11_max_incomplete_event_size=MAX_HEADER_BYTES,
         ssl_certfile=args.tls_cert,
         ssl_keyfile=args.tls_key,
         access_log=args.access_log,
-        timeout_graceful_shutdown=10,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN,
     )
+    Server(config, app.state.end_jobs).run()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Serve until stopped; every way it cannot start is one message and an exit status."""
+    args = parse_arguments(argv)
+    try:
+        serve(args)
+    except ServerConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except (TripoSRError, OSError) as error:  # a model that cannot load, a port in use, a bad certificate
+        where = f" {error.filename}" if getattr(error, "filename", None) else ""
+        print(f"error:{where} {getattr(error, 'strerror', None) or error}", file=sys.stderr)
+        return EXIT_FAILED
     return 0
 
 

@@ -10,10 +10,12 @@
     GET    /v1/jobs/{id}/result.npz   the arrays Blender builds from, and the scene codes
     DELETE /v1/jobs/{id}              cancels the job
 
-Every request but health needs ``Authorization: Bearer <token>`` when the server has a token (compared in
-constant time); a server without one listens on loopback only (``__main__`` refuses otherwise). Errors: 401
-(token), 404 (no such job, or expired), 413 (upload too large), 503 with Retry-After (queue full), 400 (an
-image or options that cannot be used), 409 (no result yet). No file path is ever taken from a client.
+Every request but health needs ``Authorization: Bearer <token>`` when the server has a token (the docs and
+the schema too), checked before the body is read; a server without one answers only this machine's requests
+(``guard``). Errors: 401 (token), 403 (a request from beyond this machine to a server without a token), 404
+(no such job, or expired), 408 (an upload that stalled), 413 (upload too large), 503 with Retry-After (queue
+full), 400 (an image or options that cannot be used), 409 (no result yet). No file path is ever taken from a
+client, and none is shown to one.
 """
 
 from __future__ import annotations
@@ -22,13 +24,15 @@ import asyncio
 import contextlib
 import io
 import json
-import secrets
+import os
+import stat
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated
 
 import numpy as np
 import pydantic
-from fastapi import Depends, FastAPI, Form, HTTPException, Request, UploadFile
+from fastapi import FastAPI, Form, HTTPException, UploadFile
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from .. import options
@@ -36,6 +40,7 @@ from ..core.errors import InvalidImageError
 from ..core.export import glb_bytes
 from ..core.scene_codes import SceneCodes, SceneCodesError
 from ..options import GenerateOptions, MeshOptions, OptionError
+from .guard import RequestGuard
 from .jobs import FINISHED, JobTable, ServerJob
 
 API_VERSION = 1
@@ -43,15 +48,56 @@ EVENTS_INTERVAL = 0.1  # seconds between looks at a job for the event stream
 KEEP_ALIVE = 15.0  # seconds between comments on a quiet event stream, so proxies keep it open
 EXPIRE_INTERVAL = 30.0
 RETRY_AFTER = 10  # seconds a client is asked to wait when the queue is full
+MIN_TOKEN_LENGTH = 16
+# What a job still following its events hears when the server stops.
+STOPPING = "The server stopped: send the job again once it is back."
+# The server's settings and their defaults, the same for `python -m triposr_blender.server` and Ray Serve.
+DEFAULT_MAX_QUEUE = 64
+DEFAULT_MAX_UPLOAD_MB = 32
+DEFAULT_RESULT_TTL = 3600.0
+DEFAULT_IDLE_TIMEOUT = 20.0  # seconds a client may stall in its request's head or body
+
+
+class ServerConfigError(Exception):
+    """The server cannot start as configured; the text says what to change."""
 
 
 @dataclass(frozen=True)
 class ServerSettings:
     model: str  # a Hugging Face repo id or a model folder, on the server's machine
-    token: str = ""  # empty: no token (loopback only)
-    max_queue: int = 64
-    max_upload_bytes: int = 32 << 20
-    result_ttl: float = 3600.0
+    token: str = ""  # empty: no token (this machine's requests only)
+    max_queue: int = DEFAULT_MAX_QUEUE
+    max_upload_bytes: int = DEFAULT_MAX_UPLOAD_MB << 20
+    result_ttl: float = DEFAULT_RESULT_TTL
+    idle_timeout: float = DEFAULT_IDLE_TIMEOUT
+
+    @property
+    def model_name(self) -> str:
+        """The model as clients see it: a repo id as it is, a folder by its name alone (no server paths)."""
+        return Path(self.model).name if Path(self.model).expanduser().is_dir() else self.model
+
+
+def read_token(path: Path | None) -> str:
+    """The token in ``path`` (none without a file). The file must be its owner's alone, as ssh asks of a key:
+    a token other users of the machine can read opens the server to them."""
+    if path is None:
+        return ""
+    try:
+        token = path.read_text(encoding="utf-8").strip()
+        mode = path.stat().st_mode
+    except (OSError, UnicodeDecodeError) as error:
+        reason = getattr(error, "strerror", None) or error
+        raise ServerConfigError(f"Cannot read the token file {path}: {reason}.") from None
+    if os.name == "posix" and mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise ServerConfigError(
+            f"The token file {path} can be read by other users of this machine (mode "
+            f"{stat.filemode(mode)}): make it yours alone with `chmod 600 {path}`."
+        )
+    if len(token) < MIN_TOKEN_LENGTH:
+        raise ServerConfigError(
+            f"The token in {path} is too short: use at least {MIN_TOKEN_LENGTH} random characters."
+        )
+    return token
 
 
 def options_form() -> type[pydantic.BaseModel]:
@@ -80,49 +126,6 @@ def options_form() -> type[pydantic.BaseModel]:
 JobForm = options_form()
 
 
-class UploadLimit:
-    """ASGI middleware: a request body over ``limit`` bytes gets 413 before it is read into memory."""
-
-    def __init__(self, app, limit: int):
-        self.app, self.limit = app, limit
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and int(declared) > self.limit:
-            return await self.too_large(send)
-        received = 0
-
-        async def counted():
-            nonlocal received
-            message = await receive()
-            received += len(message.get("body", b""))
-            if received > self.limit:
-                raise UploadTooLarge
-            return message
-
-        try:
-            await self.app(scope, counted, send)
-        except UploadTooLarge:
-            await self.too_large(send)
-
-    async def too_large(self, send):
-        body = json.dumps({"detail": f"The upload is larger than the server takes ({self.limit >> 20} MB)."})
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [(b"content-type", b"application/json")],
-            }
-        )
-        await send({"type": "http.response.body", "body": body.encode()})
-
-
-class UploadTooLarge(Exception):
-    pass
-
-
 def create_app(settings: ServerSettings, executor) -> FastAPI:
     """The app, running its jobs with ``executor``: start(table), stop(), devices, loaded()."""
     table = JobTable(settings.max_queue, settings.result_ttl)
@@ -133,11 +136,16 @@ def create_app(settings: ServerSettings, executor) -> FastAPI:
         expiring = asyncio.create_task(expire_regularly(table))
         try:
             yield
-        finally:  # SIGTERM: the queued jobs end cancelled, the running ones are cancelled, the workers stop
+        finally:  # the jobs ended already (end_jobs, at the signal); the workers stop
             expiring.cancel()
-            for job in table.close():
-                job.cancel_requested.set()
+            end_jobs()
             await asyncio.to_thread(executor.stop)
+
+    def end_jobs() -> None:
+        """Stop taking jobs: queued ones end cancelled, running ones are cancelled, each with STOPPING, so
+        the clients following them hear why before their streams close."""
+        for job in table.close(STOPPING):
+            job.cancel_requested.set()
 
     app = FastAPI(
         title="TripoSR server",
@@ -147,15 +155,7 @@ def create_app(settings: ServerSettings, executor) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.table = table
-
-    def authorised(request: Request) -> None:
-        if not settings.token:
-            return
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not secrets.compare_digest(token.encode(), settings.token.encode()):
-            raise HTTPException(
-                401, "A valid token is needed: Authorization: Bearer <token>.", {"WWW-Authenticate": "Bearer"}
-            )
+    app.state.end_jobs = end_jobs
 
     def job_of(job_id: str) -> ServerJob:
         job = table.get(job_id)
@@ -167,14 +167,14 @@ def create_app(settings: ServerSettings, executor) -> FastAPI:
     def health() -> dict:
         return {
             "status": "ok",
-            "model": settings.model,
+            "model": settings.model_name,
             "devices": executor.devices,
             "queue": table.queued,
             "loaded": executor.loaded(),
             "api": API_VERSION,
         }
 
-    @app.post("/v1/jobs", status_code=202, dependencies=[Depends(authorised)])
+    @app.post("/v1/jobs", status_code=202)
     async def submit(form: Annotated[JobForm, Form()]) -> JSONResponse:
         request = await job_request(form)
         job = table.submit(request)
@@ -182,12 +182,12 @@ def create_app(settings: ServerSettings, executor) -> FastAPI:
             raise HTTPException(503, "The queue is full; try again soon.", {"Retry-After": str(RETRY_AFTER)})
         return JSONResponse({"id": job.id}, status_code=202)
 
-    @app.get("/v1/jobs/{job_id}", dependencies=[Depends(authorised)])
+    @app.get("/v1/jobs/{job_id}")
     def status(job_id: str) -> dict:
         job = job_of(job_id)
         return job.status(table.position(job))
 
-    @app.get("/v1/jobs/{job_id}/events", dependencies=[Depends(authorised)])
+    @app.get("/v1/jobs/{job_id}/events")
     def events(job_id: str) -> StreamingResponse:
         job = job_of(job_id)
 
@@ -210,7 +210,7 @@ def create_app(settings: ServerSettings, executor) -> FastAPI:
             stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
         )
 
-    @app.get("/v1/jobs/{job_id}/result.glb", dependencies=[Depends(authorised)])
+    @app.get("/v1/jobs/{job_id}/result.glb")
     async def result_glb(job_id: str) -> Response:
         job = finished_job(job_id)
         size = options.TARGET_SIZE.default
@@ -219,13 +219,13 @@ def create_app(settings: ServerSettings, executor) -> FastAPI:
         )
         return Response(data, media_type="model/gltf-binary")
 
-    @app.get("/v1/jobs/{job_id}/result.npz", dependencies=[Depends(authorised)])
+    @app.get("/v1/jobs/{job_id}/result.npz")
     async def result_npz(job_id: str) -> Response:
         job = finished_job(job_id)
         data = await result_file(job, "result.npz", lambda: npz_bytes(job))
         return Response(data, media_type="application/octet-stream")
 
-    @app.delete("/v1/jobs/{job_id}", dependencies=[Depends(authorised)])
+    @app.delete("/v1/jobs/{job_id}")
     def cancel(job_id: str) -> dict:
         job = job_of(job_id)
         table.cancel(job)
@@ -237,7 +237,12 @@ def create_app(settings: ServerSettings, executor) -> FastAPI:
             raise HTTPException(409, f"The job has no result (it is {job.state}).")
         return job
 
-    app.add_middleware(UploadLimit, limit=settings.max_upload_bytes)
+    app.add_middleware(
+        RequestGuard,
+        token=settings.token,
+        max_body=settings.max_upload_bytes,
+        idle_timeout=settings.idle_timeout,
+    )
     return app
 
 
@@ -261,7 +266,8 @@ async def job_request(form) -> dict:
             if unused:
                 raise OptionError(f"{', '.join(sorted(unused))} only apply to an image, not to scene codes")
             codes = await form.codes.read()
-            SceneCodes.from_bytes(codes, source="The uploaded scene codes")
+            # Off the event loop: other clients, health checks included, never wait for it.
+            await asyncio.to_thread(SceneCodes.from_bytes, codes, "The uploaded scene codes")
             return {"cmd": "remesh", "codes": codes, "options": MeshOptions(**values)}
         if form.image is None:
             raise OptionError(

@@ -21,7 +21,8 @@ FINISHED = frozenset({DONE, FAILED, CANCELLED})
 class ServerJob:
     """One client's request and what has become of it."""
 
-    request: dict  # a worker command without its id: {"cmd": "generate" | "remesh", ...}
+    request: dict | None  # a worker command without its id ({"cmd": "generate" | "remesh", ...}); None once
+    # the job has ended, so that its upload is not kept as long as its result
     id: str = field(default_factory=lambda: secrets.token_urlsafe(18))  # 144 random bits: not guessable
     state: str = QUEUED
     stage: str = "Waiting in the queue"
@@ -52,6 +53,7 @@ class JobTable:
         self._jobs: dict[str, ServerJob] = {}
         self._changed = threading.Condition()
         self._closed = False
+        self._closing_reason = ""
 
     @property
     def queued(self) -> int:
@@ -79,8 +81,14 @@ class JobTable:
             job.state, job.stage = RUNNING, "Starting"
             return job
 
-    def get(self, job_id: str) -> ServerJob | None:
-        return self._jobs.get(job_id)
+    def get(self, job_id: str, now: float | None = None) -> ServerJob | None:
+        """The job, unless its result has expired (then it is forgotten now, not at the next sweep)."""
+        with self._changed:
+            job = self._jobs.get(job_id)
+            if job is not None and self._expired(job, time.monotonic() if now is None else now):
+                del self._jobs[job_id]
+                return None
+            return job
 
     def position(self, job: ServerJob) -> int:
         """How many jobs wait before it (0 once it runs)."""
@@ -105,20 +113,26 @@ class JobTable:
         """Forget finished jobs older than ``result_ttl``: their results are memory no client came for."""
         now = time.monotonic() if now is None else now
         with self._changed:
-            for job in [job for job in self._jobs.values() if job.state in FINISHED]:
-                if now - job.finished_at > self.result_ttl:
-                    del self._jobs[job.id]
+            for job in [job for job in self._jobs.values() if self._expired(job, now)]:
+                del self._jobs[job.id]
 
-    def close(self) -> list[ServerJob]:
-        """Stop taking jobs: the queued ones end cancelled; the running ones are returned, to cancel."""
+    def _expired(self, job: ServerJob, now: float) -> bool:
+        return job.state in FINISHED and now - job.finished_at > self.result_ttl
+
+    def close(self, reason: str = "") -> list[ServerJob]:
+        """Stop taking jobs: the queued ones end cancelled, and so will the running ones, which are returned
+        to be cancelled; ``reason`` becomes each one's error, for the clients following them."""
         with self._changed:
-            self._closed = True
+            self._closed, self._closing_reason = True, reason
             while self._queue:
                 self._end(self._queue.popleft(), CANCELLED, "")
             self._changed.notify_all()
             return [job for job in self._jobs.values() if job.state == RUNNING]
 
     def _end(self, job: ServerJob, state: str, error: str) -> None:
+        if state == CANCELLED and self._closed:
+            error = error or self._closing_reason
         job.state, job.error, job.finished_at = state, error, time.monotonic()
+        job.request = None  # the upload: megabytes no one needs once the job has ended
         job.stage = {DONE: "Done", FAILED: "Failed", CANCELLED: "Cancelled"}[state]
         job.progress = 1.0 if state == DONE else job.progress

@@ -11,21 +11,31 @@ box to a cluster without a change of protocol: clients see the API of ``app``.
 
 Arguments (``key=value`` after ``serve run``): model, token_file, max_queue, max_upload_mb, result_ttl,
 min_replicas, max_replicas, num_gpus (default 1; 0 runs on CPUs), num_cpus (default 1). Serve's HTTP address
-is Serve's own setting (``serve run ... --address`` / ``http_options``); a token is needed beyond loopback.
+is Serve's own setting (``http_options``, loopback by default); without a token the API answers requests
+from this machine only, wherever Serve listens. Without a cluster (no ``--address``, no RAY_ADDRESS, none
+started by ``ray start``), the Ray that ``serve run`` needs is started on 127.0.0.1 only.
 """
 
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 from ray import serve
 
+from .. import ray_cluster
 from ..core import progress
 from ..core.defaults import DEFAULT_MODEL_SOURCE
 from ..worker import pipeline, protocol
 from ..worker.protocol import MeshResult, ModelSettings
-from .__main__ import read_token
-from .app import ServerSettings, create_app
+from .app import (
+    DEFAULT_MAX_QUEUE,
+    DEFAULT_MAX_UPLOAD_MB,
+    DEFAULT_RESULT_TTL,
+    ServerSettings,
+    create_app,
+    read_token,
+)
 from .jobs import CANCELLED, DONE, FAILED, JobTable
 
 MODEL_DEPLOYMENT = "TripoSRModel"
@@ -102,14 +112,17 @@ async def awaited(response):
 
 
 def build(args: dict):
-    """The Serve application: the API ingress and the model deployment, from ``serve run``'s arguments."""
+    """The Serve application: the API ingress and the model deployment, from ``serve run``'s arguments.
+
+    Under ``serve run`` without a cluster, the Ray it needs is started here, on loopback (ray_cluster)."""
     settings = ServerSettings(
         model=args.get("model", DEFAULT_MODEL_SOURCE),
-        token=read_token(args["token_file"]) if args.get("token_file") else "",
-        max_queue=int(args.get("max_queue", 64)),
-        max_upload_bytes=int(args.get("max_upload_mb", 32)) << 20,
-        result_ttl=float(args.get("result_ttl", 3600)),
+        token=read_token(Path(args["token_file"])) if args.get("token_file") else "",
+        max_queue=int(args.get("max_queue", DEFAULT_MAX_QUEUE)),
+        max_upload_bytes=int(args.get("max_upload_mb", DEFAULT_MAX_UPLOAD_MB)) << 20,
+        result_ttl=float(args.get("result_ttl", DEFAULT_RESULT_TTL)),
     )
+    ray_cluster.start_for_serve_run()
     max_replicas = int(args.get("max_replicas", 4))
     app = create_app(settings, RayExecutor(args.get("app_name", "default"), parallel=2 * max_replicas))
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..core.errors import ModelLoadError, TripoSRError
+from ..core.errors import InvalidImageError, ModelLoadError, TripoSRError
 from ..core.progress import Progress
 from ..core.scene_codes import SceneCodes
 from ..options import GenerateOptions, MeshOptions, OptionError
@@ -227,7 +227,7 @@ def scene_of(model, data: bytes, settings: ModelSettings, name: str = "The saved
     import torch
 
     codes = SceneCodes.from_bytes(data, name)
-    codes.check_model(model.fingerprint, settings.source)
+    codes.check_model(model.fingerprint, settings.source, model.config.post_processor.out_channels)
     return torch.from_numpy(codes.array)
 
 
@@ -258,7 +258,10 @@ def codes_key(image: dict, options: GenerateOptions, settings: ModelSettings, mo
     model and precision that encode it."""
     digest = hashlib.sha256()
     if "path" in image:
-        digest.update(Path(image["path"]).read_bytes())
+        try:
+            digest.update(Path(image["path"]).read_bytes())
+        except OSError as error:  # explained as the core explains a file it cannot open
+            raise InvalidImageError.unreadable(f"The file {image['path']}", error) from error
     elif "data" in image:
         digest.update(image["data"].tobytes())
     else:

@@ -7,8 +7,9 @@ standard library: it runs in Blender's own Python, where no PyTorch needs to be 
 Each job has a thread that uploads, follows the job's status as the server streams it (Server-Sent Events:
 its place in the queue, then its stage and progress) and downloads the result; its events go to the job's
 queue as the worker's would. Cancel goes out at once, on a request of its own. Nothing waits for ever: every
-request has a timeout (the stream's keep-alive comes every 15 s), and a server out of reach for
-``UNREACHABLE_FOR`` seconds fails the job.
+request has a timeout, and a server that says nothing of the job for ``silence_limit`` seconds fails it,
+naming the server: out of reach, or answering without events (a status or the stream's keep-alive, which
+comes every 15 s, is a sign of life; a stream that closes without one is not).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from .protocol import MeshResult, ModelSettings
 
 REQUEST_TIMEOUT = 60.0  # seconds for one HTTP request (an upload of a large image included), or stream line
 RECONNECT_INTERVAL = 1.0
-UNREACHABLE_FOR = 60.0  # seconds the server may not answer before a job is given up
+SILENCE_LIMIT = 60.0  # seconds the server may say nothing of a job before the job is given up
 FINISHED = {"done", "failed", "cancelled"}
 
 
@@ -44,9 +45,10 @@ class ServerError(Exception):
 class RemoteClient:
     """Runs jobs on a TripoSR server at ``url`` (``http(s)://host:port``), sending ``token`` if given."""
 
-    def __init__(self, url: str, token: str = ""):
+    def __init__(self, url: str, token: str = "", silence_limit: float = SILENCE_LIMIT):
         self.url = url.rstrip("/")
         self.token = token
+        self.silence_limit = silence_limit
         self.model_state: dict = {"loaded": False}
         self._server_ids: dict[int, str] = {}  # our job id -> the server's, once submitted
         self._jobs: dict[int, Job] = {}
@@ -145,32 +147,45 @@ class RemoteClient:
             self._end(job, {"event": "error", "kind": "ServerError", "message": message})
 
     def _until_finished(self, job: Job, server_id: str) -> dict:
-        """The job's last status, following its event stream; a broken stream is opened again."""
+        """The job's last status, following its event stream; a stream that ends early is opened again, until
+        the server has said nothing of the job for ``silence_limit`` seconds."""
         answered = time.monotonic()
-        while True:
+        unreachable = None
+        while time.monotonic() - answered <= self.silence_limit:
             try:
                 for status in self._events(server_id):
                     answered = time.monotonic()
+                    if status is None:  # the stream's keep-alive
+                        continue
                     if status["state"] in FINISHED:
                         return status
                     stage = status["stage"]
                     if status["state"] == "queued":
                         stage = f"Waiting in the server's queue (position {status['position'] + 1})"
                     job.events.put({"event": "progress", "stage": stage, "fraction": status["progress"]})
-            except ServerUnreachable:
-                if time.monotonic() - answered > UNREACHABLE_FOR:
-                    raise
+                unreachable = None
+            except ServerUnreachable as error:
+                unreachable = error
             time.sleep(RECONNECT_INTERVAL)
+        if unreachable is not None:
+            raise unreachable
+        raise ServerError(
+            f"The TripoSR server at {self.url} said nothing of the job for {self.silence_limit:g} s: it "
+            "answers without sending the job's progress. Check that the address is a TripoSR server and "
+            "that it works (its log), then try again."
+        )
 
     def _events(self, server_id: str):
-        """The statuses the server streams for a job (Server-Sent Events), until it ends or the stream
-        breaks."""
+        """The statuses the server streams for a job (Server-Sent Events), and None for each keep-alive,
+        until the job ends or the stream does."""
         request = urllib.request.Request(f"{self.url}/v1/jobs/{server_id}/events", headers=self._headers())
         try:
             with urllib.request.urlopen(request, timeout=REQUEST_TIMEOUT) as stream:
                 for line in stream:
                     if line.startswith(b"data: "):
                         yield json.loads(line[6:])
+                    elif line.startswith(b":"):
+                        yield None
         except urllib.error.HTTPError as error:
             raise ServerError(refusal_message(self.url, error)) from error
         except (urllib.error.URLError, OSError) as error:
