@@ -126,6 +126,36 @@ def color_fn():
     return fixture_model.core_colors
 
 
+# --- The dependency installer, with real pip and a tiny wheel of its own --------------------------------
+
+
+@pytest.fixture
+def pip_env(monkeypatch):
+    """The environment of the runs: no pip configuration of this machine, no user site-packages."""
+    for name in [name for name in os.environ if name.startswith("PIP_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
+    return dict(os.environ)
+
+
+@pytest.fixture
+def wheels(tmp_path):
+    """A folder holding tinypkg's wheel, for pip --no-index --find-links."""
+    from tiny_wheel import build_wheel
+
+    folder = tmp_path / "wheels"
+    build_wheel(folder)
+    return folder
+
+
+@pytest.fixture
+def requirements(tmp_path):
+    """A requirements file naming only tinypkg."""
+    path = tmp_path / "requirements.txt"
+    path.write_text("tinypkg  # the package the test wheels provide\n")
+    return path
+
+
 # --- Blender 4.2's bpy module crashes in Python's teardown ------------------------------------------------
 
 EXIT_STATUS = pytest.StashKey[int]()

@@ -18,7 +18,7 @@ MAY_IMPORT = {
     "options": {"core"},
     "vendor_install": set(),
     "dependencies": {"vendor_install"},
-    "worker": {"core", "options"},
+    "worker": {"core", "options", "vendor_install"},  # vendor_install: no console window on Windows
     "blender": {"worker", "core", "options"},
     "batch_plan": {"options"},  # what the batch's runners share
     "batch_blender": {"batch_plan", "blender", "worker", "core", "options", "dependencies"},

@@ -127,7 +127,23 @@ def test_missing_dependencies_offer_the_install_with_its_size(addon, monkeypatch
     assert shown[0].text == f"Missing Python packages: {MISSING_MODULE}"  # numpy, which Blender has, is not
     plan = dependencies.download_plan()
     assert f"About {plan.size_text} to download: PyTorch build {plan.build}" in texts(shown)
+    assert f"Installs into {dependencies.deps_dir()}" in texts(shown)
     assert buttons(shown) == {"triposr.install_dependencies": True}
+
+
+def test_on_windows_with_long_paths_off_a_folder_too_deep_is_explained_before_any_download(
+    addon, monkeypatch, tmp_path
+):
+    monkeypatch.setenv(dependencies.ENV_REQUIRED_MODULES, MISSING_MODULE)
+    monkeypatch.setenv(dependencies.ENV_DEPS_DIR, str(tmp_path / ("x" * 120)))
+    monkeypatch.setattr(dependencies.platform, "system", lambda: "Windows")
+    monkeypatch.setattr(vendor_install, "long_paths_enabled", lambda system: system != "Windows")
+    dependencies.refresh_status()
+
+    shown = rows()
+
+    assert "while long paths are off" in texts(shown)
+    assert not buttons(shown), "no install that would fail after gigabytes of downloads"
 
 
 def test_without_online_access_the_install_is_refused_with_where_to_allow_it(addon, monkeypatch):

@@ -7,6 +7,7 @@ import zipfile
 
 import numpy as np
 import pytest
+from codes_files import codes_archive, one_value_of_640_mb
 
 from triposr_blender.core.scene_codes import FORMAT_VERSION, SceneCodes, SceneCodesError, load, save
 
@@ -108,32 +109,10 @@ def test_codes_declaring_a_huge_array_are_refused_before_it_is_read():
         SceneCodes.from_bytes(data.getvalue())
 
 
-def codes_archive(scene_codes_entry, format_version=1) -> bytes:
-    """A codes file with these entries; ``scene_codes_entry(archive)`` writes scene_codes.npy."""
-    data = io.BytesIO()
-    with zipfile.ZipFile(data, "w", zipfile.ZIP_DEFLATED) as archive:
-        for name, value in (("model_id", np.array("x")), ("model_name", np.array(""))):
-            archive.writestr(f"{name}.npy", npz_entry(value))
-        archive.writestr("format_version.npy", npz_entry(np.array(format_version)))
-        scene_codes_entry(archive)
-    return data.getvalue()
-
-
 def test_codes_of_a_sub_array_type_are_refused_by_their_bytes_before_they_are_inflated():
     """One "value" of a (160, 1024, 1024) float32 sub-array type is 640 MB: a bound on values lets it by,
     the bound on bytes does not, and nothing is inflated (the file is a few hundred kB)."""
-    huge = np.dtype(("<f4", (160, 1024, 1024)))
-
-    def one_huge_value(archive):
-        with archive.open("scene_codes.npy", "w", force_zip64=True) as entry:
-            np.lib.format.write_array_header_1_0(
-                entry, {"descr": np.lib.format.dtype_to_descr(huge), "fortran_order": False, "shape": ()}
-            )
-            zeros = bytes(64 << 20)
-            for _ in range(huge.itemsize // len(zeros)):
-                entry.write(zeros)
-
-    data = codes_archive(one_huge_value)
+    data = codes_archive(one_value_of_640_mb)
     tracemalloc.start()
     try:
         with pytest.raises(SceneCodesError, match="larger than scene codes are"):

@@ -10,12 +10,12 @@ import subprocess
 import sys
 import threading
 import time
-import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 import requests
+from codes_files import codes_archive, npy, one_value_of_640_mb
 from fixture_model import FIXTURE, NEW_THRESHOLD, OPTIONS, core_mesh, core_mesh_at, core_scene
 from listeners import descendants, exposed, listening_addresses
 from server_harness import JOB_TIMEOUT, REPO, TOKEN, Server, wait_for, write_token
@@ -302,35 +302,8 @@ def start_server(*arguments):
     )
 
 
-def scene_codes_archive(scene_codes_entry, format_version=1) -> bytes:
-    data = io.BytesIO()
-    with zipfile.ZipFile(data, "w", zipfile.ZIP_DEFLATED) as archive:
-        for name, value in (("model_id", np.array("x")), ("model_name", np.array(""))):
-            archive.writestr(f"{name}.npy", npy(value))
-        archive.writestr("format_version.npy", npy(np.array(format_version)))
-        scene_codes_entry(archive)
-    return data.getvalue()
-
-
-def npy(array) -> bytes:
-    buffer = io.BytesIO()
-    np.save(buffer, array)
-    return buffer.getvalue()
-
-
-def one_value_of_640_mb(archive):
-    huge = np.dtype(("<f4", (160, 1024, 1024)))
-    with archive.open("scene_codes.npy", "w", force_zip64=True) as entry:
-        np.lib.format.write_array_header_1_0(
-            entry, {"descr": np.lib.format.dtype_to_descr(huge), "fortran_order": False, "shape": ()}
-        )
-        zeros = bytes(64 << 20)
-        for _ in range(huge.itemsize // len(zeros)):
-            entry.write(zeros)
-
-
 def test_scene_codes_that_would_inflate_past_their_bound_are_refused_at_once_and_others_are_served(server):
-    codes = scene_codes_archive(one_value_of_640_mb)
+    codes = codes_archive(one_value_of_640_mb)
     answers = {}
 
     def health_meanwhile():
@@ -348,7 +321,7 @@ def test_scene_codes_that_would_inflate_past_their_bound_are_refused_at_once_and
 
 
 def test_scene_codes_whose_version_is_no_whole_number_are_400_not_500(server):
-    codes = scene_codes_archive(lambda archive: archive.writestr("scene_codes.npy", npy(np.zeros(1))), 1 + 2j)
+    codes = codes_archive(lambda archive: archive.writestr("scene_codes.npy", npy(np.zeros(1))), 1 + 2j)
     refused = server.request("POST", "/v1/jobs", files={"codes": ("codes.triposr.npz", codes)})
     assert refused.status_code == 400 and "are damaged" in refused.json()["detail"]
 

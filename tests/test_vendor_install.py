@@ -149,29 +149,6 @@ def test_pip_failures_are_explained(pip_output, advice):
 # ------------------------------------------------------------------------------------------- real runs
 
 
-@pytest.fixture
-def pip_env(monkeypatch):
-    """The environment of the runs: no pip configuration of this machine, no user site-packages."""
-    for name in [name for name in os.environ if name.startswith("PIP_")]:
-        monkeypatch.delenv(name)
-    monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
-    return dict(os.environ)
-
-
-@pytest.fixture
-def wheels(tmp_path):
-    folder = tmp_path / "wheels"
-    build_wheel(folder)
-    return folder
-
-
-@pytest.fixture
-def requirements(tmp_path):
-    path = tmp_path / "requirements.txt"
-    path.write_text("tinypkg  # the package the test wheels provide\n")
-    return path
-
-
 def run_installer(env, *options, python=sys.executable):
     return subprocess.run(
         [python, str(SCRIPT), *map(str, options)],
@@ -363,13 +340,20 @@ def test_a_python_without_pip_installs_with_ensurepip_s_wheel(tmp_path, pip_env,
     python = python_home / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
     assert subprocess.run([python, "-m", "pip", "--version"], capture_output=True).returncode != 0
     target = tmp_path / "deps"
+    before = tree_state(python_home)
 
     result = install_locally(pip_env, target, requirements, wheels, python=python)
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert (target / "tinypkg" / "__init__.py").is_file()
     assert (tmp_path / "deps-constraints.txt").read_text() == "numpy<2\n"  # no numpy there to pin
-    assert not list(python_home.rglob("pip"))  # nothing was installed into that Python itself
+    # Nothing is written beside that Python: Blender installed read-only under Program Files works too.
+    assert tree_state(python_home) == before
+
+
+def tree_state(folder: Path) -> dict[str, tuple[int, int]]:
+    """Every file and folder under ``folder``, with its size and time of change."""
+    return {str(path): (path.lstat().st_size, path.lstat().st_mtime_ns) for path in folder.rglob("*")}
 
 
 def test_outside_blender_the_target_is_required(pip_env):

@@ -275,6 +275,22 @@ def test_every_wording_of_running_out_of_memory_is_recognised(error):
     assert kind == "OutOfMemory" and "Lower the mesh resolution" in message
 
 
+def test_dependencies_in_a_folder_named_with_spaces_and_accents_reach_the_worker(tmp_path):
+    """C:\\Users\\José Núñez\\...: the worker's PYTHONPATH carries the name as it is."""
+    deps = tmp_path / "José Núñez" / "TripoSR deps"
+    deps.mkdir(parents=True)
+    (deps / "sitecustomize.py").write_text("import sys\nsys.stderr.write('loaded from José Núñez\\n')\n")
+    client = WorkerClient(pythonpath=(str(deps),))
+    try:
+        outcome = generate(client).wait(JOB_TIMEOUT)
+        log = next(client._folder.glob("worker-*.log")).read_text(encoding="utf-8")
+    finally:
+        client.stop()
+
+    assert outcome.event == "result"
+    assert "loaded from José Núñez" in log
+
+
 # --- Nothing hangs: noise, a broken connection, a silent worker, and what a killed client leaves -------
 
 

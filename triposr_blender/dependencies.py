@@ -6,12 +6,14 @@ own process never puts the dependency folder on its sys.path either, or every ot
 copy of torch, opencv and huggingface_hub: only the worker process imports them (through its PYTHONPATH).
 
 The dependencies live in the extension's user folder (``bpy.utils.extension_path_user``), which survives
-updates of the extension and needs no admin rights. ``vendor_install`` installs them there; this module
+updates of the extension and needs no admin rights; on Windows with long paths off, in a short folder of the
+user's own instead (``vendor_install.dependency_folder``), since PyTorch's deepest files do not fit below
+Blender's. ``vendor_install`` installs them there; this module
 shares its requirement list, build choice and progress format instead of repeating them.
 
 Environment variables, for render farms, mirrors and tests:
 
-- ``TRIPOSR_DEPS_DIR``: use this folder for the dependencies instead of the extension's user folder.
+- ``TRIPOSR_DEPS_DIR``: use this folder for the dependencies instead of the one chosen above.
 - ``TRIPOSR_REQUIRED_MODULES``: comma-separated modules to require instead of those of requirements.txt.
 - ``TRIPOSR_MODELS_DIR``: keep the background-removal model here instead of the extension's user folder.
 - ``TRIPOSR_INSTALL_ARGS``: extra ``vendor_install.py`` options for the Install button, e.g.
@@ -28,6 +30,7 @@ import importlib.metadata
 import importlib.util
 import json
 import os
+import platform
 import queue
 import shlex
 import signal
@@ -41,7 +44,7 @@ from pathlib import Path
 
 from . import vendor_install
 
-ENV_DEPS_DIR = "TRIPOSR_DEPS_DIR"
+ENV_DEPS_DIR = vendor_install.ENV_DEPS_DIR
 ENV_REQUIRED_MODULES = "TRIPOSR_REQUIRED_MODULES"
 ENV_INSTALL_ARGS = "TRIPOSR_INSTALL_ARGS"
 ENV_MODELS_DIR = "TRIPOSR_MODELS_DIR"
@@ -57,8 +60,21 @@ RUNNING, SUCCEEDED, FAILED, CANCELLED = "running", "succeeded", "failed", "cance
 
 
 def deps_dir() -> Path:
-    """The folder the dependencies are installed into and imported from."""
-    return _user_folder(ENV_DEPS_DIR, "site-packages", "the dependencies")
+    """The folder the dependencies are installed into and imported from (``vendor_install``'s choice)."""
+    system = platform.system()
+
+    def extension_folder() -> str:
+        return str(_user_folder(ENV_DEPS_DIR, "site-packages", "the dependencies"))
+
+    long_paths = vendor_install.long_paths_enabled(system)
+    return Path(vendor_install.dependency_folder(system, os.environ, long_paths, extension_folder))
+
+
+def path_budget(folder: Path) -> vendor_install.PathBudget:
+    """How deep an install into ``folder`` writes, against this platform's limit on paths."""
+    system = platform.system()
+    long_paths = vendor_install.long_paths_enabled(system)
+    return vendor_install.path_budget(system, long_paths, str(folder), vendor_install.child_environment())
 
 
 def models_dir() -> Path:
@@ -343,7 +359,7 @@ class InstallJob:
 def _own_process_group() -> dict:
     """Start the installer as the head of its own process group, so Cancel reaches pip below it too."""
     if os.name == "nt":
-        return {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP | subprocess.CREATE_NO_WINDOW}
+        return {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP | vendor_install.CREATE_NO_WINDOW}
     return {"start_new_session": True}
 
 
@@ -357,7 +373,8 @@ def _interrupt_process_group(process: subprocess.Popen) -> None:
 
 def _kill_process_group(process: subprocess.Popen) -> None:
     if os.name == "nt":
-        subprocess.run(["taskkill", "/T", "/F", "/PID", str(process.pid)], capture_output=True)
+        command = ["taskkill", "/T", "/F", "/PID", str(process.pid)]
+        subprocess.run(command, capture_output=True, **vendor_install.no_console_window())
     else:
         _signal_group(process, signal.SIGKILL)
 

@@ -30,6 +30,7 @@ import contextlib
 import importlib
 import io
 import json
+import ntpath
 import os
 import platform
 import re
@@ -206,9 +207,12 @@ def detect_machine() -> Machine:
 
 def read_nvidia_gpu() -> tuple[tuple[int, ...] | None, str, tuple[int, int] | None]:
     """Driver version, name and compute capability of GPU 0 (the one torch uses), from nvidia-smi."""
+    command = nvidia_smi(platform.system(), os.environ)
+    if command is None:
+        return None, "", None
     # Drivers older than R510 do not know the compute_cap field, hence the second query.
     for fields in ("driver_version,name,compute_cap", "driver_version,name"):
-        output = _output_of(["nvidia-smi", f"--query-gpu={fields}", "--format=csv,noheader"])
+        output = _output_of([command, f"--query-gpu={fields}", "--format=csv,noheader"])
         if output:
             return parse_nvidia_smi(output)
     return None, "", None
@@ -234,7 +238,9 @@ def read_rocm_version() -> str | None:
 
 def _output_of(command: list[str]) -> str:
     try:
-        return subprocess.run(command, capture_output=True, text=True, timeout=20, check=True).stdout.strip()
+        return subprocess.run(
+            command, capture_output=True, text=True, timeout=20, check=True, **no_console_window()
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return ""
 
@@ -244,6 +250,144 @@ def estimated_download_mb(build_name: str, system: str) -> int:
     if kind == "default":  # PyPI's torch is the CUDA build on Linux, the CPU build on Windows
         kind = {"Darwin": "macos", "Linux": "cuda"}.get(system, "cpu")
     return TORCH_DOWNLOAD_MB.get(kind, TORCH_DOWNLOAD_MB["cuda"]) + OTHER_PACKAGES_DOWNLOAD_MB
+
+
+# ----------------------------------------------------------------------------------- Windows: the folder
+
+
+# The variable that names the dependencies' folder, for render farms, shared installs, tests and short paths.
+ENV_DEPS_DIR = "TRIPOSR_DEPS_DIR"
+# Windows' longest path while long paths are off: MAX_PATH, 260 characters with the terminating NUL.
+MAX_PATH = 260
+LONG_PATHS_KEY = r"SYSTEM\CurrentControlSet\Control\FileSystem"
+LONG_PATHS_COMMAND = (
+    r"reg add HKLM\SYSTEM\CurrentControlSet\Control\FileSystem /v LongPathsEnabled /t REG_DWORD /d 1 /f"
+)
+# The deepest file path inside the Windows wheels of requirements.txt, from the wheels' own file lists
+# (tests/fixtures/windows-deepest-paths.tsv): a licence deep in torch 2.13's dist-info.
+DEEPEST_WHEEL_PATH = 167
+# pip --target installs into <temp>\pip-target-<8 random characters>\Lib\site-packages first (the "home"
+# scheme), then moves each package into the target: that folder holds the same files, deeper.
+PIP_TARGET_TEMP = r"pip-target-xxxxxxxx\Lib\site-packages"
+STAGING_SUFFIX = ".staging"
+# What pip says when Windows refused a path for its length.
+PIP_LONG_PATH_HINT = "does not have Windows Long Path support enabled"
+# subprocess.CREATE_NO_WINDOW, which the subprocess module defines on Windows only.
+CREATE_NO_WINDOW = 0x08000000
+# The short per-user folder for the dependencies, under %LOCALAPPDATA%, where Windows has long paths off.
+SHORT_FOLDER = ("TripoSR", "deps")
+
+
+def long_paths_enabled(system: str, winreg=None) -> bool:
+    """Whether paths may exceed MAX_PATH: always beyond Windows; there, when LongPathsEnabled is 1.
+    (Blender's Python declares itself long-path aware, so the registry setting is all it needs.)"""
+    if system != "Windows":
+        return True
+    winreg = winreg or importlib.import_module("winreg")
+    try:
+        with winreg.OpenKey(winreg.HKEY_LOCAL_MACHINE, LONG_PATHS_KEY) as key:
+            value, _kind = winreg.QueryValueEx(key, "LongPathsEnabled")
+    except OSError:
+        return False
+    return value == 1
+
+
+def dependency_folder(system: str, environ, long_paths: bool, extension_folder) -> str:
+    """Where the dependencies go: $TRIPOSR_DEPS_DIR if set; else Blender's extension folder, unless that is
+    on Windows with long paths off, where its depth (about 125 characters and the user name) leaves too little
+    for PyTorch's deepest files: then a short folder of the user's own, %LOCALAPPDATA%\\TripoSR\\deps.
+    ``extension_folder()`` gives Blender's folder, asked for only when it is the answer."""
+    if environ.get(ENV_DEPS_DIR):
+        return environ[ENV_DEPS_DIR]
+    if system != "Windows" or long_paths:
+        return extension_folder()
+    local = environ.get("LOCALAPPDATA") or ntpath.join(environ.get("USERPROFILE", "C:\\"), "AppData", "Local")
+    return ntpath.join(local, *SHORT_FOLDER)
+
+
+def temp_folder(system: str, environ) -> str:
+    """The temporary folder pip's child process uses (Python's tempfile reads these variables in order)."""
+    for name in ("TMPDIR", "TEMP", "TMP"):
+        if environ.get(name):
+            return environ[name]
+    if system == "Windows":
+        return ntpath.join(environ.get("LOCALAPPDATA", "C:\\"), "Temp")
+    return "/tmp"
+
+
+@dataclass(frozen=True)
+class PathBudget:
+    """How deep an install writes, and how deep the platform lets it."""
+
+    deepest: int  # characters in the deepest path the install writes
+    folder: str  # the folder that path is in: the staging folder, or pip's temporary folder
+    limit: int | None  # the longest path the platform takes; None where no limit comes near
+
+    @property
+    def left(self) -> int | None:
+        return None if self.limit is None else self.limit - self.deepest
+
+    def describe(self) -> str:
+        if self.limit is None:
+            return f"deepest path {self.deepest} characters, in {self.folder} (no path limit applies)"
+        return (
+            f"deepest path {self.deepest} of at most {self.limit} characters, in {self.folder} "
+            f"({self.left} to spare)"
+        )
+
+
+def path_budget(system: str, long_paths: bool, target: str, environ) -> PathBudget:
+    """The deepest path an install into ``target`` writes (in its staging folder, or pip's temporary one)
+    against the platform's limit: 259 characters on Windows with long paths off."""
+    separator = "\\" if system == "Windows" else "/"
+    staging = str(target) + STAGING_SUFFIX
+    temp = temp_folder(system, environ)
+    pip_temp = PIP_TARGET_TEMP if system == "Windows" else PIP_TARGET_TEMP.replace("\\", "/")
+    deepest = max(
+        (len(staging) + len(separator) + DEEPEST_WHEEL_PATH, staging),
+        (len(temp) + 2 * len(separator) + len(pip_temp) + DEEPEST_WHEEL_PATH, temp),
+    )
+    limit = MAX_PATH - 1 if system == "Windows" and not long_paths else None
+    return PathBudget(deepest[0], deepest[1], limit)
+
+
+def long_path_message(budget: PathBudget) -> str:
+    in_temp = not budget.folder.endswith(STAGING_SUFFIX)
+    shorter = (
+        f"point TEMP at a shorter folder (e.g. C:\\Temp) for Blender, since pip unpacks into {budget.folder}"
+        if in_temp
+        else f"choose a shorter folder by setting {ENV_DEPS_DIR} (e.g. to C:\\TripoSR\\deps)"
+    )
+    return (
+        f"PyTorch's deepest file would need a path of {budget.deepest} characters in {budget.folder}, and "
+        f"Windows takes at most {budget.limit} while long paths are off. Either turn long paths on (in an "
+        f"administrator's terminal: {LONG_PATHS_COMMAND}; or Group Policy > Computer Configuration > "
+        "Administrative Templates > System > Filesystem > Enable Win32 long paths), then restart Blender; or "
+        f"{shorter}, then install again."
+    )
+
+
+def check_path_budget(budget: PathBudget) -> None:
+    if budget.left is not None and budget.left < 0:
+        raise InstallError(long_path_message(budget))
+
+
+def no_console_window(os_name: str = os.name) -> dict:
+    """subprocess options that keep a child from flashing a console window on Windows (Blender has none)."""
+    return {"creationflags": CREATE_NO_WINDOW} if os_name == "nt" else {}
+
+
+def nvidia_smi(system: str, environ) -> str | None:
+    """nvidia-smi, on PATH or where NVIDIA's Windows drivers put it (System32, or NVSMI in older ones)."""
+    found = shutil.which("nvidia-smi", path=environ.get("PATH", ""))
+    if found or system != "Windows":
+        return found
+    folders = (
+        os.path.join(environ.get("SystemRoot", "C:\\Windows"), "System32"),
+        os.path.join(environ.get("ProgramFiles", "C:\\Program Files"), "NVIDIA Corporation", "NVSMI"),
+    )
+    candidates = (os.path.join(folder, "nvidia-smi.exe") for folder in folders)
+    return next((candidate for candidate in candidates if os.path.isfile(candidate)), None)
 
 
 # ------------------------------------------------------------------------------------------- requirements
@@ -338,7 +482,9 @@ print(json.dumps({
 
 
 def probe_python(python: str, env: dict[str, str]) -> dict:
-    result = subprocess.run([python, "-c", PROBE], env=env, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [python, "-c", PROBE], env=env, capture_output=True, text=True, timeout=120, **no_console_window()
+    )
     if result.returncode != 0:
         raise InstallError(f"Could not run {python}: {result.stderr.strip() or result.returncode}")
     return json.loads(result.stdout)
@@ -557,6 +703,7 @@ def run_streaming(command: list[str], env: dict[str, str], log, on_line) -> tupl
         encoding="utf-8",
         errors="replace",
         env=env,
+        **no_console_window(),
     )
     try:
         for raw_line in process.stdout:
@@ -635,19 +782,23 @@ class Installer:
     def __init__(self, options):
         self.options = options
         self.target = Path(options.target).resolve()
-        self.staging = self.target.with_name(self.target.name + ".staging")
+        self.staging = self.target.with_name(self.target.name + STAGING_SUFFIX)
         self.log_path = log_path_for(self.target)
         self.constraints_path = self.target.with_name(self.target.name + "-constraints.txt")
         self.python = options.python or sys.executable
         self.requirements_file = Path(options.requirement or default_requirements_file()).resolve()
         self.requirements = read_requirements(self.requirements_file)
         self.env = child_environment()
+        system = platform.system()
+        self.budget = path_budget(system, long_paths_enabled(system), str(self.target), self.env)
         self.device: dict = {}
         self.importing = ""
 
     def run(self) -> int:
         if self.options.check:
             return self.check()
+        print(f"Target folder: {self.target}; {self.budget.describe()}", flush=True)
+        check_path_budget(self.budget)  # before anything is downloaded
         build = resolve_torch_build(self.options.torch)
         if build.name == NO_BUILD:
             raise InstallError(build.reason + ".")
@@ -719,6 +870,8 @@ class Installer:
                 emit("progress", **event)
 
         code, output = run_streaming(command, self.env, log, report)
+        if code != 0 and any(PIP_LONG_PATH_HINT in line for line in output):
+            raise InstallError(long_path_message(self.budget))
         if code != 0:
             raise InstallError(f"{diagnose(output)} (pip exit code {code}; full log: {self.log_path})")
 
@@ -963,7 +1116,7 @@ def _aside(target: Path) -> Path:
 
 
 def blender_target() -> Path | None:
-    """Inside Blender: the extension's user folder, where the add-on looks for its dependencies."""
+    """Inside Blender: where the add-on looks for its dependencies (``dependency_folder``)."""
     bpy = sys.modules.get("bpy")  # already imported inside Blender; never imported here on purpose
     if bpy is None:
         return None
@@ -971,7 +1124,12 @@ def blender_target() -> Path | None:
     addons = bpy.context.preferences.addons
     names = [name for name in addons.keys() if name.startswith("bl_ext.") and name.endswith(suffix)]  # noqa: SIM118
     package = names[0] if names else f"bl_ext.user_default{suffix}"
-    return Path(bpy.utils.extension_path_user(package, path="site-packages", create=True))
+    system = platform.system()
+
+    def extension_folder():
+        return bpy.utils.extension_path_user(package, path="site-packages", create=True)
+
+    return Path(dependency_folder(system, os.environ, long_paths_enabled(system), extension_folder))
 
 
 def script_arguments(argv: list[str]) -> list[str]:

@@ -81,7 +81,11 @@ def _missing_rows(status: dependencies.Status, online: bool, *, retry: bool) -> 
     rows = [
         missing,
         Row(f"About {plan.size_text} to download: PyTorch build {plan.build} ({plan.reason}).", "INFO"),
+        Row(f"Installs into {status.folder}", "FILE_FOLDER"),
     ]
+    budget = dependencies.path_budget(status.folder)
+    if budget.left is not None and budget.left < 0:  # Windows with long paths off: say so before downloading
+        return [*rows, Row(vendor_install.long_path_message(budget), "ERROR", alert=True)]
     if not online:
         rows.append(Row(OFFLINE_MESSAGE, "ERROR", alert=True))
         if not bpy.app.online_access_override:  # started with --offline-mode: the setting would not help

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..options import GenerateOptions, MeshOptions
+from ..vendor_install import no_console_window
 from . import protocol
 from .protocol import ModelSettings, Outcome
 
@@ -237,6 +238,7 @@ class WorkerClient:
                     text=True,
                     encoding="utf-8",
                     bufsize=1,
+                    **no_console_window(),
                 )
         except OSError as error:
             raise WorkerStartError(
