@@ -82,14 +82,22 @@ def own_dependency_folder(tmp_path_factory):
         yield
 
 
+@pytest.fixture(scope="session")
+def extension_zip(tmp_path_factory):
+    """The extension's zip, built once per test run as `make extension` builds it."""
+    from extension_harness import build_extension
+
+    return build_extension(tmp_path_factory.mktemp("extension"))
+
+
 @pytest.fixture(scope="module")
-def installed_blender(tmp_path_factory):
+def installed_blender(tmp_path_factory, extension_zip):
     """Another Blender, with the extension installed from its zip as a user installs it and the tiny model as
     the model source; tests send it snippets (extension_harness)."""
-    from extension_harness import Blender, build_extension
+    from extension_harness import Blender
 
     blender = Blender(tmp_path_factory.mktemp("user"), {"TRIPOSR_MODEL": str(FIXTURE_MODEL)})
-    blender.install(build_extension(tmp_path_factory.mktemp("extension")))
+    blender.install(extension_zip)
     yield blender
     blender.close()
 
@@ -109,6 +117,44 @@ def new_objects(extension):
     yield added
     for obj in added():
         remove_object(obj)
+
+
+# --- Ray, for the batch on Ray and the server on Ray Serve: one local Ray per test run ----------------------
+
+
+@pytest.fixture(scope="session")
+def local_ray():
+    """A Ray of 2 CPUs whose node and every process of it listen on 127.0.0.1 (the setting above); -> its
+    address. Started once: a start costs seconds."""
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False)
+    address = ray.get_runtime_context().gcs_address
+    assert address.startswith("127.0.0.1:"), address
+    yield address
+    ray.shutdown()
+
+
+# --- The core with the tiny model: loaded once per run, and never changed by a test ----------------------
+
+
+@pytest.fixture(scope="session")
+def model():
+    """The core's TripoSR with the fixture model, on the CPU."""
+    return fixture_model.core_model()
+
+
+@pytest.fixture(scope="session")
+def image():
+    """The fixture's input image, as the reference code was given it (RGB, not prepared)."""
+    from PIL import Image
+
+    return Image.open(FIXTURE_MODEL / "input.png").convert("RGB")
+
+
+@pytest.fixture(scope="session")
+def scene(model, image):
+    """Its scene codes."""
+    return model.encode(image)
 
 
 # --- The tiny model's mesh and colour field, for the core's bake and decimation tests ---------------------

@@ -12,23 +12,27 @@ from triposr_blender.core import TORCH_FREE_MODULES
 PACKAGE = Path(__file__).resolve().parent.parent / "triposr_blender"
 NAME = PACKAGE.name
 
-# Each layer (a sub-package, or a module at the top) and the other layers it may import.
-MAY_IMPORT = {
-    "core": set(),
-    "options": {"core"},
-    "vendor_install": set(),
-    "dependencies": {"vendor_install"},
-    "worker": {"core", "options", "vendor_install"},  # vendor_install: no console window on Windows
-    "blender": {"worker", "core", "options"},
-    "batch_plan": {"options"},  # what the batch's runners share
-    "batch_blender": {"batch_plan", "blender", "worker", "core", "options", "dependencies"},
-    "ray_cluster": {"core"},  # joining or starting Ray for the extras below: never in Blender
-    "batch_ray": {"batch_plan", "ray_cluster", "worker", "core", "options"},  # an optional extra
-    "batch": {"batch_plan", "batch_blender", "batch_ray", "core", "options"},  # the command line
-    "ui": {"blender", "worker", "core", "options", "dependencies", "vendor_install"},
-    "server": {"ray_cluster", "worker", "core", "options"},  # the optional extras: never in Blender
-    "": {"ui", "dependencies"},  # the package's own __init__: register() and unregister()
-}
+ARCHITECTURE = PACKAGE.parent / "ARCHITECTURE.md"
+
+
+def documented_layers() -> dict[str, set[str]]:
+    """ARCHITECTURE.md's table: each layer (a sub-package, or a module at the top) and the layers it may
+    import. The test enforces exactly what the document says."""
+    rows = [line for line in ARCHITECTURE.read_text(encoding="utf-8").splitlines() if line.startswith("| `")]
+    layers = {}
+    for row in rows:
+        cells = [cell.strip() for cell in row.strip("|").split("|")]
+        name = cells[0].strip("`").removesuffix("/").removesuffix(".py")
+        allowed = (
+            set()
+            if cells[2] == "nothing of the package"
+            else {item.strip().strip("`") for item in cells[2].split(",")}
+        )
+        layers["" if name == "__init__" else name] = allowed
+    return layers
+
+
+MAY_IMPORT = documented_layers()
 # The layers that run outside Blender too (the worker process, plain Python): bpy is never theirs.
 WITHOUT_BPY = {
     *("core", "options", "worker", "vendor_install", "server"),
@@ -72,6 +76,14 @@ def imports(module: str, top_level_only: bool = False) -> set[str]:
 
 def package_imports(module: str, top_level_only: bool = False) -> set[str]:
     return {name for name in imports(module, top_level_only) if name in MODULES and name != module}
+
+
+def test_every_layer_of_the_package_is_in_the_architecture_document():
+    assert {layer(module) for module in MODULES} == set(MAY_IMPORT)
+
+
+def test_no_module_imports_a_packages_main():
+    assert not [module for module in MODULES for name in package_imports(module) if name.endswith("__main__")]
 
 
 def test_every_layer_imports_only_the_layers_below_it():

@@ -31,16 +31,6 @@ pytestmark = pytest.mark.usefixtures("own_dependency_folder")
 WORKERS = ["--concurrency", "2", "--cpus-per-worker", "0.5"]
 
 
-@pytest.fixture(scope="module")
-def local_ray():
-    """A Ray whose node and every process of it listen on 127.0.0.1; -> its address."""
-    ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False)
-    address = ray.get_runtime_context().gcs_address
-    assert address.startswith("127.0.0.1:"), address  # conftest keeps Ray on loopback
-    yield address
-    ray.shutdown()
-
-
 def run_on_ray(*arguments, workers=WORKERS, model=TINY_MODEL_ARGS):
     """The batch with --ray in this process, which is connected to the local Ray already."""
     return batch.main(list(map(str, [*arguments, "--ray", *workers, *model])))

@@ -12,21 +12,6 @@ from triposr_blender.core.device import resolve_device
 POINTS = (torch.rand(500, 3, generator=torch.Generator().manual_seed(3)) * 2 - 1) * 0.87
 
 
-@pytest.fixture(scope="module")
-def model():
-    return TripoSR.from_pretrained(FIXTURE, device="cpu")
-
-
-@pytest.fixture(scope="module")
-def image():
-    return Image.open(FIXTURE / "input.png").convert("RGB")
-
-
-@pytest.fixture(scope="module")
-def scene(model, image):
-    return model.encode(image)
-
-
 def test_several_images_encode_as_a_batch(model, image, scene):
     mirrored = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
     batch = model.encode([image, mirrored])

@@ -10,9 +10,7 @@ import numpy as np
 import pytest
 import torch
 from fixture_model import FIXTURE
-from PIL import Image
 
-from triposr_blender.core import TripoSR
 from triposr_blender.core.isosurface import grid_points
 
 EXPECTED = np.load(FIXTURE / "expected.npz")
@@ -22,23 +20,8 @@ RADIUS = META["renderer"]["radius"]
 
 
 @pytest.fixture(scope="module")
-def model():
-    return TripoSR.from_pretrained(FIXTURE, device="cpu")
-
-
-@pytest.fixture(scope="module")
-def image():
-    return Image.open(FIXTURE / "input.png").convert("RGB")
-
-
-@pytest.fixture(scope="module")
 def rgb_cond(model, image):
     return model.prepare_images([image])
-
-
-@pytest.fixture(scope="module")
-def scene(model, image):
-    return model.encode(image)
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@
 import pytest
 import torch
 from fixture_model import FIXTURE
-from PIL import Image
 from torch import nn
 from torch.ao.nn.quantized.dynamic import Linear as Int8Linear
 
@@ -11,13 +10,8 @@ from triposr_blender.core import TripoSR
 
 
 @pytest.fixture(scope="module")
-def image():
-    return Image.open(FIXTURE / "input.png").convert("RGB")
-
-
-@pytest.fixture(scope="module")
-def exact():
-    return TripoSR.from_pretrained(FIXTURE, device="cpu")
+def exact(model):
+    return model  # conftest's: the float32 model
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import tomllib
 import zipfile
 
 import pytest
-from extension_harness import PACKAGE, REPO, Blender, blender_ext_tool, build_extension
+from extension_harness import PACKAGE, REPO, Blender, blender_ext_tool
 
 from triposr_blender.core import TORCH_FREE_MODULES
 
@@ -32,30 +32,25 @@ result = registered_state()
 
 
 @pytest.fixture(scope="module")
-def zip_path(tmp_path_factory):
-    return build_extension(tmp_path_factory.mktemp("extension"))
-
-
-@pytest.fixture(scope="module")
-def blender(tmp_path_factory, zip_path):
+def blender(tmp_path_factory, extension_zip):
     """Blender with the extension installed and enabled, as a user's Install from Disk leaves it."""
     blender = Blender(tmp_path_factory.mktemp("user"))
-    blender.install(zip_path)
+    blender.install(extension_zip)
     yield blender
     blender.close()
 
 
-def test_the_zip_holds_the_package_with_its_manifest_installer_and_licence(zip_path):
-    names = zipfile.ZipFile(zip_path).namelist()
+def test_the_zip_holds_the_package_with_its_manifest_installer_and_licence(extension_zip):
+    names = zipfile.ZipFile(extension_zip).namelist()
 
     expected = {"blender_manifest.toml", "__init__.py", "worker/__main__.py", "core/__init__.py"}
     assert expected | {"vendor_install.py", "requirements.txt", "LICENSE"} <= set(names)
     assert not [name for name in names if "__pycache__" in name or name.endswith(".pyc")]
-    assert zip_path.name == f"triposr_blender-{MANIFEST['version']}.zip"
+    assert extension_zip.name == f"triposr_blender-{MANIFEST['version']}.zip"
 
 
-def test_blenders_own_validator_accepts_the_zip(zip_path):
-    command = [sys.executable, str(blender_ext_tool()), "validate", str(zip_path)]
+def test_blenders_own_validator_accepts_the_zip(extension_zip):
+    command = [sys.executable, str(blender_ext_tool()), "validate", str(extension_zip)]
 
     validated = subprocess.run(command, capture_output=True, text=True)
 
@@ -136,10 +131,10 @@ def test_disabling_and_enabling_again_is_clean_every_time(blender):
         assert enabled["enabled"] and enabled["types"] == TYPES and enabled["scene_settings"]
 
 
-def test_uninstalling_leaves_nothing_registered_and_no_files(tmp_path, zip_path):
+def test_uninstalling_leaves_nothing_registered_and_no_files(tmp_path, extension_zip):
     blender = Blender(tmp_path)
     try:
-        blender.install(zip_path)
+        blender.install(extension_zip)
         removed = blender.run(
             "repos = [repo.module for repo in bpy.context.preferences.extensions.repos]\n"
             "operator('extensions.package_uninstall', repo_index=repos.index('user_default'), "

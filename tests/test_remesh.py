@@ -101,7 +101,7 @@ def test_remesh_with_the_model_unloaded_loads_it(generated):
 
     assert bpy.ops.triposr.remesh(threshold=NEW_THRESHOLD) == {"FINISHED"}
 
-    assert SESSION.model_state["loaded"]
+    assert SESSION.model_state.loaded
 
 
 def test_several_selected_objects_are_remeshed_together(generated, extension):

@@ -10,7 +10,7 @@ import time
 import bpy
 import numpy as np
 import pytest
-from fixture_model import IMAGE, NEW_THRESHOLD, OPTIONS, core_mesh, core_mesh_at
+from fixture_model import FIXTURE, IMAGE, NEW_THRESHOLD, OPTIONS, core_mesh, core_mesh_at
 from glb import read_glb
 from server_harness import REPO, TOKEN, Server
 
@@ -19,6 +19,7 @@ from triposr_blender.blender import source
 from triposr_blender.options import GenerateOptions
 from triposr_blender.ui import status
 from triposr_blender.ui.session import SESSION
+from triposr_blender.worker.protocol import ModelSettings
 from triposr_blender.worker.remote import RemoteClient
 
 pytestmark = pytest.mark.blender
@@ -154,9 +155,9 @@ def test_the_clients_cancel_reaches_the_server_and_a_waiting_job_shows_its_place
         os.kill(server.worker_pid(), signal.SIGSTOP)  # the first job runs and stays running
         client = RemoteClient(server.url, TOKEN)
         options = GenerateOptions(**OPTIONS)
-        running = client.generate({"path": str(IMAGE)}, options)
+        running = client.generate({"path": str(IMAGE)}, options, ModelSettings(str(FIXTURE)))
         until(running, lambda job: job.stage not in ("Sending to the server", "Waiting in the queue"))
-        waiting = client.generate({"path": str(IMAGE)}, options)
+        waiting = client.generate({"path": str(IMAGE)}, options, ModelSettings(str(FIXTURE)))
         until(waiting, lambda job: "queue" in job.stage)
 
         client.cancel(running)
@@ -166,3 +167,41 @@ def test_the_clients_cancel_reaches_the_server_and_a_waiting_job_shows_its_place
         assert waiting.wait(120).event == "result"
     finally:
         server.stop()
+
+
+# --- Switching backends ------------------------------------------------------------------------------------
+
+
+def test_cancel_reaches_the_backend_running_the_jobs_after_the_preference_changed(
+    extension, server, monkeypatch
+):
+    """Cancel (and loading a file) must cancel where the jobs run, never start the newly chosen backend."""
+    SESSION.stop()
+    worker = SESSION.worker()  # this computer's worker: no server is set yet
+    job = worker.generate(
+        {"path": str(IMAGE)}, GenerateOptions(**OPTIONS), ModelSettings(str(FIXTURE), "cpu")
+    )
+    SESSION.active.append(job)
+    monkeypatch.setenv("TRIPOSR_SERVER", server.url)  # the preference changes while the job runs
+
+    SESSION.cancel_all()
+
+    try:
+        assert SESSION.client is worker
+        assert job.wait(60).event == "cancelled"
+    finally:
+        SESSION.stop()
+
+
+def test_a_server_on_the_network_is_not_used_with_online_access_off(server):
+    """Blender's Allow Online Access governs the Server backend too (a server on this computer is fine)."""
+    offline = ModelSettings(str(FIXTURE), offline=True)
+    beyond = RemoteClient("http://gpu-box.studio.example:8700", TOKEN)
+
+    refused = beyond.generate({"path": str(IMAGE)}, GenerateOptions(**OPTIONS), offline).wait(10)
+
+    assert refused.event == "error" and "Blender's online access is off" in refused.message
+    local = RemoteClient(server.url, TOKEN).generate(
+        {"path": str(IMAGE)}, GenerateOptions(**OPTIONS), offline
+    )
+    assert local.wait(120).event == "result"

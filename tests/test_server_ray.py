@@ -19,9 +19,8 @@ serve = pytest.importorskip("ray.serve")
 
 
 @pytest.fixture(scope="module")
-def serve_url():
+def serve_url(local_ray):
     port = free_port()
-    ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False)
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     from triposr_blender.server import deployment
 
@@ -32,7 +31,6 @@ def serve_url():
     wait_for(lambda: requests.get(f"{url}/v1/health", timeout=5).ok)
     yield url
     serve.shutdown()
-    ray.shutdown()
 
 
 def test_a_ray_serve_deployment_answers_a_job_with_the_cores_mesh(serve_url):

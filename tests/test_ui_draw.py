@@ -16,7 +16,9 @@ from conftest import FIXTURE_IMAGE
 from triposr_blender import dependencies
 from triposr_blender.ui import install_ops, panel, preferences
 from triposr_blender.ui.session import SESSION
-from triposr_blender.worker.client import Job, WorkerClient
+from triposr_blender.worker.backend import Job
+from triposr_blender.worker.client import WorkerClient
+from triposr_blender.worker.protocol import ModelState
 
 pytestmark = pytest.mark.blender
 
@@ -138,9 +140,13 @@ DEPENDENCY_STATES = {
     "ready": ((), None),
 }
 MODEL_STATES = {
-    "not loaded": ({"loaded": False}, None),
-    "loading": ({"loaded": False}, "load"),
-    "loaded": ({"loaded": True, "device": "cpu", "memory_bytes": 2**30, "cpu_fast": True}, None),
+    "not loaded": (ModelState(), None),
+    "loading": (ModelState(), "load"),
+    "loaded": (ModelState(loaded=True, device="cpu", memory_bytes=2**30, cpu_fast=True), None),
+    "on a server": (
+        ModelState(loaded=True, source="stabilityai/TripoSR", device="the server (cuda:0)"),
+        None,
+    ),
 }
 JOB_STATES = {"idle": None, "generating": "generate"}
 INPUTS = ("FILE", "IMAGE", "REFERENCE")
@@ -159,7 +165,7 @@ def ui_state(extension, monkeypatch, tmp_path):
         monkeypatch.setattr(install_ops, "_job", job)
         client.model_state, model_job = MODEL_STATES[model_state]
         commands = [command for command in (model_job, JOB_STATES[job_state]) if command]
-        SESSION.active[:] = [Job(number, {"cmd": command}, {}) for number, command in enumerate(commands)]
+        SESSION.active[:] = [Job(number, kind) for number, kind in enumerate(commands)]
 
     return set_state
 

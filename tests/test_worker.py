@@ -26,7 +26,7 @@ from triposr_blender.options import GenerateOptions, MeshOptions
 from triposr_blender.worker import pipeline, protocol
 from triposr_blender.worker.__main__ import Worker
 from triposr_blender.worker.client import WorkerClient, WorkerStartError
-from triposr_blender.worker.protocol import ModelSettings
+from triposr_blender.worker.protocol import ModelSettings, ModelState
 
 MODEL = ModelSettings(str(FIXTURE), device="cpu")
 FAST_MODEL = replace(MODEL, cpu_fast=True)
@@ -85,7 +85,7 @@ def test_a_job_reports_progress_then_returns_the_core_mesh(own_client):
     events = events_until_done(generate(own_client))
 
     *progress, result = events
-    assert own_client.model_state["loaded"], "the model the job loaded is known when the job ends"
+    assert own_client.model_state.loaded, "the model the job loaded is known when the job ends"
     assert {event["event"] for event in progress} == {"progress"}
     assert [event["stage"] for event in progress][:2] == [FIRST_STAGE, "Loading model"]
     assert all(0.0 <= event["fraction"] <= 1.0 for event in progress)
@@ -103,8 +103,8 @@ def test_the_model_stays_loaded_in_the_same_worker_between_jobs(client):
 
     assert client.pid == pid
     assert "Loading model" not in [event.get("stage") for event in events]
-    assert client.model_state["loaded"] and client.model_state["device"] == "cpu"
-    assert client.model_state["memory_bytes"] > 0
+    assert client.model_state.loaded and client.model_state.device == "cpu"
+    assert client.model_state.memory_bytes > 0
 
 
 def test_the_faster_cpu_mode_reloads_the_model_with_int8_layers_and_generates(client):
@@ -113,8 +113,8 @@ def test_the_faster_cpu_mode_reloads_the_model_with_int8_layers_and_generates(cl
 
     events = events_until_done(generate(client, model=FAST_MODEL))
 
-    assert not exact["cpu_fast"] and fast["cpu_fast"]
-    assert fast["memory_bytes"] < exact["memory_bytes"], "int8 weights take less memory, and are counted"
+    assert not exact.cpu_fast and fast.cpu_fast
+    assert fast.memory_bytes < exact.memory_bytes, "int8 weights take less memory, and are counted"
     assert "Loading model" not in [event.get("stage") for event in events]
     assert events[-1]["event"] == "result" and len(events[-1]["mesh"]["faces"]) > 0
 
@@ -230,7 +230,7 @@ def test_a_worker_killed_mid_job_fails_the_job_clearly_and_the_next_job_starts_a
     assert outcome.event == "error" and outcome.kind == "WorkerDied"
     assert "worker process was killed" in outcome.message
     assert "Generate again" in outcome.message
-    assert not own_client.running and own_client.model_state == {"loaded": False}
+    assert not own_client.running and own_client.model_state == ModelState()
     assert generate(own_client).wait(JOB_TIMEOUT).event == "result"
     assert own_client.pid != killed
 
@@ -243,7 +243,7 @@ def test_unload_ends_the_worker_and_cancels_its_job(own_client):
 
     assert job.wait(JOB_TIMEOUT).event == "cancelled"
     assert not own_client.running and not process_exists(pid)
-    assert own_client.model_state == {"loaded": False}
+    assert own_client.model_state == ModelState()
 
 
 def test_a_worker_that_cannot_start_is_explained_and_leaves_no_job_behind(tmp_path):
@@ -289,6 +289,42 @@ def test_dependencies_in_a_folder_named_with_spaces_and_accents_reach_the_worker
 
     assert outcome.event == "result"
     assert "loaded from José Núñez" in log
+
+
+@pytest.mark.skipif(
+    not Path("/proc/self/environ").is_file(), reason="reads the worker's environment in /proc"
+)
+def test_a_job_needing_another_environment_waits_for_the_busy_worker_then_gets_a_worker_of_its_own():
+    """Turning online access off while a job runs: the next job must run offline, not in the old worker."""
+    client = WorkerClient()
+    try:
+        first = generate(client)
+        busy = client.pid
+        os.kill(busy, signal.SIGSTOP)  # the first job cannot end before the second is queued
+        second = generate(client, model=replace(MODEL, offline=True))
+        os.kill(busy, signal.SIGCONT)
+
+        assert first.wait(JOB_TIMEOUT).event == "result" and second.wait(JOB_TIMEOUT).event == "result"
+        assert client.pid != busy
+        assert b"HF_HUB_OFFLINE=1" in Path(f"/proc/{client.pid}/environ").read_bytes().split(b"\0")
+    finally:
+        client.stop()
+
+
+def test_a_deferred_job_cancelled_before_it_was_sent_ends_at_once():
+    client = WorkerClient()
+    try:
+        first = generate(client)
+        os.kill(client.pid, signal.SIGSTOP)
+        second = generate(client, model=replace(MODEL, offline=True))
+
+        client.cancel(second)
+
+        assert second.wait(1.0).event == "cancelled"
+        os.kill(client.pid, signal.SIGCONT)
+        assert first.wait(JOB_TIMEOUT).event == "result"
+    finally:
+        client.stop()
 
 
 # --- Nothing hangs: noise, a broken connection, a silent worker, and what a killed client leaves -------
@@ -339,7 +375,8 @@ def test_a_worker_that_stops_answering_is_stopped_and_its_job_fails(tmp_path):
         outcome = job.wait(JOB_TIMEOUT)
 
         assert outcome.event == "error" and "gave no sign of life" in outcome.message
-        assert not process_exists(frozen) or not client.running
+        # The job fails only once the killed worker has been reaped and forgotten.
+        assert not client.running and not process_exists(frozen)
         client.stall_timeout = JOB_TIMEOUT
         assert generate(client).wait(JOB_TIMEOUT).event == "result"
     finally:
@@ -350,7 +387,7 @@ def test_the_folder_of_a_killed_client_is_removed_by_the_next_one():
     code = (
         "import os, signal\n"
         "from triposr_blender.worker.client import WorkerClient\n"
-        "from triposr_blender.worker.protocol import ModelSettings\n"
+        "from triposr_blender.worker.protocol import ModelSettings, ModelState\n"
         "client = WorkerClient()\n"
         "client.load(ModelSettings('no-such-model'))\n"
         "print(client._folder, flush=True)\n"

@@ -59,7 +59,7 @@ from .batch_plan import (
 )
 from .core.defaults import CPU_FAST_DESCRIPTION, DEFAULT_MODEL_SOURCE
 from .core.errors import TripoSRError
-from .options import IMAGE_EXTENSIONS
+from .options import ENV_DEBUG, ENV_MODEL, ENV_SERVER, IMAGE_EXTENSIONS
 
 # Formats Blender's exporters write; the core's own writer (core/export.py) writes those of RAY_FORMATS too.
 FORMATS = ("glb", "obj", "ply", "fbx", "usd", "blend")
@@ -76,8 +76,6 @@ RAY_ONLY_OPTIONS = ("--concurrency", "--gpus-per-worker", "--cpus-per-worker")
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
-# Set, an unexpected error (a bug) prints its traceback too.
-DEBUG_VARIABLE = "TRIPOSR_DEBUG"
 
 DESCRIPTION = """\
 Turn images into coloured 3D meshes with TripoSR, without the user interface.
@@ -216,14 +214,14 @@ def build_parser():
     parser.add_argument(
         "--model",
         metavar="SOURCE",
-        default=os.environ.get("TRIPOSR_MODEL") or DEFAULT_MODEL_SOURCE,
+        default=os.environ.get(ENV_MODEL) or DEFAULT_MODEL_SOURCE,
         help="Hugging Face repo id or a folder holding config.yaml and model.ckpt "
         f"(default: $TRIPOSR_MODEL, else {DEFAULT_MODEL_SOURCE}, downloaded on first use)",
     )
     parser.add_argument(
         "--server",
         metavar="URL",
-        default=os.environ.get("TRIPOSR_SERVER") or None,
+        default=os.environ.get(ENV_SERVER) or None,
         help="run the model on this TripoSR server (python -m triposr_blender.server) instead of here, with "
         "the token in $TRIPOSR_SERVER_TOKEN; the server's model is used and --model, --device and --cpu-fast "
         "do not apply (default: $TRIPOSR_SERVER, else this computer)",
@@ -355,11 +353,11 @@ def main(argv=None):
     except OSError as error:
         return failed(os_error_message(error))
     except Exception as error:  # a bug: one line, and the traceback for a report when asked for
-        if os.environ.get(DEBUG_VARIABLE):
+        if os.environ.get(ENV_DEBUG):
             traceback.print_exc()
         return failed(
             f"Unexpected error ({type(error).__name__}: {error}). This is a bug: please report it with the "
-            f"command you ran; {DEBUG_VARIABLE}=1 prints the traceback."
+            f"command you ran; {ENV_DEBUG}=1 prints the traceback."
         )
 
 

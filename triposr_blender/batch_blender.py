@@ -25,7 +25,8 @@ from .blender import materials, mesh_builder
 from .blender.image_input import InputError, file_input
 from .blender.placement import ROW_SPACING, Destination
 from .dependencies import dependency_paths
-from .options import GenerateOptions
+from .options import ENV_SERVER_TOKEN, GenerateOptions
+from .worker.backend import Backend
 from .worker.client import WorkerClient, process_alive
 from .worker.protocol import ModelSettings
 from .worker.remote import RemoteClient
@@ -67,10 +68,8 @@ class BlenderBatch:
         self.interruption = interruption
         self.progress = ProgressBar(len(report.items))
         self.model = ModelSettings(source=args.model, device=args.device, cpu_fast=args.cpu_fast)
-        self.options = GenerateOptions(
-            **{name: getattr(args, name) for name in GenerateOptions.__dataclass_fields__}
-        )
-        self.worker = None
+        self.options = GenerateOptions.from_attributes(args)
+        self.worker: Backend | None = None
 
     def run(self, plan):
         self._open_target()
@@ -166,7 +165,7 @@ class BlenderBatch:
 
     def _worker(self):
         if self.worker is None and self.args.server:
-            self.worker = RemoteClient(self.args.server, os.environ.get("TRIPOSR_SERVER_TOKEN", ""))
+            self.worker = RemoteClient(self.args.server, os.environ.get(ENV_SERVER_TOKEN, ""))
         elif self.worker is None:
             self.worker = WorkerClient(pythonpath=tuple(dependency_paths()))
         return self.worker

@@ -111,7 +111,7 @@ def dataset(args, todo, run_tag):
         {"position": position, "input": absolute(item.input), "name": name}
         for position, (item, name) in enumerate(todo)
     ]
-    options = GenerateOptions(**{name: getattr(args, name) for name in GenerateOptions.__dataclass_fields__})
+    options = GenerateOptions.from_attributes(args)
     workers = worker_resources(args)
     # One block per input: rows stream to the workers one by one instead of in large blocks, and a block
     # that fails after its retries (LOST_ROW_MESSAGE) is skipped rather than ending the run.

@@ -43,6 +43,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import vendor_install
+from .vendor_install import InstallError, PathBudget, long_path_message
+
+# What the UI needs of the installer, through this module alone: the add-on's side of the installer.
+__all__ = ["InstallError", "PathBudget", "long_path_message"]
 
 ENV_DEPS_DIR = vendor_install.ENV_DEPS_DIR
 ENV_REQUIRED_MODULES = "TRIPOSR_REQUIRED_MODULES"
@@ -70,7 +74,7 @@ def deps_dir() -> Path:
     return Path(vendor_install.dependency_folder(system, os.environ, long_paths, extension_folder))
 
 
-def path_budget(folder: Path) -> vendor_install.PathBudget:
+def path_budget(folder: Path) -> PathBudget:
     """How deep an install into ``folder`` writes, against this platform's limit on paths."""
     system = platform.system()
     long_paths = vendor_install.long_paths_enabled(system)
@@ -215,6 +219,11 @@ class DownloadPlan:
     build: str
     reason: str
     size_mb: int
+
+    @property
+    def possible(self) -> bool:
+        """False where PyTorch has no build for this machine (an Intel Mac)."""
+        return self.build != vendor_install.NO_BUILD
 
     @property
     def size_text(self) -> str:

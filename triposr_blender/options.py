@@ -20,6 +20,12 @@ from .core.defaults import (
     MIN_TARGET_FACES,
 )
 
+# The environment variables that set defaults for every front end: the panel, the batch and its runners.
+ENV_MODEL = "TRIPOSR_MODEL"  # the model source (a Hugging Face repo id or a folder)
+ENV_SERVER = "TRIPOSR_SERVER"  # a TripoSR server to run the model on instead of this computer
+ENV_SERVER_TOKEN = "TRIPOSR_SERVER_TOKEN"  # its token
+ENV_DEBUG = "TRIPOSR_DEBUG"  # set: an unexpected error (a bug) prints its traceback too
+
 # Files the panel, the drop handler and the batch take as images (Pillow reads them; Blender reads EXR).
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".exr")
 
@@ -207,6 +213,13 @@ class MeshOptions:
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+    @classmethod
+    def from_attributes(cls, source, **given):
+        """From any object with an attribute per option (Blender properties, parsed arguments), the options
+        in ``given`` taken from there instead."""
+        names = [field.name for field in dataclasses.fields(cls)]
+        return cls(**{name: given[name] if name in given else getattr(source, name) for name in names})
 
     @classmethod
     def from_dict(cls, values: Mapping):

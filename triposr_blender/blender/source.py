@@ -67,6 +67,10 @@ def is_triposr_object(obj: bpy.types.Object | None) -> bool:
     return obj is not None and obj.type == "MESH" and KEY in obj
 
 
+def selected_triposr_objects(context) -> list[bpy.types.Object]:
+    return [obj for obj in context.selected_objects if is_triposr_object(obj)]
+
+
 def strip(obj: bpy.types.Object) -> None:
     """Remove what the object keeps (some MB of scene codes): it becomes a plain mesh object."""
     if KEY in obj:

@@ -17,6 +17,7 @@ import uvicorn
 
 from ..core.defaults import DEFAULT_MODEL_SOURCE
 from ..core.errors import TripoSRError
+from ..worker.remote import is_loopback
 from .app import (
     DEFAULT_IDLE_TIMEOUT,
     DEFAULT_MAX_QUEUE,
@@ -27,7 +28,7 @@ from .app import (
     create_app,
     read_token,
 )
-from .guard import MAX_HEADER_BYTES, guarded_protocol, is_loopback
+from .guard import MAX_HEADER_BYTES, guarded_protocol
 from .local import LocalExecutor, resolve_devices
 
 EXIT_FAILED = 1

@@ -40,8 +40,9 @@ from ..core.errors import InvalidImageError
 from ..core.export import glb_bytes
 from ..core.scene_codes import SceneCodes, SceneCodesError
 from ..options import GenerateOptions, MeshOptions, OptionError
+from ..worker.backend import GENERATE, REMESH
 from .guard import RequestGuard
-from .jobs import FINISHED, JobTable, ServerJob
+from .jobs import FINISHED, JobRequest, JobTable, ServerJob
 
 API_VERSION = 1
 EVENTS_INTERVAL = 0.1  # seconds between looks at a job for the event stream
@@ -252,8 +253,8 @@ async def result_file(job: ServerJob, name: str, make) -> bytes:
     return job.files[name]
 
 
-async def job_request(form) -> dict:
-    """The worker command for a POST: a generation from the image, or a re-mesh of saved scene codes."""
+async def job_request(form) -> JobRequest:
+    """The job a POST asks for: a generation from the image, or a re-mesh of saved scene codes."""
     given = {
         name: value
         for name, value in form.model_dump(exclude={"image", "codes"}).items()
@@ -268,18 +269,14 @@ async def job_request(form) -> dict:
             codes = await form.codes.read()
             # Off the event loop: other clients, health checks included, never wait for it.
             await asyncio.to_thread(SceneCodes.from_bytes, codes, "The uploaded scene codes")
-            return {"cmd": "remesh", "codes": codes, "options": MeshOptions(**values)}
+            return JobRequest(REMESH, codes, MeshOptions(**values))
         if form.image is None:
             raise OptionError(
                 "Send the image file as the form field 'image' (or saved scene codes as 'codes')."
             )
         data = await form.image.read()
         await asyncio.to_thread(check_image, data)
-        return {
-            "cmd": "generate",
-            "image": {"data": np.frombuffer(data, np.uint8)},
-            "options": GenerateOptions(**values),
-        }
+        return JobRequest(GENERATE, data, GenerateOptions(**values))
     except (OptionError, InvalidImageError, SceneCodesError) as error:
         raise HTTPException(400, str(error)) from error
 

@@ -18,28 +18,16 @@ refused, and a connection that has not sent a whole request head within the idle
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import json
 import secrets
 from urllib.parse import urlsplit
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from ..worker.remote import is_loopback
+
 PUBLIC_PATHS = frozenset({"/v1/health"})
 MAX_HEADER_BYTES = 64 << 10
-
-
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` (a name or an address, IPv6 with or without brackets) is this machine's loopback."""
-    host = host.strip("[]").lower()
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return False  # a host name: it may resolve to anything
-    mapped = getattr(address, "ipv4_mapped", None)
-    return address.is_loopback or bool(mapped and mapped.is_loopback)
 
 
 def host_of(authority: str) -> str:

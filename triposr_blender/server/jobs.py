@@ -11,18 +11,33 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
+from ..options import GenerateOptions, MeshOptions
+from ..worker.backend import GENERATE, REMESH
 from ..worker.protocol import MeshResult
 
 QUEUED, RUNNING, DONE, FAILED, CANCELLED = "queued", "running", "done", "failed", "cancelled"
 FINISHED = frozenset({DONE, FAILED, CANCELLED})
 
 
-@dataclass(eq=False)  # a job is itself, whatever it holds (its request's arrays do not compare as values)
+@dataclass(frozen=True)
+class JobRequest:
+    """What a client asked for: the mesh of an image (``GENERATE``), or a new mesh of saved scene codes
+    (``REMESH``), with the options for it."""
+
+    kind: str
+    data: bytes  # the image file as uploaded, or the scene codes (core.scene_codes bytes)
+    options: GenerateOptions | MeshOptions
+
+    def __post_init__(self):
+        if self.kind not in (GENERATE, REMESH):
+            raise ValueError(f"A server job generates or remeshes, not {self.kind!r}.")
+
+
+@dataclass(eq=False)  # a job is itself, whatever it holds
 class ServerJob:
     """One client's request and what has become of it."""
 
-    request: dict | None  # a worker command without its id ({"cmd": "generate" | "remesh", ...}); None once
-    # the job has ended, so that its upload is not kept as long as its result
+    request: JobRequest | None  # None once the job has ended: its upload is not kept as long as its result
     id: str = field(default_factory=lambda: secrets.token_urlsafe(18))  # 144 random bits: not guessable
     state: str = QUEUED
     stage: str = "Waiting in the queue"
@@ -59,7 +74,7 @@ class JobTable:
     def queued(self) -> int:
         return len(self._queue)
 
-    def submit(self, request: dict) -> ServerJob | None:
+    def submit(self, request: JobRequest) -> ServerJob | None:
         """The new job, queued last; None when the queue is full (or the server is stopping)."""
         with self._changed:
             if self._closed or len(self._queue) >= self.max_queue:

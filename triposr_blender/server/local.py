@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import threading
 
+import numpy as np
+
+from ..worker.backend import REMESH
 from ..worker.client import WorkerClient
 from ..worker.protocol import ModelSettings
 from .jobs import CANCELLED, DONE, FAILED, JobTable, ServerJob
@@ -55,11 +58,11 @@ class DeviceWorker:
                 self.run(job)
 
     def run(self, job: ServerJob) -> None:
-        command = job.request
-        if command["cmd"] == "remesh":
-            work = self.client.remesh(command["codes"], command["options"], self.settings)
+        request = job.request
+        if request.kind == REMESH:
+            work = self.client.remesh(request.data, request.options, self.settings)
         else:
-            work = self.client.generate(command["image"], command["options"], self.settings)
+            work = self.client.generate(image_data(request.data), request.options, self.settings)
         while (outcome := work.poll()) is None:
             if job.cancel_requested.is_set():
                 self.client.cancel(work)
@@ -97,4 +100,9 @@ class LocalExecutor:
             worker.stop()
 
     def loaded(self) -> bool:
-        return bool(self.workers) and all(worker.client.model_state.get("loaded") for worker in self.workers)
+        return bool(self.workers) and all(worker.client.model_state.loaded for worker in self.workers)
+
+
+def image_data(data: bytes) -> dict:
+    """An uploaded image file as the pipeline takes it: its bytes, read by the core as any file is."""
+    return {"data": np.frombuffer(data, np.uint8)}

@@ -4,10 +4,10 @@
         max_replicas=8 num_gpus=1
 
 Two deployments. The API (``TripoSRApi``, one replica) keeps the job table and the queue, so a job's id means
-the same on every request, as on one machine. The model (``TripoSRModel``) runs each job with the worker's
-own code (``worker.pipeline.Jobs``) in its replica's process, one model per replica, ``num_gpus`` each; Ray
-adds replicas while jobs wait, up to ``max_replicas``, and removes them when idle. A studio grows from one GPU
-box to a cluster without a change of protocol: clients see the API of ``app``.
+the same on every request, as on one machine. The model (``TripoSRModel``) runs each job with the
+pipeline's own API (``worker.pipeline.Pipeline``) in its replica's process, one model per replica,
+``num_gpus`` each; Ray adds replicas while jobs wait, up to ``max_replicas``, and removes them when idle. A
+studio grows from one GPU box to a cluster without a change of protocol: clients see the API of ``app``.
 
 Arguments (``key=value`` after ``serve run``): model, token_file, max_queue, max_upload_mb, result_ttl,
 min_replicas, max_replicas, num_gpus (default 1; 0 runs on CPUs), num_cpus (default 1). Serve's HTTP address
@@ -26,7 +26,8 @@ from ray import serve
 from .. import ray_cluster
 from ..core import progress
 from ..core.defaults import DEFAULT_MODEL_SOURCE
-from ..worker import pipeline, protocol
+from ..worker import pipeline
+from ..worker.backend import REMESH
 from ..worker.protocol import MeshResult, ModelSettings
 from .app import (
     DEFAULT_MAX_QUEUE,
@@ -36,7 +37,8 @@ from .app import (
     create_app,
     read_token,
 )
-from .jobs import CANCELLED, DONE, FAILED, JobTable
+from .jobs import CANCELLED, DONE, FAILED, JobRequest, JobTable
+from .local import image_data
 
 MODEL_DEPLOYMENT = "TripoSRModel"
 TAKE_TIMEOUT = 0.5
@@ -48,15 +50,15 @@ class TripoSRModel:
 
     def __init__(self, model: str, device: str = "auto"):
         self.settings = ModelSettings(model, device=device)
-        self.jobs = pipeline.Jobs()
-        self.jobs.model(self.settings, progress.ignore)  # loaded before the replica takes its first job
+        self.pipeline = pipeline.Pipeline()
+        self.pipeline.load(self.settings, progress.ignore)  # loaded before the replica takes its first job
 
-    def run(self, request: dict) -> MeshResult:
-        if request["cmd"] == "remesh":
-            command = protocol.remesh_command(request["codes"], request["options"], self.settings)
-        else:
-            command = protocol.generate_command(request["image"], request["options"], self.settings)
-        return MeshResult.from_message(getattr(self.jobs, command["cmd"])(command, progress.ignore))
+    def run(self, request: JobRequest) -> MeshResult:
+        if request.kind == REMESH:
+            return self.pipeline.remesh(request.data, request.options, self.settings, progress.ignore)
+        return self.pipeline.generate(
+            image_data(request.data), request.options, self.settings, progress.ignore
+        )
 
 
 class RayExecutor:

@@ -14,7 +14,6 @@ import bpy
 from bpy.props import BoolProperty
 
 from .. import dependencies
-from ..vendor_install import InstallError
 from . import preference_values
 from .session import SESSION, redraw_progress_areas
 
@@ -208,7 +207,7 @@ class TRIPOSR_OT_remove_dependencies(bpy.types.Operator):
             if self.delete_models:
                 for models in downloaded_models(context):
                     shutil.rmtree(models)
-        except (OSError, InstallError) as error:
+        except (OSError, dependencies.InstallError) as error:
             self.report(
                 {"ERROR"}, f"Could not remove {folder} ({error}). Restart Blender, then Remove again."
             )

@@ -16,13 +16,15 @@ import bpy
 import numpy as np
 from bpy.props import FloatVectorProperty, StringProperty
 
-from .. import dependencies, options
+from .. import dependencies
 from ..blender import mesh_builder, placement, source
 from ..blender.image_input import InputError, file_input, image_input, is_image_empty
-from ..options import GenerateOptions, MeshOptions, OptionError
-from ..worker.client import Job, WorkerStartError
+from ..options import GenerateOptions, OptionError
+from ..worker.backend import Job
+from ..worker.client import WorkerStartError
 from ..worker.protocol import Outcome
 from . import preference_values, properties
+from .properties import MESH_OPTION_NAMES, draw_mesh_options, generate_options, mesh_options
 from .session import SESSION, redraw_progress_areas
 
 TIMER_INTERVAL = 0.1
@@ -257,49 +259,10 @@ class TRIPOSR_OT_generate(WorkerJobOperator, bpy.types.Operator):
         return placement.Destination(picture=frame)
 
 
-def mesh_options(data) -> MeshOptions:
-    """The mesh options of an operator's (or the panel's) properties; OptionError when out of range."""
-    values = {name: getattr(data, name) for name in MeshOptions.__dataclass_fields__}
-    values["texture_size"] = data.texture_size if data.color_mode == "TEXTURE" else 0
-    return MeshOptions(**values)
-
-
-def generate_options(data) -> GenerateOptions:
-    """All the worker's options of Generate's (or the panel's) properties."""
-    image = {option.name: getattr(data, option.name) for option in options.IMAGE_OPTIONS}
-    return GenerateOptions(**mesh_options(data).as_dict(), **image)
-
-
 def input_key(name: str, image: dict, chosen: GenerateOptions) -> tuple:
     """What a generation's scene codes depend on: the image and how it is prepared (not the mesh options)."""
     content = image["path"] if "path" in image else hashlib.sha256(image["pixels"].tobytes()).hexdigest()
     return name, content, chosen.remove_background, chosen.foreground_ratio
-
-
-def draw_mesh_options(layout, data) -> None:
-    """The options that only change how scene codes become a mesh: Generate's panel, its Adjust Last
-    Operation, and Re-mesh draw the same."""
-    layout.use_property_split = True
-    layout.use_property_decorate = False
-    layout.prop(data, "resolution")
-    layout.prop(data, "threshold")
-    layout.prop(data, "remove_floaters")
-    fraction = layout.row()
-    fraction.active = data.remove_floaters
-    fraction.prop(data, "floater_fraction")
-    layout.prop(data, "target_faces")
-    layout.prop(data, "color_mode")
-    texture_size = layout.row()
-    texture_size.active = data.color_mode == "TEXTURE"
-    texture_size.prop(data, "texture_size")
-
-
-# The Re-mesh operator's options: the mesh options and the colour mode that decides the texture size.
-MESH_OPTION_NAMES = (*(option.name for option in options.MESH_OPTIONS), "color_mode")
-
-
-def selected_triposr_objects(context) -> list[bpy.types.Object]:
-    return [obj for obj in context.selected_objects if source.is_triposr_object(obj)]
 
 
 class TRIPOSR_OT_remesh(WorkerJobOperator, bpy.types.Operator):
@@ -318,7 +281,7 @@ class TRIPOSR_OT_remesh(WorkerJobOperator, bpy.types.Operator):
 
     @classmethod
     def poll(cls, context):
-        if not selected_triposr_objects(context):
+        if not source.selected_triposr_objects(context):
             cls.poll_message_set("Select objects made by Generate (TripoSR objects) to re-mesh")
             return False
         return True
@@ -333,7 +296,7 @@ class TRIPOSR_OT_remesh(WorkerJobOperator, bpy.types.Operator):
             raise UserError(message)
         model = preference_values.model_settings(context)
         jobs, self._objects = [], {}
-        for obj in selected_triposr_objects(context):
+        for obj in source.selected_triposr_objects(context):
             made_from = source.source_of(obj)
             if made_from is None:
                 raise UserError(f"{obj.name} keeps damaged TripoSR data: Generate it again from its image.")
@@ -370,10 +333,10 @@ class TRIPOSR_OT_remove_data(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context):
-        return bool(selected_triposr_objects(context))
+        return bool(source.selected_triposr_objects(context))
 
     def execute(self, context):
-        objects = selected_triposr_objects(context)
+        objects = source.selected_triposr_objects(context)
         for obj in objects:
             source.strip(obj)
         self.report({"INFO"}, f"Removed the TripoSR data of {len(objects)} object(s).")
@@ -392,7 +355,7 @@ class TRIPOSR_OT_load_model(WorkerJobOperator, bpy.types.Operator):
         return [SESSION.worker().load(preference_values.model_settings(context))]
 
     def finished(self, context, job: Job, outcome: Outcome) -> bool:
-        self.report({"INFO"}, f"Model loaded on {outcome.model['device']}.")
+        self.report({"INFO"}, f"Model loaded on {outcome.model.device}.")
         return True
 
 
@@ -419,7 +382,7 @@ class TRIPOSR_OT_unload_model(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context):
-        return SESSION.client is not None and SESSION.client.running
+        return SESSION.client is not None and SESSION.client.can_unload
 
     def execute(self, context):
         SESSION.stop()

@@ -8,7 +8,7 @@ import bpy.utils.previews
 from ..blender import source
 from ..blender.image_input import is_image_empty
 from . import status
-from .operators import draw_mesh_options, selected_triposr_objects
+from .properties import draw_mesh_options
 from .session import SESSION
 
 # File thumbnails (images already in Blender have their own previews). Keyed by path and modification time,
@@ -128,7 +128,7 @@ class VIEW3D_PT_triposr_remesh(SidebarPanel, bpy.types.Panel):
                 text=f"Made at {made.resolution}, threshold {made.threshold:g}, {floaters}", icon="INFO"
             )
             layout.label(text="Re-mesh uses the Options above: no image, no encoding", icon="BLANK1")
-        count = len(selected_triposr_objects(context))
+        count = len(source.selected_triposr_objects(context))
         layout.operator(
             "triposr.remesh", text=f"Re-mesh {count} Selected" if count > 1 else "Re-mesh", icon="MOD_REMESH"
         )

@@ -11,13 +11,10 @@ import bpy
 from .. import dependencies
 from ..core.defaults import DEFAULT_CHUNK_SIZE, DEFAULT_MODEL_SOURCE
 from ..core.orientation import DEFAULT_FRONT_AXIS
+from ..options import ENV_MODEL, ENV_SERVER, ENV_SERVER_TOKEN  # an environment's server wins, for farms
 from ..worker.protocol import ModelSettings
 
 ADDON = __package__.rpartition(".")[0]  # the extension's package, as Blender knows the add-on
-MODEL_ENVIRONMENT_VARIABLE = "TRIPOSR_MODEL"
-# A server set here wins over the preferences' backend, for render farms and shared setups.
-SERVER_ENVIRONMENT_VARIABLE = "TRIPOSR_SERVER"
-TOKEN_ENVIRONMENT_VARIABLE = "TRIPOSR_SERVER_TOKEN"
 
 
 def addon_preferences(context):
@@ -28,7 +25,7 @@ def addon_preferences(context):
 
 def model_source(preferences) -> str:
     """The TRIPOSR_MODEL environment variable wins over the preferences; folders become absolute paths."""
-    source = os.environ.get(MODEL_ENVIRONMENT_VARIABLE)
+    source = os.environ.get(ENV_MODEL)
     if not source and preferences is not None:
         use_folder = preferences.model_source == "FOLDER"
         source = bpy.path.abspath(preferences.model_folder) if use_folder else preferences.model_repo.strip()
@@ -60,12 +57,12 @@ def model_settings(context, device: str = "DEFAULT") -> ModelSettings:
 def server_connection(context) -> tuple[str, str] | None:
     """(address, token) of the TripoSR server the model runs on; None when it runs on this computer."""
     preferences = addon_preferences(context)
-    url = os.environ.get(SERVER_ENVIRONMENT_VARIABLE, "")
+    url = os.environ.get(ENV_SERVER, "")
     if not url and preferences is not None and preferences.backend == "SERVER":
         url = preferences.server_url.strip()
     if not url:
         return None
-    token = os.environ.get(TOKEN_ENVIRONMENT_VARIABLE) or (preferences.server_token if preferences else "")
+    token = os.environ.get(ENV_SERVER_TOKEN) or (preferences.server_token if preferences else "")
     return url, token.strip()
 
 

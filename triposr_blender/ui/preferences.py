@@ -7,8 +7,9 @@ import bpy
 from bpy.props import BoolProperty, EnumProperty, IntProperty, StringProperty
 
 from ..core.defaults import CPU_FAST_DESCRIPTION, DEFAULT_CHUNK_SIZE, DEFAULT_MODEL_SOURCE
+from ..options import ENV_MODEL, ENV_SERVER
 from . import preference_values, properties, status
-from .preference_values import ADDON, MODEL_ENVIRONMENT_VARIABLE, SERVER_ENVIRONMENT_VARIABLE
+from .preference_values import ADDON
 
 BACKENDS = (
     ("LOCAL", "This Computer", "The model runs here, on this computer's GPU or CPU (needs the dependencies)"),
@@ -92,7 +93,7 @@ class TripoSRPreferences(bpy.types.AddonPreferences):
 
 
 def draw_backend(layout, preferences: TripoSRPreferences) -> None:
-    overridden = os.environ.get(SERVER_ENVIRONMENT_VARIABLE)
+    overridden = os.environ.get(ENV_SERVER)
     column = layout.column()
     column.active = not overridden
     column.prop(preferences, "backend", expand=True)
@@ -100,18 +101,18 @@ def draw_backend(layout, preferences: TripoSRPreferences) -> None:
         column.prop(preferences, "server_url")
         column.prop(preferences, "server_token")
     if overridden:
-        layout.label(text=f"{SERVER_ENVIRONMENT_VARIABLE} overrides this: {overridden}", icon="INFO")
+        layout.label(text=f"{ENV_SERVER} overrides this: {overridden}", icon="INFO")
 
 
 def draw_model_source(layout, preferences: TripoSRPreferences) -> None:
     layout.prop(preferences, "model_source", expand=True)
-    override = os.environ.get(MODEL_ENVIRONMENT_VARIABLE)
+    override = os.environ.get(ENV_MODEL)
     column = layout.column()
     column.active = not override
     column.prop(preferences, "model_repo" if preferences.model_source == "HUB" else "model_folder")
     column.prop(preferences, "cache_dir")
     if override:
-        layout.label(text=f"{MODEL_ENVIRONMENT_VARIABLE} overrides this: {override}", icon="INFO")
+        layout.label(text=f"{ENV_MODEL} overrides this: {override}", icon="INFO")
     status.draw_model_status(layout)
 
 

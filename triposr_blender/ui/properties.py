@@ -8,6 +8,7 @@ import bpy
 from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty, StringProperty
 
 from .. import options
+from ..options import GenerateOptions, MeshOptions
 
 DEVICES = (
     ("AUTO", "Auto", "A CUDA GPU if there is one, else Apple Metal (MPS), else the CPU"),
@@ -102,6 +103,43 @@ class TripoSRSettings(bpy.types.PropertyGroup):
 
 
 classes = (TripoSRSettings,)
+
+
+# --- Blender properties <-> options: the panel's, Generate's and Re-mesh's alike ----------------------------
+
+
+def mesh_options(data) -> MeshOptions:
+    """The mesh options of an operator's (or the panel's) properties; OptionError when out of range."""
+    return MeshOptions.from_attributes(
+        data, texture_size=data.texture_size if data.color_mode == "TEXTURE" else 0
+    )
+
+
+def generate_options(data) -> GenerateOptions:
+    """All the worker's options of Generate's (or the panel's) properties."""
+    return GenerateOptions.from_attributes(data, **mesh_options(data).as_dict())
+
+
+# The Re-mesh operator's options: the mesh options and the colour mode that decides the texture size.
+MESH_OPTION_NAMES = (*(option.name for option in options.MESH_OPTIONS), "color_mode")
+
+
+def draw_mesh_options(layout, data) -> None:
+    """The options that only change how scene codes become a mesh: Generate's panel, its Adjust Last
+    Operation, and Re-mesh draw the same."""
+    layout.use_property_split = True
+    layout.use_property_decorate = False
+    layout.prop(data, "resolution")
+    layout.prop(data, "threshold")
+    layout.prop(data, "remove_floaters")
+    fraction = layout.row()
+    fraction.active = data.remove_floaters
+    fraction.prop(data, "floater_fraction")
+    layout.prop(data, "target_faces")
+    layout.prop(data, "color_mode")
+    texture_size = layout.row()
+    texture_size.active = data.color_mode == "TEXTURE"
+    texture_size.prop(data, "texture_size")
 
 
 def register() -> None:

@@ -3,7 +3,9 @@
 import bpy
 
 from .. import dependencies
-from ..worker.client import Job, WorkerClient
+from ..worker.backend import Backend, Job
+from ..worker.client import WorkerClient
+from ..worker.protocol import ModelState
 from ..worker.remote import RemoteClient
 from . import preference_values
 
@@ -16,12 +18,12 @@ class Session:
     preferences name, and the jobs the UI follows."""
 
     def __init__(self):
-        self.client: WorkerClient | RemoteClient | None = None
+        self.client: Backend | None = None
         self.active: list[Job] = []
         # The scene codes of the last generation, by its input: Adjust Last Operation re-meshes them.
         self.last_codes: dict[tuple, bytes] = {}
 
-    def worker(self) -> WorkerClient | RemoteClient:
+    def worker(self) -> Backend:
         """The client of where the model runs now: this computer's worker, or the server."""
         server = preference_values.server_connection(bpy.context)
         wanted = RemoteClient if server else WorkerClient
@@ -42,15 +44,18 @@ class Session:
         return self.client
 
     @property
-    def model_state(self) -> dict:
-        return self.client.model_state if self.client else {"loaded": False}
+    def model_state(self) -> ModelState:
+        return self.client.model_state if self.client else ModelState()
 
-    def current(self, command: str) -> Job | None:
-        return next((job for job in self.active if job.command["cmd"] == command), None)
+    def current(self, kind: str) -> Job | None:
+        return next((job for job in self.active if job.kind == kind), None)
 
     def cancel_all(self) -> None:
+        """Cancel the jobs on the backend that runs them: never on a new one the preferences now name."""
+        if self.client is None:
+            return
         for job in list(self.active):
-            self.worker().cancel(job)
+            self.client.cancel(job)
 
     def stop(self) -> None:
         if self.client is not None:

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 
 import bpy
 
-from .. import dependencies, vendor_install
+from .. import dependencies
+from ..worker.protocol import ModelState
 from . import install_ops, preference_values
 from .install_ops import (
     OFFLINE_MESSAGE,
@@ -76,7 +77,7 @@ def _outcome_rows(job) -> list[Row]:
 def _missing_rows(status: dependencies.Status, online: bool, *, retry: bool) -> list[Row]:
     plan = dependencies.download_plan()
     missing = Row(f"Missing Python packages: {', '.join(status.missing)}", "ERROR")
-    if plan.build == vendor_install.NO_BUILD:  # an Intel Mac: say so before anything is downloaded
+    if not plan.possible:  # an Intel Mac: say so before anything is downloaded
         return [missing, Row(f"{plan.reason}.", "ERROR", alert=True)]
     rows = [
         missing,
@@ -85,7 +86,7 @@ def _missing_rows(status: dependencies.Status, online: bool, *, retry: bool) -> 
     ]
     budget = dependencies.path_budget(status.folder)
     if budget.left is not None and budget.left < 0:  # Windows with long paths off: say so before downloading
-        return [*rows, Row(vendor_install.long_path_message(budget), "ERROR", alert=True)]
+        return [*rows, Row(dependencies.long_path_message(budget), "ERROR", alert=True)]
     if not online:
         rows.append(Row(OFFLINE_MESSAGE, "ERROR", alert=True))
         if not bpy.app.online_access_override:  # started with --offline-mode: the setting would not help
@@ -174,6 +175,13 @@ def _wrap(text: str, context) -> list[str]:
     return textwrap.wrap(text, characters) or [""]
 
 
+def model_text(state: ModelState) -> str:
+    """Where the model is loaded, and what it holds of this computer: "Loaded on cuda:0 (2,345 MB)"."""
+    details = [f"{state.memory_bytes / 2**20:,.0f} MB"] if state.memory_bytes is not None else []
+    details += ["int8 encoder"] if state.cpu_fast else []
+    return f"Loaded on {state.device}" + (f" ({', '.join(details)})" if details else "")
+
+
 def draw_model_status(layout) -> None:
     """Loaded or not, where, how much memory; the Load / Unload buttons; download and load progress."""
     loading = SESSION.current("load")
@@ -182,11 +190,10 @@ def draw_model_status(layout) -> None:
         return
     state = SESSION.model_state
     row = layout.row()
-    if state["loaded"]:
-        memory = state["memory_bytes"] / 2**20
-        int8 = ", int8 encoder" if state.get("cpu_fast") else ""
-        row.label(text=f"Loaded on {state['device']} ({memory:,.0f} MB{int8})", icon="CHECKMARK")
-        row.operator("triposr.unload_model", text="Unload", icon="X")
+    if state.loaded:
+        row.label(text=model_text(state), icon="CHECKMARK")
+        if state.memory_bytes is not None:  # held on this computer: Unload frees it
+            row.operator("triposr.unload_model", text="Unload", icon="X")
     else:
         row.label(text="Not loaded", icon="DOT")
         row.operator("triposr.load_model", text="Load", icon="IMPORT")

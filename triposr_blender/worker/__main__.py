@@ -58,7 +58,7 @@ class Worker:
         self.send("ready", pid=os.getpid())
         while (command := self.pending.get())["cmd"] != "quit":
             self.run_job(command)
-        self.jobs.models.unload()
+        self.jobs.pipeline.models.unload()
 
     def progress_for(self, job_id: int):
         def progress(stage: str, fraction: float) -> None:
@@ -71,7 +71,8 @@ class Worker:
     def run_job(self, command: dict) -> None:
         job_id = command["id"]
         progress = self.progress_for(job_id)
-        state_before = self.jobs.models.state()
+        models = self.jobs.pipeline.models
+        state_before = models.state()
         try:
             progress("Starting", 0.0)
             event, fields = "result", getattr(self.jobs, command["cmd"])(command, progress)
@@ -80,8 +81,8 @@ class Worker:
         finally:
             self.cancelled.discard(job_id)
         # The model's state goes first: a client that sees the job end knows the model the job left behind.
-        if self.jobs.models.state() != state_before:
-            self.send("model", state=self.jobs.models.state())
+        if models.state() != state_before:
+            self.send("model", state=models.state().as_message())
         self.send(event, id=job_id, **fields)
 
     def failure(self, command: dict, error: Exception) -> tuple[str, dict]:
@@ -91,7 +92,7 @@ class Worker:
         traceback.print_exception(error, file=sys.stderr)
         kind, message = pipeline.describe_failure(error, command.get("model", {}).get("device", "the device"))
         if kind == "OutOfMemory":
-            self.jobs.models.unload()
+            self.jobs.pipeline.models.unload()
         return "error", {"kind": kind, "message": message}
 
 

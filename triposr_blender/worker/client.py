@@ -1,4 +1,4 @@
-"""The client of the worker process, without bpy: start it, send jobs, collect their events, cancel, stop.
+"""The worker-process backend, without bpy: start the process, send jobs, collect their events, cancel, stop.
 
 A reader thread turns the worker's output into events on each job's own queue; the caller (a modal
 operator's timer on Blender's main thread, or a blocking ``Job.wait``) drains them. Nothing here touches
@@ -15,7 +15,6 @@ and a worker that gives no sign of life for ``stall_timeout`` seconds while it h
 import contextlib
 import itertools
 import os
-import queue
 import re
 import shutil
 import signal
@@ -30,7 +29,8 @@ from pathlib import Path
 from ..options import GenerateOptions, MeshOptions
 from ..vendor_install import no_console_window
 from . import protocol
-from .protocol import ModelSettings, Outcome
+from .backend import GENERATE, LOAD, REMESH, Backend, Job
+from .protocol import ModelSettings, ModelState
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent
 WORKER_MODULE = f"{PACKAGE_DIR.name}.worker"
@@ -49,45 +49,12 @@ class WorkerStartError(Exception):
     """The worker process could not be started; the text says why."""
 
 
-@dataclass
-class Job:
-    """One command sent to the worker, and what has come back for it so far."""
+@dataclass(eq=False)
+class WorkerJob(Job):
+    """A job of the worker process: the command it sends, and the environment the worker needs for it."""
 
-    id: int
-    command: dict
-    environment: dict[str, str]  # what the worker needs in its environment for this job
-    stage: str = "Waiting for the worker"
-    fraction: float = 0.0
-    outcome: Outcome | None = None  # how it ended, once polled
-    cancel_requested: bool = False
-    events: queue.Queue = field(default_factory=queue.Queue, repr=False)
-    finished: threading.Event = field(default_factory=threading.Event, repr=False)
-
-    def poll(self) -> Outcome | None:
-        """Take in the events that arrived (without waiting); the final event once there is one."""
-        while self.outcome is None:
-            try:
-                self._take(self.events.get_nowait())
-            except queue.Empty:
-                break
-        return self.outcome
-
-    def wait(self, timeout: float | None = None) -> Outcome:
-        """Block until the final event arrives; TimeoutError after ``timeout`` seconds."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while self.outcome is None:
-            remaining = None if deadline is None else max(deadline - time.monotonic(), 0.0)
-            try:
-                self._take(self.events.get(timeout=remaining))
-            except queue.Empty:
-                raise TimeoutError(f"Job {self.id} did not finish within {timeout} s.") from None
-        return self.outcome
-
-    def _take(self, event: dict) -> None:
-        if event["event"] == "progress":
-            self.stage, self.fraction = event["stage"], event["fraction"]
-        elif event["event"] in protocol.TERMINAL_EVENTS:
-            self.outcome = Outcome.from_event(event)
+    command: dict = field(default_factory=dict, repr=False)
+    environment: dict[str, str] = field(default_factory=dict, repr=False)
 
 
 @dataclass
@@ -100,9 +67,10 @@ class _Process:
     killed_to_cancel: bool = False
     last_heard: float = field(default_factory=time.monotonic)  # its last line, or the last job sent to it
     failure: str = ""  # why the client stopped it (a broken connection, a stall), for the jobs' message
+    retiring: bool = False  # told to quit so that deferred jobs get a worker of their own environment
 
 
-class WorkerClient:
+class WorkerClient(Backend):
     """Runs jobs on one persistent worker process, started when needed."""
 
     def __init__(
@@ -116,11 +84,13 @@ class WorkerClient:
         self.pythonpath = (str(PACKAGE_DIR.parent), *pythonpath)
         self.cancel_grace = cancel_grace
         self.stall_timeout = stall_timeout
-        self.model_state: dict = {"loaded": False}
+        self.model_state = ModelState()
         self._folder: Path | None = None
         self._process: _Process | None = None
         self._readers: list[threading.Thread] = []
-        self._jobs: dict[int, Job] = {}
+        self._jobs: dict[int, WorkerJob] = {}
+        # Jobs that need another environment than the running worker's, sent once its jobs have ended.
+        self._deferred: list[WorkerJob] = []
         self._job_ids = itertools.count(1)
         self._starts = itertools.count(1)
         self._lock = threading.RLock()
@@ -129,6 +99,10 @@ class WorkerClient:
     def running(self) -> bool:
         process = self._process
         return process is not None and process.popen.poll() is None
+
+    @property
+    def can_unload(self) -> bool:
+        return self.running
 
     @property
     def pid(self) -> int | None:
@@ -140,28 +114,31 @@ class WorkerClient:
         return bool(self._jobs)
 
     def generate(self, image: dict, options: GenerateOptions, model: ModelSettings) -> Job:
-        """Queue a generation: ``image`` is {"path": file} or {"pixels": array} (see ``protocol``)."""
-        return self._submit(protocol.generate_command(image, options, model), model)
+        return self._submit(GENERATE, protocol.generate_command(image, options, model), model)
 
     def remesh(self, codes: bytes, options: MeshOptions, model: ModelSettings) -> Job:
-        """Queue a new mesh from saved scene codes (``core.scene_codes`` bytes): no image, no encoder."""
-        return self._submit(protocol.remesh_command(codes, options, model), model)
+        return self._submit(REMESH, protocol.remesh_command(codes, options, model), model)
 
     def load(self, model: ModelSettings) -> Job:
-        """Queue a model load (and its download, if needed) ahead of the first generation."""
-        return self._submit(protocol.load_command(model), model)
+        return self._submit(LOAD, protocol.load_command(model), model)
 
-    def _submit(self, command: dict, model: ModelSettings) -> Job:
+    def _submit(self, kind: str, command: dict, model: ModelSettings) -> WorkerJob:
         """Queue a command on the worker (starting one if needed) and return its job."""
         environment = model.environment()
         process = self._process
         if process is not None and process.environment != environment and not self.busy:
-            self.stop()  # the cache folder or online access changed
+            self.stop()  # the cache folder or online access changed, and nothing runs: a new worker now
         job_id = next(self._job_ids)
-        job = Job(job_id, {**command, "id": job_id}, environment)
+        job = WorkerJob(job_id, kind, command={**command, "id": job_id}, environment=environment)
         with self._lock:  # the reader thread sees the job only once it is tracked, when the lock is free
-            self._send_job(job)
-            self._jobs[job.id] = job
+            process = self._process
+            if process is not None and (process.environment != environment or self._deferred):
+                self._jobs[job.id] = job
+                self._deferred.append(job)  # after the running worker's jobs, on a worker of its own
+                self._retire_for_deferred_jobs()  # at once, if those ended meanwhile
+            else:
+                self._send_job(job)  # may raise WorkerStartError: then the job is not tracked
+                self._jobs[job.id] = job
         return job
 
     def cancel(self, job: Job) -> None:
@@ -170,6 +147,10 @@ class WorkerClient:
             if job.finished.is_set() or job.cancel_requested:
                 return
             job.cancel_requested = True
+            if job in self._deferred:  # never sent: it ends here
+                self._deferred.remove(job)
+                self._finish(job, {"event": "cancelled", "id": job.id})
+                return
             process = self._process
             self._send({"cmd": "cancel", "id": job.id})
         if process is not None:
@@ -181,6 +162,9 @@ class WorkerClient:
         """Stop the worker, cancelling its jobs; frees everything the model held (Unload)."""
         with self._lock:
             process, readers = self._process, list(self._readers)
+            for job in self._deferred:
+                job.cancel_requested = True  # ended as cancelled when the worker has gone
+            self._deferred.clear()
             for job in self._jobs.values():
                 job.cancel_requested = True
                 self._send({"cmd": "cancel", "id": job.id})
@@ -203,7 +187,7 @@ class WorkerClient:
 
     # ``_lock`` guards the process, the job table and the folder against the reader threads.
 
-    def _send_job(self, job: Job) -> None:
+    def _send_job(self, job: WorkerJob) -> None:
         if self._process is None:
             self._start(job.environment)
         elif not self._jobs:
@@ -289,7 +273,7 @@ class WorkerClient:
 
     def _dispatch(self, event: dict) -> None:
         if event["event"] == "model":
-            self.model_state = event["state"]
+            self.model_state = ModelState.from_message(event["state"])
             return
         with self._lock:
             job = self._jobs.get(event.get("id"))
@@ -298,27 +282,36 @@ class WorkerClient:
             if event["event"] in protocol.TERMINAL_EVENTS:
                 del self._jobs[job.id]
                 job.finished.set()
+                self._retire_for_deferred_jobs()
         job.events.put(event)
+
+    def _retire_for_deferred_jobs(self) -> None:
+        """Once the worker has only deferred jobs left, ask it to quit: they go to a new one (on its exit)."""
+        process = self._process
+        if process is not None and self._deferred and set(self._jobs.values()) <= set(self._deferred):
+            process.retiring = True
+            self._send({"cmd": "quit"})
 
     def _worker_exited(self, process: _Process, exit_code: int) -> None:
         with self._lock:
             if self._process is not process:
                 return  # accounted for already (by stop), and the jobs now are a successor's
             self._process = None
-            self.model_state = {"loaded": False}
+            self.model_state = ModelState()
             orphans = list(self._jobs.values())
+            self._deferred.clear()
             for job in orphans:
                 if job.cancel_requested:
                     self._finish(job, {"event": "cancelled", "id": job.id})
-                elif process.killed_to_cancel:
-                    self._resend(job)  # queued behind the cancelled job: run it on a fresh worker
+                elif process.killed_to_cancel or process.retiring:
+                    self._resend(job)  # queued behind a cancelled job, or deferred: on a fresh worker
                 else:
                     message = process.failure or worker_died_message(exit_code, process.log_path)
                     self._finish(
                         job, {"event": "error", "id": job.id, "kind": "WorkerDied", "message": message}
                     )
 
-    def _resend(self, job: Job) -> None:
+    def _resend(self, job: WorkerJob) -> None:
         try:
             self._send_job(job)
         except WorkerStartError as error:

@@ -1,8 +1,11 @@
-"""What a worker does for a job: keep a model loaded, turn an image into a ``MeshResult``, explain failures.
+"""What a job does, typed: keep a model loaded, turn an image or saved scene codes into a ``MeshResult``,
+explain failures.
 
-The worker process runs these one job at a time; anything else that holds a model in its own process can run
-them too. Only the standard library, numpy and the core's torch-free modules are imported up front: a worker
-started without the dependencies still answers, with an error that says how to install them.
+``generate`` and ``remesh`` are the pipeline's API, called directly by everything that holds a model in its
+own process: the worker process (through ``Jobs``, which alone turns messages into these types and back),
+Ray Serve's replicas and the batch's Ray workers. Only the standard library, numpy and the core's torch-free
+modules are imported up front: a worker started without the dependencies still answers, with an error that
+says how to install them.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from ..core.errors import InvalidImageError, ModelLoadError, TripoSRError
 from ..core.progress import Progress
 from ..core.scene_codes import SceneCodes
 from ..options import GenerateOptions, MeshOptions, OptionError
-from .protocol import MeshResult, ModelSettings
+from .protocol import MeshResult, ModelSettings, ModelState
 
 PREPARING = "Preparing the image"
 REUSING_CODES = "Reusing the encoded image"
@@ -143,16 +146,16 @@ class ModelCache:
             self.model.unload()
         self.model, self.key = None, None
 
-    def state(self) -> dict:
+    def state(self) -> ModelState:
         if self.model is None:
-            return {"loaded": False}
-        return {
-            "loaded": True,
-            "source": self.key[0],
-            "device": str(self.model.device),
-            "cpu_fast": self.model.cpu_fast,
-            "memory_bytes": memory_in_use(self.model),
-        }
+            return ModelState()
+        return ModelState(
+            loaded=True,
+            source=self.key[0],
+            device=str(self.model.device),
+            memory_bytes=memory_in_use(self.model),
+            cpu_fast=self.model.cpu_fast,
+        )
 
 
 def memory_in_use(model) -> int:
@@ -273,46 +276,65 @@ def codes_key(image: dict, options: GenerateOptions, settings: ModelSettings, mo
     return digest.hexdigest()
 
 
-class Jobs:
-    """What each command does, with the model and the recent scene codes kept between jobs."""
+class Pipeline:
+    """A model kept loaded (reloaded only when its settings change) and the scene codes of recent images."""
 
     def __init__(self):
         self.models = ModelCache()
         self.codes = CodesCache()
 
-    def generate(self, request: dict, progress: Progress) -> dict:
-        """One image to a mesh; the encoder is skipped for an image encoded recently, alike."""
-        options = GenerateOptions.from_dict(request["options"])
-        settings = ModelSettings.from_message(request["model"])
-        model = self.model(settings, progress)
-        key = codes_key(request["image"], options, settings, model)
-        scene = self.codes.get(key)
-        if scene is None:
-            image = pil_image(request["image"])
-            scene = encode_image(model, image, options, progress, not settings.offline)
-            self.codes.put(key, scene)
-        else:
-            progress(REUSING_CODES, 1.0)
-        codes = codes_of(model, scene, settings)
-        return mesh_from_scene(model, scene, options.mesh, progress, codes).as_message()
-
-    def remesh(self, request: dict, progress) -> dict:
-        """A new mesh from saved scene codes, which must be the loaded model's."""
-        options = MeshOptions.from_dict(request["options"])
-        settings = ModelSettings.from_message(request["model"])
-        model = self.model(settings, progress)
-        scene = scene_of(model, request["codes"].tobytes(), settings)
-        # No codes in the result: the caller has them, and compressing them again would cost a second.
-        return mesh_from_scene(model, scene, options, progress).as_message()
-
-    def load(self, request: dict, progress) -> dict:
-        """Download (once) and load the model ahead of the first generation: the preferences' button."""
-        self.model(ModelSettings.from_message(request["model"]), progress)
-        return {"model": self.models.state()}
-
-    def model(self, settings: ModelSettings, progress):
+    def model(self, settings: ModelSettings, progress: Progress):
         loaded = self.models.model
         model = self.models.get(settings, progress)
         if model is not loaded:
             self.codes.clear()  # codes of another model, or precision, are of no more use
         return model
+
+    def generate(
+        self, image: dict, options: GenerateOptions, settings: ModelSettings, progress: Progress
+    ) -> MeshResult:
+        """One image to a mesh, with its scene codes; the encoder is skipped for an image encoded
+        recently, alike."""
+        model = self.model(settings, progress)
+        key = codes_key(image, options, settings, model)
+        scene = self.codes.get(key)
+        if scene is None:
+            scene = encode_image(model, pil_image(image), options, progress, not settings.offline)
+            self.codes.put(key, scene)
+        else:
+            progress(REUSING_CODES, 1.0)
+        return mesh_from_scene(model, scene, options.mesh, progress, codes_of(model, scene, settings))
+
+    def remesh(
+        self, codes: bytes, options: MeshOptions, settings: ModelSettings, progress: Progress
+    ) -> MeshResult:
+        """A new mesh from saved scene codes, which must be the loaded model's. No codes in the result: the
+        caller has them, and compressing them again would cost a second."""
+        model = self.model(settings, progress)
+        return mesh_from_scene(model, scene_of(model, codes, settings), options, progress)
+
+    def load(self, settings: ModelSettings, progress: Progress) -> ModelState:
+        """Download (once) and load the model ahead of the first generation: the preferences' button."""
+        self.model(settings, progress)
+        return self.models.state()
+
+
+class Jobs:
+    """The worker process's commands: messages in, the pipeline's typed calls, messages out."""
+
+    def __init__(self, pipeline: Pipeline | None = None):
+        self.pipeline = pipeline or Pipeline()
+
+    def generate(self, request: dict, progress: Progress) -> dict:
+        options = GenerateOptions.from_dict(request["options"])
+        settings = ModelSettings.from_message(request["model"])
+        return self.pipeline.generate(request["image"], options, settings, progress).as_message()
+
+    def remesh(self, request: dict, progress: Progress) -> dict:
+        options = MeshOptions.from_dict(request["options"])
+        settings = ModelSettings.from_message(request["model"])
+        return self.pipeline.remesh(request["codes"].tobytes(), options, settings, progress).as_message()
+
+    def load(self, request: dict, progress: Progress) -> dict:
+        state = self.pipeline.load(ModelSettings.from_message(request["model"]), progress)
+        return {"model": state.as_message()}

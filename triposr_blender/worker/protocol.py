@@ -74,6 +74,24 @@ class ModelSettings:
 
 
 @dataclass(frozen=True)
+class ModelState:
+    """The model as the panel shows it: loaded or not, which, where, and the memory it holds here."""
+
+    loaded: bool = False
+    source: str = ""
+    device: str = ""  # where it runs, for people: "cpu", "cuda:0", "the server (cuda:0, cuda:1)"
+    memory_bytes: int | None = None  # None where it holds none of this computer's memory (a server)
+    cpu_fast: bool = False  # whether the encoder runs with int8 layers
+
+    def as_message(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_message(cls, message: dict) -> ModelState:
+        return cls(**message)
+
+
+@dataclass(frozen=True)
 class MeshResult:
     """What a generation gives back: the mesh in TripoSR's model space, its baked texture if asked for, and
     the scene codes it was made from (``core.scene_codes`` bytes; empty when not kept)."""
@@ -103,7 +121,7 @@ class Outcome:
 
     event: str  # "result", "error" or "cancelled"
     result: MeshResult | None = None  # a generation's
-    model: dict | None = None  # a load's: the model's state
+    model: ModelState | None = None  # a load's: the model's state
     kind: str = ""  # an error's: what failed (ModelLoadError, WorkerDied, ...)
     message: str = ""  # an error's: what to tell the user
 
@@ -113,7 +131,8 @@ class Outcome:
             return cls("error", kind=event["kind"], message=event["message"])
         if event["event"] == "result" and "mesh" in event:
             return cls("result", result=MeshResult.from_message(event))
-        return cls(event["event"], model=event.get("model"))
+        model = event.get("model")
+        return cls(event["event"], model=ModelState.from_message(model) if model is not None else None)
 
 
 def generate_command(image: dict, options: GenerateOptions, model: ModelSettings) -> dict:

@@ -1,8 +1,10 @@
-"""The server's client: the worker client's jobs (generate, remesh, load, cancel), run by a TripoSR server.
+"""The TripoSR-server backend: the jobs of ``backend.Backend`` (generate, remesh, load, cancel), run by a
+server, so Blender's operators, the batch and the panel run unchanged against one (the Server backend of the
+preferences, ``TRIPOSR_SERVER``, ``batch --server``). Only the standard library and numpy: it runs in
+Blender's own Python, where no PyTorch needs to be installed.
 
-Same interface as ``client.WorkerClient``, so Blender's operators, the batch and the panel run unchanged
-against a server (the Server backend of the preferences, ``TRIPOSR_SERVER``, ``batch --server``). Only the
-standard library: it runs in Blender's own Python, where no PyTorch needs to be installed.
+The server runs its own model; of the model settings it takes, one applies here: with Blender's online
+access off, only a server on this computer is used.
 
 Each job has a thread that uploads, follows the job's status as the server streams it (Server-Sent Events:
 its place in the queue, then its stage and progress) and downloads the result; its events go to the job's
@@ -16,12 +18,14 @@ from __future__ import annotations
 
 import contextlib
 import io
+import ipaddress
 import itertools
 import json
 import secrets
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 
 import numpy as np
@@ -29,8 +33,8 @@ import numpy as np
 from ..core.export import png_bytes
 from ..core.scene_codes import SceneCodes
 from ..options import GenerateOptions, MeshOptions
-from .client import Job
-from .protocol import MeshResult, ModelSettings
+from .backend import GENERATE, LOAD, REMESH, Backend, Job
+from .protocol import MeshResult, ModelSettings, ModelState
 
 REQUEST_TIMEOUT = 60.0  # seconds for one HTTP request (an upload of a large image included), or stream line
 RECONNECT_INTERVAL = 1.0
@@ -42,45 +46,40 @@ class ServerError(Exception):
     """The server refused a request or could not be reached; the text says why, for the user."""
 
 
-class RemoteClient:
+class RemoteClient(Backend):
     """Runs jobs on a TripoSR server at ``url`` (``http(s)://host:port``), sending ``token`` if given."""
 
     def __init__(self, url: str, token: str = "", silence_limit: float = SILENCE_LIMIT):
         self.url = url.rstrip("/")
         self.token = token
         self.silence_limit = silence_limit
-        self.model_state: dict = {"loaded": False}
+        self.model_state = ModelState()
         self._server_ids: dict[int, str] = {}  # our job id -> the server's, once submitted
         self._jobs: dict[int, Job] = {}
         self._job_ids = itertools.count(1)
         self._lock = threading.Lock()
 
-    # What the panel and the operators read of a client.
-
-    @property
-    def running(self) -> bool:
-        return False  # nothing runs on this machine: there is nothing to unload
-
-    @property
-    def pid(self) -> None:
-        return None
-
     @property
     def busy(self) -> bool:
         return bool(self._jobs)
 
-    def generate(self, image: dict, options: GenerateOptions, model: ModelSettings | None = None) -> Job:
+    @property
+    def can_unload(self) -> bool:
+        return False  # the model lives on the server: nothing of this computer's to free
+
+    def generate(self, image: dict, options: GenerateOptions, model: ModelSettings) -> Job:
         """Upload ``image`` ({"path"}, {"data"} or {"pixels"}, as the worker takes it) with ``options``."""
-        return self._start("generate", {"image": ("image.png", image_bytes(image))}, options.as_dict())
+        return self._start(GENERATE, model, {"image": ("image.png", image_bytes(image))}, options.as_dict())
 
-    def remesh(self, codes: bytes, options: MeshOptions, model: ModelSettings | None = None) -> Job:
+    def remesh(self, codes: bytes, options: MeshOptions, model: ModelSettings) -> Job:
         """Upload saved scene codes for a new mesh: the server needs neither the image nor its encoder."""
-        return self._start("remesh", {"codes": ("codes.triposr.npz", codes)}, options.as_dict())
+        return self._start(REMESH, model, {"codes": ("codes.triposr.npz", codes)}, options.as_dict())
 
-    def load(self, model: ModelSettings | None = None) -> Job:
+    def load(self, model: ModelSettings) -> Job:
         """The server's model state (it loads its model itself, at start)."""
-        job = self._new_job("load")
-        threading.Thread(target=self._check, args=(job,), name="triposr-server", daemon=True).start()
+        job = self._new_job(LOAD)
+        if not self._refuse_offline(job, model):
+            threading.Thread(target=self._check, args=(job,), name="triposr-server", daemon=True).start()
         return job
 
     def cancel(self, job: Job) -> None:
@@ -101,14 +100,27 @@ class RemoteClient:
     def health(self) -> dict:
         return self._request("GET", "/v1/health")
 
-    def _new_job(self, cmd: str) -> Job:
-        job = Job(next(self._job_ids), {"cmd": cmd}, {})
+    def _new_job(self, kind: str) -> Job:
+        job = Job(next(self._job_ids), kind)
         with self._lock:
             self._jobs[job.id] = job
         return job
 
-    def _start(self, cmd: str, files: dict, fields: dict) -> Job:
-        job = self._new_job(cmd)
+    def _refuse_offline(self, job: Job, model: ModelSettings) -> bool:
+        """With online access off, a server beyond this computer is not used: the job ends saying so."""
+        if not model.offline or is_loopback(urllib.parse.urlsplit(self.url).hostname or ""):
+            return False
+        message = (
+            f"Blender's online access is off, and the TripoSR server at {self.url} is on the network. Allow "
+            "it in Preferences > System > Network > Allow Online Access, or use a server on this computer."
+        )
+        self._end(job, {"event": "error", "kind": "Offline", "message": message})
+        return True
+
+    def _start(self, kind: str, model: ModelSettings, files: dict, fields: dict) -> Job:
+        job = self._new_job(kind)
+        if self._refuse_offline(job, model):
+            return job
         job.stage = "Sending to the server"
         thread = threading.Thread(
             target=self._follow, args=(job, files, fields), name="triposr-server", daemon=True
@@ -123,7 +135,7 @@ class RemoteClient:
             self._end(job, {"event": "error", "kind": "ServerError", "message": str(error)})
             return
         self.model_state = server_model_state(state)
-        self._end(job, {"event": "result", "model": self.model_state})
+        self._end(job, {"event": "result", "model": self.model_state.as_message()})
 
     def _follow(self, job: Job, files: dict, fields: dict) -> None:
         """Upload, follow, download: the job's whole life on the server, as events."""
@@ -244,16 +256,24 @@ def refusal_message(url: str, error: urllib.error.HTTPError) -> str:
     return f"The TripoSR server at {url} refused the job ({error.code}): {detail}"
 
 
-def server_model_state(health: dict) -> dict:
-    """The panel's model line for a server: where the model runs, not this machine's memory."""
+def server_model_state(health: dict) -> ModelState:
+    """The panel's model line for a server: where the model runs, and no memory of this computer's."""
     devices = ", ".join(health.get("devices", [])) or "its devices"
-    return {
-        "loaded": bool(health.get("loaded", True)),
-        "source": health.get("model", ""),
-        "device": f"the server ({devices})",
-        "memory_bytes": 0,
-        "cpu_fast": False,
-    }
+    loaded = bool(health.get("loaded", True))
+    return ModelState(loaded=loaded, source=health.get("model", ""), device=f"the server ({devices})")
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (a name or an address, IPv6 with or without brackets) is this computer."""
+    host = host.strip("[]").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False  # a host name: it may resolve to anything
+    mapped = getattr(address, "ipv4_mapped", None)
+    return address.is_loopback or bool(mapped and mapped.is_loopback)
 
 
 def image_bytes(image: dict) -> bytes:
