@@ -30,7 +30,12 @@ $(STAMP): requirements.txt requirements-dev.txt requirements-server.txt requirem
 $(U2NET_HOME)/u2netp.onnx: scripts/fetch_test_models.py | $(STAMP)
 	$(PY) scripts/fetch_test_models.py $(U2NET_HOME)
 
-test: $(STAMP) $(U2NET_HOME)/u2netp.onnx
+# Khronos' glTF-Validator (npm's build of it), which the tests run on every kind of GLB the core writes.
+GLTF_VALIDATOR := $(VENV)/node/node_modules/gltf-validator/package.json
+$(GLTF_VALIDATOR): | $(STAMP)
+	npm install --prefix $(VENV)/node --no-audit --no-fund --no-save gltf-validator@2.0.0-dev.3.10
+
+test: $(STAMP) $(U2NET_HOME)/u2netp.onnx $(GLTF_VALIDATOR)
 	$(PY) -m pytest
 
 # The Blender-side tests (marked `blender`) against the Blender 4.2 LTS bpy wheel, in a venv of their own.

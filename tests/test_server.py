@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import requests
 from codes_files import codes_archive, npy, one_value_of_640_mb
-from fixture_model import FIXTURE, NEW_THRESHOLD, OPTIONS, core_mesh, core_mesh_at, core_scene
+from fixture_model import FIXTURE, IMAGE, NEW_THRESHOLD, OPTIONS, core_mesh, core_mesh_at, core_scene
 from listeners import descendants, exposed, listening_addresses
 from server_harness import JOB_TIMEOUT, REPO, TOKEN, Server, wait_for, write_token
 
@@ -79,7 +79,7 @@ def test_a_job_goes_from_upload_to_a_glb_and_an_npz_of_the_cores_mesh(server):
         "state": "done",
         "stage": "Done",
         "progress": 1.0,
-        "position": 0,
+        "position": None,
         "error": None,
     }
     npz = np.load(io.BytesIO(server.request("GET", f"/v1/jobs/{job_id}/result.npz").content))
@@ -173,16 +173,20 @@ def test_a_chunked_upload_over_the_limit_is_413_too(server):
 
 
 @pytest.mark.parametrize(
-    ("image", "fields", "message"),
+    ("image", "fields", "status", "message"),
     [
-        (b"plain text, not an image", {}, "not an image"),
-        (None, {"threshold": "nan"}, "threshold must be a finite number"),
-        (None, {"resolution": "16"}, "resolution must be from 32 to 1024"),
+        (b"plain text, not an image", {}, 400, "not an image"),
+        (None, {"threshold": "nan"}, 422, "threshold: "),
+        (None, {"resolution": "16"}, 422, "resolution: Input should be greater than or equal to 32"),
+        (None, {"target_faces": "2"}, 422, "target_faces must be 0 (off) or at least 4"),
     ],
 )
-def test_an_image_or_options_that_cannot_be_used_are_400_with_a_message(server, image, fields, message):
+def test_an_image_that_cannot_be_used_is_400_and_an_option_out_of_range_422_in_one_shape(
+    server, image, fields, status, message
+):
     refused = server.submit(image=image, **fields)
-    assert refused.status_code == 400 and message in refused.json()["detail"]
+    assert refused.status_code == status and message in refused.json()["detail"]
+    assert isinstance(refused.json()["detail"], str)
 
 
 def test_an_unknown_form_field_is_refused_rather_than_ignored(server):
@@ -206,6 +210,98 @@ def test_twenty_clients_at_once_are_all_served(server):
         thread.join(timeout=JOB_TIMEOUT)
 
     assert all(faces is not None and np.array_equal(faces, core_mesh().faces) for faces in outcomes)
+
+
+# --- HTTP as clients expect it ------------------------------------------------------------------------------
+
+
+def test_a_created_job_is_202_with_its_location(server):
+    created = server.submit()
+    assert created.status_code == 202
+    assert created.headers["location"] == f"/v1/jobs/{created.json()['id']}"
+    assert server.request("GET", created.headers["location"]).status_code == 200
+
+
+def test_delete_deletes_a_finished_job_with_its_results(server):
+    job_id = server.submit().json()["id"]
+    server.wait(job_id)
+    server.request("GET", f"/v1/jobs/{job_id}/result.glb")
+
+    assert server.request("DELETE", f"/v1/jobs/{job_id}").status_code == 204
+    assert server.request("GET", f"/v1/jobs/{job_id}/result.glb").status_code == 404
+    assert server.request("DELETE", f"/v1/jobs/{job_id}").status_code == 404
+
+
+def test_results_answer_head_with_their_size_and_no_body(server):
+    job_id = server.submit().json()["id"]
+    server.wait(job_id)
+    for name, media_type in (("result.glb", "model/gltf-binary"), ("result.npz", "application/octet-stream")):
+        full = server.request("GET", f"/v1/jobs/{job_id}/{name}")
+        head = server.request("HEAD", f"/v1/jobs/{job_id}/{name}")
+        assert head.status_code == 200 and head.content == b""
+        assert head.headers["content-type"] == media_type
+        assert head.headers["content-length"] == str(len(full.content))
+
+
+def test_options_lists_every_method_of_a_path(server):
+    job_id = server.submit().json()["id"]
+    allowed = server.request("OPTIONS", f"/v1/jobs/{job_id}")
+    assert allowed.status_code == 204 and allowed.headers["allow"] == "DELETE, GET, OPTIONS"
+
+
+def test_a_body_that_is_not_multipart_is_415(server):
+    refused = server.request("POST", "/v1/jobs", json={"image": "chair.png"})
+    assert refused.status_code == 415 and "multipart/form-data" in refused.json()["detail"]
+
+
+def test_an_image_and_codes_together_are_refused_rather_than_one_ignored(server):
+    refused = server.request(
+        "POST", "/v1/jobs", files={"image": ("a.png", IMAGE.read_bytes()), "codes": ("c.npz", b"codes")}
+    )
+    assert refused.status_code == 422 and "not both" in refused.json()["detail"]
+
+
+@needs_proc
+def test_events_carry_ids_and_rising_progress_and_resume_after_the_last_event_id(own_server):
+    worker = own_server.worker_pid()
+    os.kill(worker, signal.SIGSTOP)
+    job_id = own_server.submit().json()["id"]
+    with own_server.request("GET", f"/v1/jobs/{job_id}/events", stream=True) as stream:
+        assert stream.headers["x-accel-buffering"] == "no" and stream.headers["cache-control"] == "no-cache"
+        os.kill(worker, signal.SIGCONT)
+        events = server_sent_events(stream)
+
+    statuses = [json.loads(event["data"]) for event in events if "data" in event]
+    ids = [int(event["id"]) for event in events if "id" in event]
+    assert events[0] == {"retry": "1000"}
+    assert all(event.get("event") == "status" for event in events[1:])
+    assert ids == sorted(set(ids))
+    progress = [status["progress"] for status in statuses]
+    assert progress == sorted(progress) and progress[-1] == 1.0, progress
+    assert len(set(progress)) >= 3, "it moves during the job, not only at its start and end"
+
+    with own_server.request(
+        "GET",
+        f"/v1/jobs/{job_id}/events",
+        stream=True,
+        headers={**own_server.headers, "Last-Event-ID": str(ids[-2])},
+    ) as resumed:
+        again = [event for event in server_sent_events(resumed) if "data" in event]
+    assert [event["id"] for event in again] == [str(ids[-1])]
+
+
+def server_sent_events(stream) -> list[dict]:
+    """The events of a text/event-stream response, each as its fields; comments skipped."""
+    events, current = [], {}
+    for line in stream.iter_lines(decode_unicode=True):
+        if not line:
+            if current:
+                events.append(current)
+            current = {}
+        elif not line.startswith(":"):
+            name, _, value = line.partition(": ")
+            current[name] = value
+    return events
 
 
 # --- Under attack and misuse ---------------------------------------------------------------------------
@@ -381,10 +477,11 @@ def test_a_full_queue_is_503_with_retry_after_and_a_cancel_ends_a_running_job(ow
 
     full = own_server.submit()
     assert full.status_code == 503 and int(full.headers["retry-after"]) > 0
-    assert own_server.request("GET", f"/v1/jobs/{queued}").json()["position"] == 0
+    assert own_server.request("GET", f"/v1/jobs/{queued}").json()["position"] == 0, "it runs next"
+    assert own_server.request("GET", f"/v1/jobs/{running}").json()["position"] is None, "it runs"
 
     cancelled = own_server.request("DELETE", f"/v1/jobs/{running}")
-    assert cancelled.status_code == 200
+    assert cancelled.status_code == 202
     assert own_server.wait(running)["state"] == "cancelled"
     assert own_server.wait(queued)["state"] == "done", "the worker stuck on the cancelled job was replaced"
 

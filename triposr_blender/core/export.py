@@ -43,7 +43,8 @@ def blender_to_y_up(vertices: np.ndarray) -> np.ndarray:
 
 def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
     """Smooth normals as Blender computes them: the faces' normals around each vertex weighted by the face's
-    angle at that vertex, unit length."""
+    angle at that vertex, unit length. Where they cancel out (or a vertex has no face), a face's own normal,
+    else +Z: glTF allows no zero normal."""
     corners = vertices[faces].astype(np.float64)
     face_normals = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
     face_normals /= np.maximum(np.linalg.norm(face_normals, axis=1, keepdims=True), 1e-30)
@@ -56,7 +57,13 @@ def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
         )
         np.add.at(normals, faces[:, corner], face_normals * np.arccos(np.clip(cosine, -1, 1))[:, None])
     length = np.linalg.norm(normals, axis=1, keepdims=True)
-    return (normals / np.where(length > 0, length, 1.0)).astype(np.float32)
+    normals = normals / np.where(length > 0, length, 1.0)
+    fallback = np.tile([0.0, 0.0, 1.0], (len(vertices), 1))
+    for corner in range(3):
+        fallback[faces[:, corner]] = np.where(
+            np.linalg.norm(face_normals, axis=1, keepdims=True) > 0, face_normals, fallback[faces[:, corner]]
+        )
+    return np.where(length > 1e-12, normals, fallback).astype(np.float32)
 
 
 def split_by_uv(faces: np.ndarray, corner_uvs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -24,7 +24,17 @@ from .errors import InvalidImageError, ModelLoadError
 from .isosurface import extract_dense
 from .mesh import Mesh
 from .networks import NeRFMLP, TriplaneUpsampleNetwork
-from .progress import Progress, report, scaled
+from .progress import (
+    COLOR_STAGE,
+    ENCODE_STAGE,
+    GRID_STAGE,
+    LOAD_STAGE,
+    QUERY_STAGE,
+    SURFACE_STAGE,
+    Progress,
+    report,
+    scaled,
+)
 from .renderer import TriplaneNeRFRenderer, spherical_cameras
 from .sparse_isosurface import extract_sparse
 from .tokenizers import DINOSingleImageTokenizer, Triplane1DTokenizer
@@ -35,12 +45,6 @@ from .weights import load_weights, locate_model, read_checkpoint
 # (see sparse_isosurface.py for the one case it differs); "dense" queries every point, as the reference.
 MESH_EXTRACTORS = {"sparse": extract_sparse, "dense": extract_dense}
 
-LOAD_STAGE = "Loading model"
-ENCODE_STAGE = "Encoding image"
-QUERY_STAGE = "Querying the field"
-GRID_STAGE = "Computing density grid"
-SURFACE_STAGE = "Extracting surface"
-COLOR_STAGE = "Colouring vertices"
 # Share of the encoding work done by the image encoder; the triplane transformer does the rest.
 IMAGE_ENCODER_SHARE = 0.1
 

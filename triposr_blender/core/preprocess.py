@@ -19,7 +19,7 @@ from PIL import Image, ImageOps
 
 from .defaults import DEFAULT_FOREGROUND_RATIO, MAX_IMAGE_PIXELS
 from .errors import InvalidImageError, ModelLoadError
-from .progress import Progress
+from .progress import REMOVING_BACKGROUND, Progress
 
 ImageSource = Image.Image | str | Path | bytes
 
@@ -27,7 +27,6 @@ DEFAULT_MAX_SIDE = 2048
 # rembg's masks are soft; a result with no pixel more likely object than background found nothing.
 CONFIDENT_FOREGROUND = 128
 SIXTEEN_BIT_GREY_MODES = {"I;16", "I;16L", "I;16B", "I;16N", "I"}
-REMOVING_BACKGROUND = "Removing background"
 
 _rembg_sessions: dict[str, Any] = {}
 _rembg_sessions_lock = threading.Lock()

@@ -11,6 +11,46 @@ from collections.abc import Callable
 
 Progress = Callable[[str, float], None]
 
+# The stages of a job, named as progress reports them, in the order a job meets them (most skip some).
+DOWNLOAD_STAGE = "Downloading model"
+LOAD_STAGE = "Loading model"
+PREPARING = "Preparing the image"
+REMOVING_BACKGROUND = "Removing background"
+ENCODE_STAGE = "Encoding image"
+REUSING_CODES = "Reusing the encoded image"
+QUERY_STAGE = "Querying the field"
+GRID_STAGE = "Computing density grid"
+SURFACE_STAGE = "Extracting surface"
+COLOR_STAGE = "Colouring vertices"
+DECIMATE_STAGE = "Decimating mesh"
+UNWRAP_STAGE = "Unwrapping UVs"
+RASTERIZE_STAGE = "Rasterising UV layout"
+BAKE_STAGE = "Baking texture"
+JOB_STAGES = (
+    DOWNLOAD_STAGE,
+    LOAD_STAGE,
+    PREPARING,
+    REMOVING_BACKGROUND,
+    ENCODE_STAGE,
+    REUSING_CODES,
+    QUERY_STAGE,
+    GRID_STAGE,
+    SURFACE_STAGE,
+    COLOR_STAGE,
+    DECIMATE_STAGE,
+    UNWRAP_STAGE,
+    RASTERIZE_STAGE,
+    BAKE_STAGE,
+)
+
+
+def job_fraction(stage: str, fraction: float) -> float | None:
+    """How far a whole job is at ``fraction`` of ``stage`` (None for a stage not in JOB_STAGES): each stage
+    of the list gets an equal share, so a later stage always counts for more than an earlier one."""
+    if stage not in JOB_STAGES:
+        return None
+    return (JOB_STAGES.index(stage) + min(max(fraction, 0.0), 1.0)) / len(JOB_STAGES)
+
 
 def ignore(_stage: str, _fraction: float) -> None:
     """The progress callback of a caller that shows none (a Ray worker, a Serve replica)."""

@@ -18,13 +18,10 @@ import numpy as np
 import xatlas
 
 from .mesh import BakedTexture, Mesh
-from .progress import Progress, report
+from .progress import BAKE_STAGE, RASTERIZE_STAGE, UNWRAP_STAGE, Progress, report
 
 ColorFn = Callable[[np.ndarray], np.ndarray]
 
-UNWRAP_STAGE = "Unwrapping UVs"
-RASTERIZE_STAGE = "Rasterising UV layout"
-BAKE_STAGE = "Baking texture"
 # xatlas grows charts without limit by default and then spends most of its time splitting the ones that
 # fail to flatten: on a 40k-triangle marching-cubes mesh that took 20 s instead of 1 s. Capping a chart's
 # area at this share of the surface keeps charts flat from the start, for about 10 % less texel density.

@@ -22,14 +22,13 @@ from torch import nn
 from tqdm import tqdm
 
 from .errors import ModelLoadError
-from .progress import Progress
+from .progress import DOWNLOAD_STAGE, Progress
 
 HALF_DTYPES = (torch.float16, torch.bfloat16)
 # How long the hub's host name may take to resolve before the download is simply tried.
 RESOLVE_TIMEOUT_S = 5.0
 CONFIG_NAME = "config.yaml"
 WEIGHTS_NAME = "model.ckpt"
-DOWNLOAD_STAGE = "Downloading model"
 LOCAL_ALTERNATIVE = (
     "download config.yaml and model.ckpt from https://huggingface.co/stabilityai/TripoSR into a folder "
     "and use that folder instead (TRIPOSR_MODEL=<folder>, or the model folder in the add-on preferences)"

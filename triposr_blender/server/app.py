@@ -1,27 +1,30 @@
-"""The server's HTTP API, version 1 (stable: clients outside this repository call exactly these):
+"""The server's HTTP API, version 1 (stable: clients outside this repository call exactly these). The
+OpenAPI document at /openapi.json is the contract, and ``schema`` declares it:
 
-    GET    /v1/health                 status, model, devices, queue length; no token needed
-    POST   /v1/jobs                   multipart: the image file as ``image`` (or saved scene codes as
-                                      ``codes``, for a new mesh without the encoder) and the options as form
-                                      fields named as Generate's (booleans as true/false) -> 202 {"id": ...}
-    GET    /v1/jobs/{id}              {"state", "stage", "progress", "position", "error"}
-    GET    /v1/jobs/{id}/events       the same, as Server-Sent Events, until the job ends
-    GET    /v1/jobs/{id}/result.glb   the coloured mesh (COLOR_0, or baseColorTexture when baked)
-    GET    /v1/jobs/{id}/result.npz   the arrays Blender builds from, and the scene codes
-    DELETE /v1/jobs/{id}              cancels the job
+    GET    /v1/health                   status, model, devices, queue length; no token needed
+    POST   /v1/jobs                     multipart/form-data: the image file as ``image`` (or saved scene codes
+                                        as ``codes``) and Generate's options as typed fields
+                                        -> 202 {"id"}, Location: /v1/jobs/{id}
+    GET    /v1/jobs/{id}                {"state", "stage", "progress", "position", "error"}
+    GET    /v1/jobs/{id}/events         the same as Server-Sent Events; Last-Event-ID resumes
+    GET    /v1/jobs/{id}/result.glb     the coloured mesh (COLOR_0, or baseColorTexture when baked); HEAD too
+    GET    /v1/jobs/{id}/result.npz     the arrays Blender builds from, and the scene codes; HEAD too
+    DELETE /v1/jobs/{id}                cancels a queued or running job (202), deletes a finished one (204)
 
 Every request but health needs ``Authorization: Bearer <token>`` when the server has a token (the docs and
 the schema too), checked before the body is read; a server without one answers only this machine's requests
-(``guard``). Errors: 401 (token), 403 (a request from beyond this machine to a server without a token), 404
-(no such job, or expired), 408 (an upload that stalled), 413 (upload too large), 503 with Retry-After (queue
-full), 400 (an image or options that cannot be used), 409 (no result yet). No file path is ever taken from a
-client, and none is shown to one.
+(``guard``). Every error is {"detail": "..."}: 400 (an image or scene codes that cannot be used), 401
+(token), 403 (a request from beyond this machine to a server without a token), 404 (no such job, or
+expired), 408 (an upload that stalled), 409 (no result yet), 413 (upload too large), 415 (not multipart),
+422 (an unknown field, or a value out of range), 503 with Retry-After (queue full). No file path is ever taken
+from a client, and none is shown to one.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import io
 import json
 import os
@@ -31,9 +34,11 @@ from pathlib import Path
 from typing import Annotated
 
 import numpy as np
-import pydantic
-from fastapi import FastAPI, Form, HTTPException, UploadFile
+from fastapi import FastAPI, Header, HTTPException, Request, Security
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.routing import APIRoute
+from fastapi.security import HTTPBearer
 
 from .. import options
 from ..core.errors import InvalidImageError
@@ -43,13 +48,44 @@ from ..options import GenerateOptions, MeshOptions, OptionError
 from ..worker.backend import GENERATE, REMESH
 from .guard import RequestGuard
 from .jobs import FINISHED, JobRequest, JobTable, ServerJob
+from .schema import (
+    ERROR_STATUSES,
+    FORM_FIELDS,
+    GUARDED,
+    MESH_FIELDS,
+    MULTIPART,
+    SERVER_SENT_EVENT,
+    Error,
+    Health,
+    JobCreated,
+    JobStatus,
+    add_form_rules,
+    binary,
+    errors,
+    job_form_parameters,
+    part_bytes,
+)
 
 API_VERSION = 1
 EVENTS_INTERVAL = 0.1  # seconds between looks at a job for the event stream
 KEEP_ALIVE = 15.0  # seconds between comments on a quiet event stream, so proxies keep it open
+RECONNECT_MS = 1000  # the event stream's retry: how soon a client whose stream broke opens it again
 EXPIRE_INTERVAL = 30.0
 RETRY_AFTER = 10  # seconds a client is asked to wait when the queue is full
 MIN_TOKEN_LENGTH = 16
+# Documents the bearer token (Swagger UI's Authorize button); the guard checks it, before any body is read.
+bearer = HTTPBearer(auto_error=False, description="The server's token (--token-file)")
+DESCRIPTION = """One image in, a coloured 3D mesh out, on the server's GPUs (TripoSR).
+
+1. `POST /v1/jobs` with the image file as `image` (multipart/form-data) and any of Generate's options:
+   202, its `id`, and its URL in `Location`. Saved scene codes as `codes` make a new mesh without the encoder.
+2. Follow it: `GET /v1/jobs/{id}` now and then, or its Server-Sent Events at `/v1/jobs/{id}/events`.
+3. Once `done`: `GET /v1/jobs/{id}/result.glb` (or `result.npz`).
+4. `DELETE /v1/jobs/{id}`: cancels a job that has not ended, deletes one that has, with its results.
+
+With a token (`--token-file`), every request but `/v1/health` sends `Authorization: Bearer <token>`.
+Every error is `{"detail": "..."}`. Results are kept until they expire (`--result-ttl`).
+"""
 # What a job still following its events hears when the server stops.
 STOPPING = "The server stopped: send the job again once it is back."
 # The server's settings and their defaults, the same for `python -m triposr_blender.server` and Ray Serve.
@@ -101,32 +137,6 @@ def read_token(path: Path | None) -> str:
     return token
 
 
-def options_form() -> type[pydantic.BaseModel]:
-    """The POST /v1/jobs form: the upload, and every generation option of options.py as an optional text
-    field, described as in the panel. Unknown fields are refused, so a typo is never silently ignored."""
-    fields = {
-        "image": (
-            UploadFile | None,
-            pydantic.Field(None, description="The image file (PNG, JPEG, WebP, ...)"),
-        ),
-        "codes": (
-            UploadFile | None,
-            pydantic.Field(
-                None, description="Instead of an image: saved scene codes (.triposr.npz), re-meshed"
-            ),
-        ),
-    }
-    for option in (*options.IMAGE_OPTIONS, *options.MESH_OPTIONS):
-        described = (
-            f"{option.description} ({option.range_text if option.minimum is not None else 'true/false'})"
-        )
-        fields[option.name] = (str | None, pydantic.Field(None, description=described))
-    return pydantic.create_model("JobForm", __config__=pydantic.ConfigDict(extra="forbid"), **fields)
-
-
-JobForm = options_form()
-
-
 def create_app(settings: ServerSettings, executor) -> FastAPI:
     """The app, running its jobs with ``executor``: start(table), stop(), devices, loaded()."""
     table = JobTable(settings.max_queue, settings.result_ttl)
@@ -151,8 +161,7 @@ def create_app(settings: ServerSettings, executor) -> FastAPI:
     app = FastAPI(
         title="TripoSR server",
         version=str(API_VERSION),
-        description="One image in, a coloured 3D mesh out, on the server's GPUs. "
-        + (__doc__ or "").split("\n\n")[0],
+        description=DESCRIPTION,
         lifespan=lifespan,
     )
     app.state.table = table
@@ -164,7 +173,15 @@ def create_app(settings: ServerSettings, executor) -> FastAPI:
             raise HTTPException(404, "No such job (or its results expired).")
         return job
 
-    @app.get("/v1/health")
+    def finished_job(job_id: str) -> ServerJob:
+        job = job_of(job_id)
+        if job.result is None:
+            raise HTTPException(409, f"The job has no result (it is {job.state}).")
+        return job
+
+    protected = {"dependencies": [Security(bearer)]} if settings.token else {}
+
+    @app.get("/v1/health", response_model=Health, responses=errors(403))
     def health() -> dict:
         return {
             "status": "ok",
@@ -175,69 +192,140 @@ def create_app(settings: ServerSettings, executor) -> FastAPI:
             "api": API_VERSION,
         }
 
-    @app.post("/v1/jobs", status_code=202)
-    async def submit(form: Annotated[JobForm, Form()]) -> JSONResponse:
-        request = await job_request(form)
-        job = table.submit(request)
+    async def submit(request: Request, **form) -> JSONResponse:
+        if request.headers.get("content-type", "").partition(";")[0].strip().lower() != MULTIPART:
+            raise HTTPException(415, "Send the job as multipart/form-data: the image file and the options.")
+        unknown = sorted(set((await request.form()).keys()) - FORM_FIELDS)
+        if unknown:
+            raise HTTPException(422, f"Unknown form field(s): {', '.join(unknown)}.")
+        job = table.submit(await job_request(form))
         if job is None:
             raise HTTPException(503, "The queue is full; try again soon.", {"Retry-After": str(RETRY_AFTER)})
-        return JSONResponse({"id": job.id}, status_code=202)
+        return JSONResponse({"id": job.id}, status_code=202, headers={"Location": f"/v1/jobs/{job.id}"})
 
-    @app.get("/v1/jobs/{job_id}")
+    request_parameter = inspect.Parameter(
+        "request", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Request
+    )
+    # FastAPI reads a route's parameters from its signature: here, one form field per option of options.py.
+    submit.__signature__ = inspect.Signature([request_parameter, *job_form_parameters()])
+    app.post(
+        "/v1/jobs",
+        status_code=202,
+        response_model=JobCreated,
+        responses={
+            202: {"headers": {"Location": {"description": "The job's URL", "schema": {"type": "string"}}}},
+            **errors(*GUARDED, 400, 408, 413, 415, 422),
+            503: {
+                "model": Error,
+                "description": ERROR_STATUSES[503],
+                "headers": {"Retry-After": {"schema": {"type": "integer"}}},
+            },
+        },
+        **protected,
+    )(submit)
+
+    @app.get("/v1/jobs/{job_id}", response_model=JobStatus, responses=errors(*GUARDED, 404), **protected)
     def status(job_id: str) -> dict:
+        return table.status(job_of(job_id))
+
+    @app.get(
+        "/v1/jobs/{job_id}/events",
+        response_class=StreamingResponse,
+        responses={
+            200: {
+                "description": "Server-Sent Events: each a JobStatus as JSON (event: status), with the job's "
+                "revision as its id, until the job ends; send Last-Event-ID to resume",
+                "content": {"text/event-stream": {"schema": SERVER_SENT_EVENT}},
+            },
+            **errors(*GUARDED, 404),
+        },
+        **protected,
+    )
+    def events(job_id: str, last_event_id: Annotated[int | None, Header()] = None) -> StreamingResponse:
         job = job_of(job_id)
-        return job.status(table.position(job))
-
-    @app.get("/v1/jobs/{job_id}/events")
-    def events(job_id: str) -> StreamingResponse:
-        job = job_of(job_id)
-
-        async def stream():
-            sent, quiet = None, 0.0
-            while True:
-                current = job.status(table.position(job))
-                if current != sent:
-                    sent, quiet = current, 0.0
-                    yield f"data: {json.dumps(current)}\n\n"
-                    if current["state"] in FINISHED:
-                        return
-                elif quiet >= KEEP_ALIVE:
-                    quiet = 0.0
-                    yield ": keep-alive\n\n"
-                await asyncio.sleep(EVENTS_INTERVAL)
-                quiet += EVENTS_INTERVAL
-
         return StreamingResponse(
-            stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
+            event_stream(table, job, last_event_id),
+            media_type="text/event-stream",
+            # proxies (nginx) must pass each event on as it comes
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
 
-    @app.get("/v1/jobs/{job_id}/result.glb")
-    async def result_glb(job_id: str) -> Response:
-        job = finished_job(job_id)
-        size = options.TARGET_SIZE.default
-        data = await result_file(
-            job, "result.glb", lambda: glb_bytes(job.result.mesh, job.result.texture, size)
-        )
-        return Response(data, media_type="model/gltf-binary")
+    def result_route(name: str, media_type: str, description: str, make):
+        responses = {**binary(media_type, description), **errors(*GUARDED, 404, 409)}
 
-    @app.get("/v1/jobs/{job_id}/result.npz")
-    async def result_npz(job_id: str) -> Response:
-        job = finished_job(job_id)
-        data = await result_file(job, "result.npz", lambda: npz_bytes(job))
-        return Response(data, media_type="application/octet-stream")
+        async def result(job_id: str) -> Response:
+            job = finished_job(job_id)
+            return Response(await result_file(job, name, lambda: make(job)), media_type=media_type)
 
-    @app.delete("/v1/jobs/{job_id}")
-    def cancel(job_id: str) -> dict:
+        for method in ("get", "head"):  # HEAD: the size and type, without the body
+            getattr(app, method)(
+                f"/v1/jobs/{{job_id}}/{name}",
+                response_class=Response,
+                responses=responses,
+                operation_id=f"{method}_{name.replace('.', '_')}",
+                **protected,
+            )(result)
+
+    size = options.TARGET_SIZE.default
+    result_route(
+        "result.glb",
+        "model/gltf-binary",
+        "The coloured mesh as binary glTF 2.0 (COLOR_0, or baseColorTexture when baked)",
+        lambda job: glb_bytes(job.result.mesh, job.result.texture, size),
+    )
+    result_route(
+        "result.npz",
+        "application/octet-stream",
+        "The arrays Blender builds from, and the scene codes: a numpy .npz",
+        npz_bytes,
+    )
+
+    @app.delete(
+        "/v1/jobs/{job_id}",
+        status_code=202,
+        response_model=JobStatus,
+        responses={
+            204: {"description": "The finished job and its results are deleted"},
+            **errors(*GUARDED, 404),
+        },
+        **protected,
+    )
+    def delete(job_id: str) -> Response:
         job = job_of(job_id)
+        if job.state in FINISHED:
+            table.delete(job)
+            return Response(status_code=204)
         table.cancel(job)
-        return job.status(table.position(job))
+        return JSONResponse(table.status(job), status_code=202)
 
-    def finished_job(job_id: str) -> ServerJob:
-        job = job_of(job_id)
-        if job.result is None:
-            raise HTTPException(409, f"The job has no result (it is {job.state}).")
-        return job
+    @app.options("/{path:path}", include_in_schema=False)
+    def allowed_methods(path: str) -> Response:
+        """OPTIONS: the methods a path takes (Allow), as HTTP asks; 404 for a path the API does not have."""
+        methods = set()
+        for route in app.routes:
+            if isinstance(route, APIRoute) and route.path_regex.match(f"/{path}"):
+                methods |= route.methods
+        if not methods:
+            raise HTTPException(404, "No such path.")
+        return Response(status_code=204, headers={"Allow": ", ".join(sorted(methods | {"OPTIONS"}))})
 
+    @app.exception_handler(RequestValidationError)
+    async def one_error_shape(_request, error: RequestValidationError) -> JSONResponse:
+        """422 in the shape of every other error: {"detail": "field: what is wrong; ..."}."""
+        problems = [
+            f"{error_field(problem)}: {problem['msg']}" if error_field(problem) else problem["msg"]
+            for problem in error.errors()
+        ]
+        return JSONResponse({"detail": "; ".join(problems)}, status_code=422)
+
+    generated_openapi = app.openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            add_form_rules(generated_openapi())  # FastAPI keeps the document it made: amended once
+        return app.openapi_schema
+
+    app.openapi = openapi
     app.add_middleware(
         RequestGuard,
         token=settings.token,
@@ -247,38 +335,75 @@ def create_app(settings: ServerSettings, executor) -> FastAPI:
     return app
 
 
+async def event_stream(table: JobTable, job: ServerJob, last_event_id: int | None):
+    """The job's status as Server-Sent Events: one each time it changes, with its revision as the id, until
+    it ends. A client that sends Last-Event-ID hears only what is newer; a comment keeps a quiet stream open
+    through proxies."""
+    yield f"retry: {RECONNECT_MS}\n\n"
+    sent = last_event_id if last_event_id is not None and last_event_id <= job.revision else -1
+    if job.state in FINISHED and sent >= job.revision:
+        return  # the client has the last event already
+    quiet = 0.0
+    while True:
+        revision = job.revision
+        if revision > sent:
+            current = table.status(job)  # as new as the revision, or newer: the next one comes round again
+            sent, quiet = revision, 0.0
+            yield f"id: {revision}\nevent: status\ndata: {json.dumps(current)}\n\n"
+            if current["state"] in FINISHED:
+                return
+        elif quiet >= KEEP_ALIVE:
+            quiet = 0.0
+            yield ": keep-alive\n\n"
+        await asyncio.sleep(EVENTS_INTERVAL)
+        quiet += EVENTS_INTERVAL
+
+
 async def result_file(job: ServerJob, name: str, make) -> bytes:
     if name not in job.files:
         job.files[name] = await asyncio.to_thread(make)
     return job.files[name]
 
 
-async def job_request(form) -> JobRequest:
+async def job_request(form: dict) -> JobRequest:
     """The job a POST asks for: a generation from the image, or a re-mesh of saved scene codes."""
-    given = {
-        name: value
-        for name, value in form.model_dump(exclude={"image", "codes"}).items()
-        if value is not None
-    }
+    image, codes = form.pop("image"), form.pop("codes")
+    values = {name: value for name, value in form.items() if value is not None}
     try:
-        values = {name: options.OPTIONS[name].parse(text) for name, text in given.items()}
-        if form.codes is not None:
-            unused = set(values) - set(MeshOptions.__dataclass_fields__)
+        if image is not None and codes is not None:
+            raise OptionError("Send the image or saved scene codes, not both.")
+        if codes is not None:
+            unused = sorted(set(values) - MESH_FIELDS)
             if unused:
-                raise OptionError(f"{', '.join(sorted(unused))} only apply to an image, not to scene codes")
-            codes = await form.codes.read()
-            # Off the event loop: other clients, health checks included, never wait for it.
-            await asyncio.to_thread(SceneCodes.from_bytes, codes, "The uploaded scene codes")
-            return JobRequest(REMESH, codes, MeshOptions(**values))
-        if form.image is None:
+                raise OptionError(f"{', '.join(unused)} only apply to an image, not to scene codes.")
+            mesh_options = MeshOptions(**values)
+        elif image is not None:
+            generate_options = GenerateOptions(**values)
+        else:
             raise OptionError(
                 "Send the image file as the form field 'image' (or saved scene codes as 'codes')."
             )
-        data = await form.image.read()
+    except OptionError as error:
+        raise HTTPException(422, str(error)) from error
+    try:
+        if codes is not None:
+            data = await part_bytes(codes)
+            # Off the event loop: other clients, health checks included, never wait for it.
+            await asyncio.to_thread(SceneCodes.from_bytes, data, "The uploaded scene codes")
+            return JobRequest(REMESH, data, mesh_options)
+        data = await part_bytes(image)
         await asyncio.to_thread(check_image, data)
-        return JobRequest(GENERATE, data, GenerateOptions(**values))
-    except (OptionError, InvalidImageError, SceneCodesError) as error:
+        return JobRequest(GENERATE, data, generate_options)
+    except (InvalidImageError, SceneCodesError) as error:
         raise HTTPException(400, str(error)) from error
+
+
+def error_field(problem: dict) -> str:
+    """The form field a validation problem is about ("threshold"), or "" for the request as a whole."""
+    location = [
+        str(part) for part in problem.get("loc", ()) if part not in ("body", "query", "header", "path")
+    ]
+    return ".".join(location)
 
 
 def check_image(data: bytes) -> None:

@@ -5,17 +5,22 @@ Thread-safe: the HTTP handlers submit, read and cancel jobs while the executors'
 
 from __future__ import annotations
 
+import itertools
 import secrets
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
 
+from ..core.progress import job_fraction
 from ..options import GenerateOptions, MeshOptions
 from ..worker.backend import GENERATE, REMESH
 from ..worker.protocol import MeshResult
 
 QUEUED, RUNNING, DONE, FAILED, CANCELLED = "queued", "running", "done", "failed", "cancelled"
+# Every change of any job's status takes the next number (next() on a count is atomic): the threads that
+# change a job never lose one another's change, and a job's numbers only rise.
+REVISIONS = itertools.count(1)
 FINISHED = frozenset({DONE, FAILED, CANCELLED})
 
 
@@ -47,8 +52,18 @@ class ServerJob:
     finished_at: float = 0.0
     cancel_requested: threading.Event = field(default_factory=threading.Event, repr=False)
     files: dict[str, bytes] = field(default_factory=dict, repr=False)  # result.glb, result.npz, once made
+    revision: int = 0  # rises with each change of its status: the event stream's ids
 
-    def status(self, position: int) -> dict:
+    def advance(self, stage: str, fraction: float) -> None:
+        """Its executor's news: ``fraction`` of ``stage``, folded into progress over the whole job, which
+        only rises (a new stage starts at 0, the job does not go back)."""
+        overall = job_fraction(stage, fraction)
+        progress = max(self.progress, overall) if overall is not None else self.progress
+        if (stage, progress) != (self.stage, self.progress):
+            self.stage, self.progress = stage, progress
+            self.revision = next(REVISIONS)
+
+    def status(self, position: int | None) -> dict:
         return {
             "state": self.state,
             "stage": self.stage,
@@ -94,6 +109,9 @@ class JobTable:
                 return None
             job = self._queue.popleft()
             job.state, job.stage = RUNNING, "Starting"
+            job.revision = next(REVISIONS)
+            for waiting in self._queue:  # each moved up a place
+                waiting.revision = next(REVISIONS)
             return job
 
     def get(self, job_id: str, now: float | None = None) -> ServerJob | None:
@@ -105,16 +123,26 @@ class JobTable:
                 return None
             return job
 
-    def position(self, job: ServerJob) -> int:
-        """How many jobs wait before it (0 once it runs)."""
+    def position(self, job: ServerJob) -> int | None:
+        """How many jobs wait before it (0: it runs next); None once it is no longer queued."""
         with self._changed:
-            return self._queue.index(job) if job in self._queue else 0
+            return self._queue.index(job) if job in self._queue else None
+
+    def status(self, job: ServerJob) -> dict:
+        return job.status(self.position(job))
+
+    def delete(self, job: ServerJob) -> None:
+        """Forget a finished job, its result and its files, now."""
+        with self._changed:
+            self._jobs.pop(job.id, None)
 
     def cancel(self, job: ServerJob) -> None:
         """A queued job ends at once; a running one when its executor sees the request."""
         with self._changed:
             if job in self._queue:
                 self._queue.remove(job)
+                for waiting in self._queue:
+                    waiting.revision = next(REVISIONS)
                 self._end(job, CANCELLED, "")
             elif job.state == RUNNING:
                 job.cancel_requested.set()
@@ -151,3 +179,4 @@ class JobTable:
         job.request = None  # the upload: megabytes no one needs once the job has ended
         job.stage = {DONE: "Done", FAILED: "Failed", CANCELLED: "Cancelled"}[state]
         job.progress = 1.0 if state == DONE else job.progress
+        job.revision = next(REVISIONS)

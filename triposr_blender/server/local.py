@@ -66,7 +66,7 @@ class DeviceWorker:
         while (outcome := work.poll()) is None:
             if job.cancel_requested.is_set():
                 self.client.cancel(work)
-            job.stage, job.progress = work.stage, work.fraction
+            job.advance(work.stage, work.fraction)
             work.finished.wait(FOLLOW_INTERVAL)
         if outcome.event == "result":
             self.table.finish(job, DONE, result=outcome.result)

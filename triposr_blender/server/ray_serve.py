@@ -92,7 +92,7 @@ class RayExecutor:
                 await self.run(handle, job)
 
     async def run(self, handle, job) -> None:
-        job.stage = RUNNING_STAGE
+        job.advance(RUNNING_STAGE, 0.0)
         response = handle.run.remote(job.request)
         waiting = asyncio.ensure_future(awaited(response))
         while not waiting.done():

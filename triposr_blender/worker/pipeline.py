@@ -19,13 +19,11 @@ from pathlib import Path
 import numpy as np
 
 from ..core.errors import InvalidImageError, ModelLoadError, TripoSRError
-from ..core.progress import Progress
+from ..core.progress import PREPARING, REUSING_CODES, Progress
 from ..core.scene_codes import SceneCodes
 from ..options import GenerateOptions, MeshOptions, OptionError
 from .protocol import MeshResult, ModelSettings, ModelState
 
-PREPARING = "Preparing the image"
-REUSING_CODES = "Reusing the encoded image"
 # Scene codes kept in the worker, so that another Generate of a recent image changing only mesh options skips
 # the encoder (2 MB each for the released model).
 CODES_CACHE_SIZE = 16
