@@ -14,7 +14,7 @@ DEMO_OUT ?= demo_out
 #   make demo TRIPOSR_MODEL=tests/fixtures/triposr-tiny-a DEMO_ARGS="--resolution 48 --threshold 0.4145"
 DEMO_ARGS ?=
 
-.PHONY: setup demo test test-lts bench lint extension clean
+.PHONY: setup demo test test-lts bench lint extension release clean
 
 setup: $(STAMP)
 
@@ -59,6 +59,10 @@ bench: $(STAMP)
 # dist/triposr_blender-<version>.zip, validated and built by Blender's own extension tool (from the bpy wheel).
 extension: $(STAMP)
 	$(PY) scripts/build_extension.py
+
+# A release: the zip (validated by Blender's tool), its CHANGELOG.md entry checked, its SHA-256 beside it.
+release: extension
+	$(PY) scripts/release.py
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

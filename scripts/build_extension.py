@@ -2,8 +2,9 @@
 
 The package's contents become the root of the extension (Blender imports that folder as
 ``bl_ext.<repo>.triposr_blender``), next to the manifest, the requirements its installer installs and
-the licence. Blender's own extension tool validates and zips the staged folder; it runs
-under plain Python, so the one shipped inside the ``bpy`` wheel does the job without a Blender binary.
+the license; the optional extras (the server, the batch on Ray) are left out, as they cannot run in Blender.
+Blender's own extension tool validates and zips the staged folder; it runs under plain Python, so the one
+shipped inside the ``bpy`` wheel does the job without a Blender binary.
 """
 
 import argparse
@@ -16,7 +17,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 PACKAGE = REPO / "triposr_blender"
 FILES_BESIDE_PACKAGE = ("blender_manifest.toml", "requirements.txt", "LICENSE")
-IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", ".*")
+# The optional extras need FastAPI or Ray, which are never installed into Blender: they stay out of the zip.
+EXTRAS_OUTSIDE_BLENDER = ("server", "batch_ray.py", "ray_cluster.py")
+IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", ".*", *EXTRAS_OUTSIDE_BLENDER)
 
 
 def find_blender_ext_tool() -> Path:

@@ -192,6 +192,16 @@ def test_a_batch_converts_the_good_images_and_reports_the_bad_ones(first_run):
     assert "2 done, 0 skipped, 2 failed" in result.stderr
 
 
+def test_the_exporters_log_lines_stay_out_of_the_batchs_output(first_run):
+    result = first_run[0]
+    assert "glTF" not in result.stdout + result.stderr and "Draco" not in result.stdout + result.stderr
+
+
+def test_the_help_of_a_flag_that_turns_an_option_off_says_so():
+    result = run_batch("--help")
+    assert "--no-remove-bg        Turn Remove Background off; it is on by default" in result.stdout
+
+
 def test_glb_outputs_carry_vertex_colours_as_color_0(first_run):
     _result, _images, out, _report = first_run
     for output in out.glob("*.glb"):

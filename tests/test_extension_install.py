@@ -49,6 +49,19 @@ def test_the_zip_holds_the_package_with_its_manifest_installer_and_licence(exten
     assert extension_zip.name == f"triposr_blender-{MANIFEST['version']}.zip"
 
 
+def test_the_zip_holds_only_what_runs_in_blender(extension_zip):
+    """The server and the batch on Ray need FastAPI or Ray, never installed into Blender."""
+    names = zipfile.ZipFile(extension_zip).namelist()
+    assert not [name for name in names if name.startswith("server/")]
+    assert not {"batch_ray.py", "ray_cluster.py"} & set(names)
+    assert "batch.py" in names and "batch_plan.py" in names and "batch_blender.py" in names
+
+
+def test_the_manifests_permissions_name_every_use_of_the_network_and_of_files():
+    assert "server" in MANIFEST["permissions"]["network"] and "Download" in MANIFEST["permissions"]["network"]
+    assert all(len(text) <= 64 and not text.endswith(".") for text in MANIFEST["permissions"].values())
+
+
 def test_blenders_own_validator_accepts_the_zip(extension_zip):
     command = [sys.executable, str(blender_ext_tool()), "validate", str(extension_zip)]
 

@@ -304,7 +304,7 @@ def test_cancel_stops_the_installer_and_changes_nothing(addon, monkeypatch):
             job.wait()
 
     assert job.state == dependencies.CANCELLED
-    assert texts(rows()).startswith("Cancelled; nothing was changed")
+    assert texts(rows()).startswith("Canceled; nothing was changed")
     assert snapshot(folder) == EARLIER_INSTALL
     assert sorted(path.name for path in addon.glob("deps.*")) == []
 

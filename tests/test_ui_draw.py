@@ -61,6 +61,8 @@ class RecordingLayout:
             return self._operator(bound["operator"])
         else:
             self.calls.append((name, bound.get("text", "")))
+            if name == "label":
+                check_label(bound.get("text", ""))
         if name in SUB_LAYOUTS:
             return RecordingLayout(self.calls)
         return 1 if name == "icon" else None
@@ -73,6 +75,15 @@ class RecordingLayout:
             pytest.fail(f"the operator {idname} is drawn but not registered")
         self.calls.append(("operator", idname))
         return OperatorButton(idname, properties)
+
+
+def check_label(text: str) -> None:
+    """A drawn label reads like Blender's: no final period, US spelling, Blender's terms (test_ui_text)."""
+    from test_ui_text import BLENDER_TERMS, BRITISH
+
+    assert not text.endswith("."), f"a label ends with a period: {text!r}"
+    assert not [word for word in BRITISH if word in text.lower()], f"British spelling in {text!r}"
+    assert not [term for term in BLENDER_TERMS if term in text], f"not Blender's term in {text!r}"
 
 
 class OperatorButton:
@@ -136,7 +147,7 @@ DEPENDENCY_STATES = {
     "missing": (("torch",), None),
     "installing": (("torch",), InstallJobState()),
     "install failed": (("torch",), InstallJobState(state=dependencies.FAILED, error="pip failed")),
-    "install cancelled": (("torch",), InstallJobState(state=dependencies.CANCELLED, message="Cancelled")),
+    "install cancelled": (("torch",), InstallJobState(state=dependencies.CANCELLED, message="Canceled")),
     "ready": ((), None),
 }
 MODEL_STATES = {
@@ -288,7 +299,7 @@ def test_the_remesh_section_says_when_an_objects_triposr_data_is_damaged(ui_stat
 
     calls = draw(panel.VIEW3D_PT_triposr_remesh, panel.VIEW3D_PT_triposr_remesh.draw)
 
-    assert ("label", "Its TripoSR data is damaged: Generate it again.") in calls
+    assert ("label", "Its TripoSR data is damaged: Generate it again") in calls
 
 
 def test_the_remesh_section_is_hidden_for_other_objects(extension, new_objects):

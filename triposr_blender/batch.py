@@ -156,7 +156,7 @@ def add_option(parser, option):
             option.cli_flag,
             dest=option.name,
             action="store_false",
-            help=f"{option.description} (default: on; this flag turns it off).{notes}",
+            help=f"Turn {option.label} off; it is on by default ({option.description}).{notes}",
         )
         return
     if isinstance(option.default, bool):

@@ -6,6 +6,7 @@ The model runs in the extension's worker process, as Generate's does (or on a Tr
 run (the next image gets a new worker).
 """
 
+import contextlib
 import dataclasses
 import functools
 import os
@@ -221,10 +222,34 @@ def export_object(output, file_format):
         if file_format in FORMATS_WITH_TEXTURE_FILES:
             for obj in bpy.context.selected_objects:
                 materials.save_textures_beside(obj, Path(staging))
-        EXPORTERS[file_format](filepath=str(staged))
+        with exporter_output_kept_back():
+            EXPORTERS[file_format](filepath=str(staged))
         # OBJ writes its .mtl beside the .obj, under the same name, so the files move together.
         for written in sorted(Path(staging).iterdir(), key=lambda path: path == staged):
             move_into(written, output.parent)
+
+
+@contextlib.contextmanager
+def exporter_output_kept_back():
+    """Keep what an exporter prints (glTF's INFO lines, Draco's) out of the batch's output, which is its
+    progress and report; shown on stderr only if the export fails. At the file-descriptor level, since the
+    exporters' loggers hold the stream they were given."""
+    sys.stdout.flush()
+    kept = os.dup(1)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 1)
+        try:
+            yield
+        except BaseException:
+            sys.stdout.flush()
+            os.dup2(kept, 1)
+            captured.seek(0)
+            sys.stderr.write(captured.read().decode("utf-8", errors="replace"))
+            raise
+        finally:
+            sys.stdout.flush()
+            os.dup2(kept, 1)
+            os.close(kept)
 
 
 def remove_staging_of_ended_runs(folder):

@@ -325,7 +325,7 @@ class InstallJob:
     def cancel(self) -> None:
         if self.running and self._cancel_requested_at is None:
             self._cancel_requested_at = time.monotonic()
-            self.message = "Cancelling"
+            self.message = "Canceling"
             _interrupt_process_group(self._process)
 
     def _read_output(self) -> None:
@@ -355,7 +355,7 @@ class InstallJob:
         if exit_code == 0:
             self.state, self.fraction, self.message = SUCCEEDED, 1.0, "Done"
         elif self._cancel_requested_at is not None:
-            self.state, self.message = CANCELLED, "Cancelled; nothing was changed"
+            self.state, self.message = CANCELLED, "Canceled; nothing was changed"
         else:
             self.state = FAILED
             self.error = self.error or self._unexplained_failure(exit_code)

@@ -108,15 +108,14 @@ class Option:
 REMOVE_BACKGROUND = Option(
     "remove_background",
     "Remove Background",
-    "Cut the object out of its background before reconstruction. Not needed for images with a "
-    "transparent background, whose own alpha is used",
+    "Cut the object out of its background first; an image with a transparent background keeps its own",
     default=True,
     flag="--no-remove-bg",
 )
 FOREGROUND_RATIO = Option(
     "foreground_ratio",
     "Foreground Ratio",
-    "How much of the framed square the object fills. Lower it if parts get cut off",
+    "How much of the framed square the object fills: lower it if parts get cut off",
     default=DEFAULT_FOREGROUND_RATIO,
     minimum=0.5,
     maximum=1.0,
@@ -124,8 +123,7 @@ FOREGROUND_RATIO = Option(
 RESOLUTION = Option(
     "resolution",
     "Resolution",
-    "Marching-cubes grid size along each axis: higher gives finer detail but takes longer and more memory "
-    "(time and memory grow with its cube)",
+    "Marching-cubes grid size per axis: finer detail, but time and memory grow with its cube",
     default=DEFAULT_RESOLUTION,
     minimum=32,
     maximum=1024,
@@ -134,8 +132,7 @@ RESOLUTION = Option(
 THRESHOLD = Option(
     "threshold",
     "Threshold",
-    "Density at which the surface is drawn. Lower it for a fuller, smoother shape; raise it if the mesh is "
-    "bloated or has floating blobs",
+    "Density where the surface is drawn: lower for a fuller shape, higher if it is bloated or has blobs",
     default=DEFAULT_THRESHOLD,
     minimum=0.0,
     soft_maximum=100.0,
@@ -158,8 +155,7 @@ FLOATER_FRACTION = Option(
 TARGET_FACES = Option(
     "target_faces",
     "Target Faces",
-    "Decimate the mesh to at most this many triangles before colouring it, for a light asset (a baked "
-    "texture keeps the detail). 0 keeps every triangle",
+    "Decimate to at most this many triangles before coloring, for a light asset (0 keeps every triangle)",
     default=0,
     minimum=MIN_TARGET_FACES,
     soft_maximum=200_000,
@@ -168,8 +164,7 @@ TARGET_FACES = Option(
 TEXTURE_SIZE = Option(
     "texture_size",
     "Texture Size",
-    "Width and height of the baked texture in pixels: more keeps finer detail, costs more time and memory "
-    "(4× per doubling)",
+    "Width and height of the baked texture in pixels: finer detail, 4× the time and memory per doubling",
     default=2048,
     minimum=512,
     maximum=4096,

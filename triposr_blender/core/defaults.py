@@ -29,6 +29,5 @@ MIN_TARGET_FACES = 4
 # Measured with `make bench` on the CPU: encoding 1.7-2.3x faster; scene codes off by about 3% (relative
 # max abs error) on the full-size model; loading about 10 s longer, to quantise.
 CPU_FAST_DESCRIPTION = (
-    "About 2× faster image encoding on the CPU; the result differs from full precision by about 3% "
-    "(int8 weights), and loading takes about 10 s longer. CPU only: ignored on a GPU"
+    "About 2× faster encoding on the CPU with int8 weights, about 3% off full precision; ignored on a GPU"
 )

@@ -20,7 +20,7 @@ from .operators import run_generate
 
 
 class TRIPOSR_OT_image_to_3d(bpy.types.Operator):
-    """Make a coloured 3D mesh from each image file with TripoSR, using the Image to 3D panel's settings"""
+    """Make a colored 3D mesh from each image file with TripoSR, using the Image to 3D panel's settings"""
 
     bl_idname = "triposr.image_to_3d"
     bl_label = "Image to 3D"

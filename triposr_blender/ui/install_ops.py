@@ -111,10 +111,7 @@ class InstallerOperator:
 class TRIPOSR_OT_install_dependencies(InstallerOperator, bpy.types.Operator):
     bl_idname = "triposr.install_dependencies"
     bl_label = "Install Dependencies"
-    bl_description = (
-        "Download PyTorch and the other Python packages TripoSR needs into this extension's user folder "
-        "(the size is shown above; needs online access)"
-    )
+    bl_description = "Download PyTorch and the other packages TripoSR needs, once, into a folder of its own"
 
 
 class TRIPOSR_OT_retry_dependency_install(InstallerOperator, bpy.types.Operator):
@@ -126,10 +123,7 @@ class TRIPOSR_OT_retry_dependency_install(InstallerOperator, bpy.types.Operator)
 class TRIPOSR_OT_reinstall_dependencies(InstallerOperator, bpy.types.Operator):
     bl_idname = "triposr.reinstall_dependencies"
     bl_label = "Reinstall"
-    bl_description = (
-        "Install the dependencies again, with the newest allowed versions; the current ones are kept until "
-        "the new set is complete. Unloads the model first"
-    )
+    bl_description = "Install the dependencies again; the current set stays until the new one works"
     replaces_installed = True
 
 
@@ -165,16 +159,12 @@ def downloaded_models(context) -> list:
 class TRIPOSR_OT_remove_dependencies(bpy.types.Operator):
     bl_idname = "triposr.remove_dependencies"
     bl_label = "Remove"
-    bl_description = (
-        "Delete the installed dependencies (PyTorch and the others) from this extension's user folder, and "
-        "the downloaded models if you choose. Unloads the model first"
-    )
+    bl_description = "Delete the installed dependencies, and the downloaded models if you choose"
 
     __annotations__ = {  # Blender reads properties from the class annotations
         "delete_models": BoolProperty(
             name="Also Delete Downloaded Models",
-            description="Delete the TripoSR model downloaded into the Hugging Face cache and the background-"
-            "removal model too; the next Generate downloads them again",
+            description="Also delete the downloaded TripoSR and background-removal models",
             default=False,
         ),
     }

@@ -107,7 +107,7 @@ class WorkerJobOperator:
 
     def conclude(self, context, job: Job, outcome: Outcome) -> bool:
         if outcome.event == "cancelled":
-            self.report({"WARNING"}, "Cancelled.")
+            self.report({"WARNING"}, "Canceled.")
             return False
         if outcome.event == "error":
             self.report({"ERROR"}, outcome.message)
@@ -123,7 +123,7 @@ def show_progress(context, job: Job | None) -> None:
 
 
 class TRIPOSR_OT_generate(WorkerJobOperator, bpy.types.Operator):
-    """Reconstruct a coloured 3D mesh from one image with TripoSR. Options not given come from the panel"""
+    """Reconstruct a colored 3D mesh from one image with TripoSR; options not given come from the panel"""
 
     bl_idname = "triposr.generate"
     bl_label = "Generate 3D Mesh"
@@ -141,14 +141,12 @@ class TRIPOSR_OT_generate(WorkerJobOperator, bpy.types.Operator):
         ),
         "reference_empty": StringProperty(
             name="Reference Empty",
-            description="Name of an image empty: its image is the input when no other is given, and Place At "
-            "Reference Image places the object in its picture (default: the active object)",
+            description="The image empty whose image is the input, and in whose picture the object is placed",
             options={"SKIP_SAVE"},
         ),
         "location": FloatVectorProperty(
             name="Location",
-            description="Where the object's origin (its bottom centre) goes when placed at the 3D cursor; "
-            "not given: the 3D cursor",
+            description="Where the object's origin (its bottom center) goes instead of the 3D cursor",
             subtype="TRANSLATION",
             options={"SKIP_SAVE"},
         ),
@@ -266,11 +264,10 @@ def input_key(name: str, image: dict, chosen: GenerateOptions) -> tuple:
 
 
 class TRIPOSR_OT_remesh(WorkerJobOperator, bpy.types.Operator):
-    """Make the selected TripoSR objects' meshes again from the scene codes they keep, with the panel's mesh
-    options: in place, without the image or the model's encoder"""
+    """Make the selected TripoSR objects' meshes again from their kept scene codes, without the image"""
 
     bl_idname = "triposr.remesh"
-    bl_label = "Re-mesh"
+    bl_label = "Remesh"
     bl_options = {"REGISTER", "UNDO"}  # noqa: RUF012 - Blender's API wants a plain set
 
     __annotations__ = {  # Blender reads properties from the class annotations
@@ -282,7 +279,7 @@ class TRIPOSR_OT_remesh(WorkerJobOperator, bpy.types.Operator):
     @classmethod
     def poll(cls, context):
         if not source.selected_triposr_objects(context):
-            cls.poll_message_set("Select objects made by Generate (TripoSR objects) to re-mesh")
+            cls.poll_message_set("Select objects made by Generate (TripoSR objects) to remesh")
             return False
         return True
 
@@ -309,14 +306,14 @@ class TRIPOSR_OT_remesh(WorkerJobOperator, bpy.types.Operator):
         name, made_with = self._objects[job.id]
         obj = bpy.data.objects.get(name)
         if obj is None:
-            self.report({"WARNING"}, f"{name} was deleted while it was re-meshed.")
+            self.report({"WARNING"}, f"{name} was deleted while it was remeshed.")
             return False
         try:
             mesh_builder.replace_mesh(obj, outcome.result, made_with)
         except Exception as error:  # the object keeps its mesh (the builder cleans up); say why
-            self.report({"ERROR"}, f"Could not re-mesh {name}: {type(error).__name__}: {error}")
+            self.report({"ERROR"}, f"Could not remesh {name}: {type(error).__name__}: {error}")
             return False
-        self.report({"INFO"}, f"Re-meshed {name}: {len(obj.data.vertices):,} vertices.")
+        self.report({"INFO"}, f"Remeshed {name}: {len(obj.data.vertices):,} vertices.")
         return True
 
     def draw(self, context):
@@ -324,8 +321,7 @@ class TRIPOSR_OT_remesh(WorkerJobOperator, bpy.types.Operator):
 
 
 class TRIPOSR_OT_remove_data(bpy.types.Operator):
-    """Remove what the selected TripoSR objects keep to be re-meshed (some MB of scene codes each): they
-    become plain mesh objects"""
+    """Remove the scene codes the selected TripoSR objects keep for Remesh (some MB each)"""
 
     bl_idname = "triposr.remove_data"
     bl_label = "Remove TripoSR Data"
@@ -405,7 +401,7 @@ def run_generate(**options) -> str | None:
         result = bpy.ops.triposr.generate(mode, **options)
     except RuntimeError as error:  # bpy turns an operator's error report into this exception
         return str(error).removeprefix("Error: ").strip()
-    return None if result & {"FINISHED", "RUNNING_MODAL"} else "Generate was cancelled."
+    return None if result & {"FINISHED", "RUNNING_MODAL"} else "Generate was canceled."
 
 
 classes = (

@@ -109,7 +109,7 @@ class VIEW3D_PT_triposr_options(SidebarPanel, bpy.types.Panel):
 class VIEW3D_PT_triposr_remesh(SidebarPanel, bpy.types.Panel):
     """Shown for a TripoSR object: what it was made from, and a new mesh from it with the panel's options."""
 
-    bl_label = "Re-mesh"
+    bl_label = "Remesh"
     bl_parent_id = "VIEW3D_PT_triposr"
 
     @classmethod
@@ -120,17 +120,17 @@ class VIEW3D_PT_triposr_remesh(SidebarPanel, bpy.types.Panel):
         layout = self.layout
         made_from = source.source_of(context.active_object)
         if made_from is None:
-            layout.label(text="Its TripoSR data is damaged: Generate it again.", icon="ERROR")
+            layout.label(text="Its TripoSR data is damaged: Generate it again", icon="ERROR")
         else:
             made = made_from.options
             floaters = "floaters removed" if made.remove_floaters else "floaters kept"
             layout.label(
                 text=f"Made at {made.resolution}, threshold {made.threshold:g}, {floaters}", icon="INFO"
             )
-            layout.label(text="Re-mesh uses the Options above: no image, no encoding", icon="BLANK1")
+            layout.label(text="Remesh uses the Options above: no image, no encoding", icon="BLANK1")
         count = len(source.selected_triposr_objects(context))
         layout.operator(
-            "triposr.remesh", text=f"Re-mesh {count} Selected" if count > 1 else "Re-mesh", icon="MOD_REMESH"
+            "triposr.remesh", text=f"Remesh {count} Selected" if count > 1 else "Remesh", icon="MOD_REMESH"
         )
         layout.operator("triposr.remove_data", icon="TRASH")
 

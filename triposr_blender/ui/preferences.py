@@ -46,7 +46,9 @@ class TripoSRPreferences(bpy.types.AddonPreferences):
         description="The server's token, if it has one (kept in your preferences, never in a .blend file)",
         subtype="PASSWORD",
     )
-    model_source: EnumProperty(name="Model Source", items=MODEL_SOURCES)
+    model_source: EnumProperty(
+        name="Model Source", description="Where the model comes from", items=MODEL_SOURCES
+    )
     model_repo: StringProperty(
         name="Repository", description="Hugging Face repository id of the model", default=DEFAULT_MODEL_SOURCE
     )
@@ -58,13 +60,14 @@ class TripoSRPreferences(bpy.types.AddonPreferences):
         description="Folder for downloaded models; empty: Hugging Face's shared cache (~/.cache/huggingface)",
         subtype="DIR_PATH",
     )
-    device: EnumProperty(name="Default Device", items=properties.DEVICES)
+    device: EnumProperty(
+        name="Default Device",
+        description="Where the model runs unless Generate says otherwise",
+        items=properties.DEVICES,
+    )
     chunk_size: IntProperty(
         name="Chunk Size",
-        description=(
-            "Points the model evaluates at once. Lower it if the GPU runs out of memory; a GPU with memory "
-            "to spare may go faster with more; 0 evaluates all at once (most memory)"
-        ),
+        description="Points evaluated at once: lower it if the GPU runs out of memory (0: all at once)",
         default=DEFAULT_CHUNK_SIZE,
         min=0,
         soft_max=1 << 20,

@@ -28,12 +28,15 @@ PLACEMENTS = (
 )
 
 COLOR_MODES = (
-    ("VERTEX", "Vertex Colors", "A colour per vertex: no extra step, needs a dense mesh to carry detail"),
+    (
+        "VERTEX",
+        "Color Attribute",
+        "A color per vertex: no extra step, but it needs a dense mesh to carry detail",
+    ),
     (
         "TEXTURE",
         "Baked Texture",
-        "A UV layout and a colour texture baked from the model: detail independent of the mesh density, "
-        "for decimated, game-ready assets. Takes longer (UV unwrapping grows with the triangle count)",
+        "A UV layout and a texture baked from the model: detail however few the faces, for game-ready assets",
     ),
 )
 
@@ -72,7 +75,7 @@ def generation_options(**shared) -> dict:
     return {
         **numbers,
         "color_mode": EnumProperty(
-            name="Color", description="How the mesh carries its colours", items=COLOR_MODES, **shared
+            name="Color", description="How the mesh carries its colors", items=COLOR_MODES, **shared
         ),
         "device": EnumProperty(
             name="Device",

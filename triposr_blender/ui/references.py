@@ -16,7 +16,7 @@ def selected_image_empties(context) -> list[bpy.types.Object]:
 
 
 class TRIPOSR_OT_generate_from_references(bpy.types.Operator):
-    """Make a coloured 3D mesh from the image of each selected image empty, placed and sized at the empty"""
+    """Make a colored 3D mesh from the image of each selected image empty, placed and sized at the empty"""
 
     bl_idname = "triposr.generate_from_references"
     bl_label = "Generate from Selected References"

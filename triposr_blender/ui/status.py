@@ -164,7 +164,8 @@ def _draw_row(column, context, row: Row) -> None:
         block.prop(context.preferences.system, row.setting)
     else:
         continuation = "NONE" if row.icon == "NONE" else "BLANK1"  # wrapped lines align under the first
-        for index, text in enumerate(_wrap(row.text, context)):
+        # Messages from elsewhere (the installer's, say) are sentences; a label ends without a period.
+        for index, text in enumerate(_wrap(row.text.removesuffix("."), context)):
             block.label(text=text, icon=row.icon if index == 0 else continuation)
 
 
