@@ -7,7 +7,15 @@ import re
 import bpy
 import pytest
 
-from triposr_blender.ui import install_ops, operators, preferences, properties, references
+from triposr_blender.ui import (
+    install_ops,
+    operators,
+    panel,
+    preferences,
+    properties,
+    references,
+    translations,
+)
 
 pytestmark = pytest.mark.blender
 
@@ -99,3 +107,28 @@ def test_the_text_is_in_us_english_with_blenders_terms(extension):
             if ours in text:
                 wrong.append(f"{where}: {ours} (Blender: {blenders}) in {text!r}")
     assert not wrong, "\n".join(wrong)
+
+
+@pytest.mark.parametrize("locale", sorted(translations.LANGUAGES))
+def test_every_label_and_tooltip_is_translated(extension, locale):
+    """A language is done when everything the add-on registers reads in it, panel titles included."""
+    english = {text for _where, _kind, text in texts(extension) if text} | {
+        cls.bl_label for cls in panel.classes
+    }
+    strings = translations.LANGUAGES[locale]
+    assert sorted(english - set(strings)) == []
+    assert not [text for text in strings if text not in english], "no translation of text the add-on lacks"
+
+
+@pytest.mark.parametrize("locale", sorted(translations.LANGUAGES))
+def test_translations_follow_the_same_rules_as_the_english(locale):
+    for english, text in translations.LANGUAGES[locale].items():
+        assert text.strip() and not text.endswith("."), (english, text)
+        assert len(text) <= LONGEST_TOOLTIP + 20, (english, text)  # other languages run a little longer
+
+
+def test_blender_takes_the_translations_in_their_form():
+    """Blender registers them with the add-on; the bpy wheel, built without international support, has no
+    language to show them in, so the form is what can be checked here."""
+    bpy.app.translations.register("triposr-form-check", translations.translation_dictionary())
+    bpy.app.translations.unregister("triposr-form-check")

@@ -5,10 +5,11 @@ Everything here is a Blender class or draws one; the data work is ``blender``'s,
 
 import bpy
 
-from . import drop, install_ops, operators, panel, preferences, properties, references
+from . import drop, install_ops, operators, panel, preferences, properties, references, translations
 
-# Registration order: properties before the classes that use them, the panel after its operators.
-MODULES = (install_ops, properties, preferences, operators, drop, references, panel)
+# Registration order: the translations first (Blender translates as it registers), properties before the
+# classes that use them, the panel after its operators.
+MODULES = (translations, install_ops, properties, preferences, operators, drop, references, panel)
 
 
 def register() -> None:
