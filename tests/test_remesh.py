@@ -130,9 +130,7 @@ def test_an_object_without_scene_codes_cannot_be_remeshed_and_says_why(extension
     bpy.context.scene.collection.objects.link(plain)
     select_only(plain)
 
-    with pytest.raises(
-        RuntimeError, match="Select objects made by Generate \\(TripoSR objects\\) to remesh"
-    ):
+    with pytest.raises(RuntimeError, match="Select objects made by Generate \\(TripoSR objects\\) to remesh"):
         bpy.ops.triposr.remesh()
     bpy.data.objects.remove(plain)
 
