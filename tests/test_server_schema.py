@@ -4,10 +4,11 @@ and body."""
 
 import pytest
 from fixture_model import IMAGE, OPTIONS
-from hypothesis import HealthCheck, given, settings
 from server_harness import TOKEN, Server
 
-schemathesis = pytest.importorskip("schemathesis")  # a development tool: not in the LTS venv
+# Development tools, not in the LTS venv: there this module is skipped.
+schemathesis = pytest.importorskip("schemathesis")
+hypothesis = pytest.importorskip("hypothesis")
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 # No schema can say which bytes decode as an image: for a request the schema allows, 400 ("not an image") is
@@ -84,8 +85,10 @@ def test_each_operation_answers_only_what_its_schema_documents_whatever_a_client
     """Schemathesis's generated requests, valid and not: never a 500, and no status, media type, header or
     body the schema does not document."""
 
-    @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck), database=None)
-    @given(case=api[path][method].as_strategy())
+    @hypothesis.settings(
+        max_examples=25, deadline=None, suppress_health_check=list(hypothesis.HealthCheck), database=None
+    )
+    @hypothesis.given(case=api[path][method].as_strategy())
     def answers_as_documented(case):
         case.headers = {**(case.headers or {}), **AUTH}
         case.call_and_validate(base_url=server.url)
