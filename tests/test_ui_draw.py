@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import bpy
 import pytest
 from conftest import FIXTURE_IMAGE
+from ui_text_rules import BLENDER_TERMS, BRITISH
 
 from triposr_blender import dependencies
 from triposr_blender.ui import install_ops, panel, preferences
@@ -78,9 +79,7 @@ class RecordingLayout:
 
 
 def check_label(text: str) -> None:
-    """A drawn label reads like Blender's: no final period, US spelling, Blender's terms (test_ui_text)."""
-    from test_ui_text import BLENDER_TERMS, BRITISH
-
+    """A drawn label reads like Blender's: no final period, US spelling, Blender's terms (ui_text_rules)."""
     assert not text.endswith("."), f"a label ends with a period: {text!r}"
     assert not [word for word in BRITISH if word in text.lower()], f"British spelling in {text!r}"
     assert not [term for term in BLENDER_TERMS if term in text], f"not Blender's term in {text!r}"

@@ -6,6 +6,7 @@ import re
 
 import bpy
 import pytest
+from ui_text_rules import BLENDER_TERMS, BRITISH
 
 from triposr_blender.ui import (
     install_ops,
@@ -19,24 +20,6 @@ from triposr_blender.ui import (
 
 pytestmark = pytest.mark.blender
 
-# British spellings, as stems, and the US ones Blender's UI uses.
-BRITISH = {
-    "colour": "color",
-    "centre": "center",
-    "grey": "gray",
-    "behaviour": "behavior",
-    "rasteris": "rasteriz",
-    "normalis": "normaliz",
-    "optimis": "optimiz",
-    "visualis": "visualiz",
-    "initialis": "initializ",
-    "recognis": "recogniz",
-    "analys": "analyz",
-    "licence": "license",
-    "cancelled": "canceled",
-}
-# What Blender calls the things the add-on names.
-BLENDER_TERMS = {"Vertex Colors": "Color Attribute", "Re-mesh": "Remesh", "Re-Mesh": "Remesh"}
 LONGEST_TOOLTIP = 120  # characters: one short sentence
 INHERITED = {"rna_type", "name", "bl_idname"}  # the RNA's own properties, not the add-on's
 
