@@ -17,6 +17,11 @@ Every row runs in its own child process, so that each peak RSS is that row's own
   not included). The sparse meshes are compared with the dense one: vertex counts and Hausdorff distance
   in grid cells. Dense above 256 is estimated from dense 256's time per point unless --all-dense.
 - GPU rows, when CUDA is present: the same pipeline on the GPU with torch.cuda.max_memory_allocated.
+- per-image stages: what follows the encoder for each image, on the device the model would use, with
+  "host s", the wall time minus the time inside torch operators (torch.profiler). On a GPU the operators
+  run on the device and the host time is what the CPU adds: with no GPU here, it is the GPU's floor.
+  Background removal runs examples/chair.png through rembg's u2netp (from `make test`; the product's u2net
+  is about 40 times larger) both ways: with torch, as on a GPU, and with onnxruntime, as on the CPU.
 
     .venv/bin/python scripts/bench.py [--all-dense] [--resolutions 256 384 512]
 """
@@ -40,6 +45,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from bench_core import bench_image, peak_rss_mb, write_random_checkpoint  # noqa: E402
 from bench_field import THRESHOLD, load_bench_field  # noqa: E402
+from PIL import Image  # noqa: E402
 from scipy.spatial import cKDTree  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
@@ -84,6 +90,7 @@ def main() -> None:
                 child("end_to_end", folder, "cuda", "exact", "", f"{folder}/cuda.npz"), flops, "cuda"
             )
     rows += extraction_rows(args.resolutions, args.all_dense)
+    rows += stage_rows(child("stages"))
     print_table(rows, time.perf_counter() - started)
 
 
@@ -98,9 +105,11 @@ class Row:
         queries=None,
         rss_mb=None,
         note="",
+        host_seconds=None,
     ):
         self.stage, self.seconds, self.gflops, self.gflops_per_s = stage, seconds, gflops, gflops_per_s
         self.floor, self.queries, self.rss_mb, self.note = floor, queries, rss_mb, note
+        self.host_seconds = host_seconds
 
 
 def child(name: str, *args: str) -> dict:
@@ -201,10 +210,46 @@ def extract_bench_field(method: str, resolution: str, mesh_path: str) -> dict:
     }
 
 
+def per_image_stages() -> dict:
+    """Each stage after the encoder, warm (second of two runs), with its wall and host seconds."""
+    from triposr_blender.core import background
+    from triposr_blender.core.floaters import remove_floaters
+
+    stages = {}
+    u2net_home = REPO / ".venv" / "u2net"
+    if (u2net_home / "u2netp.onnx").is_file():
+        os.environ.setdefault("U2NET_HOME", str(u2net_home))
+        with Image.open(REPO / "examples" / "chair.png") as opened:
+            image = opened.convert("RGB")
+        torch_model = background.mask_model("u2netp", "cpu")
+        stages["remove background, torch: GPUs' path"] = host_timed(lambda: torch_model.predict(image), "cpu")
+        stages["remove background, onnxruntime: CPU's path"] = host_timed(
+            lambda: background.object_mask(image, "u2netp", "cpu"), "cpu"
+        )
+    model, scene = load_bench_field()
+    mesh = stages["mesh at 256: surface and colors"] = host_timed(
+        lambda: model.extract_mesh(scene, resolution=256, threshold=THRESHOLD), str(model.device)
+    )
+    stages["remove floaters (scipy)"] = host_timed(lambda: remove_floaters(mesh["value"], 0.05), "cpu")
+    for figures in stages.values():
+        figures.pop("value")
+    return stages
+
+
+def host_timed(action, device: str) -> dict:
+    """The second of two runs: wall seconds, and host seconds (wall minus the top-level torch operators')."""
+    action()
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profiler:
+        value, wall = timed(action)
+    inside = sum(event.cpu_time_total for event in profiler.events() if event.cpu_parent is None) / 1e6
+    return {"value": value, "seconds": wall, "host_seconds": max(wall - inside, 0.0), "device": device}
+
+
 CHILDREN = {
     "checkpoint": make_checkpoint,
     "end_to_end": end_to_end,
     "extract": extract_bench_field,
+    "stages": per_image_stages,
 }
 
 
@@ -289,6 +334,13 @@ def extraction_rows(resolutions: list[int], all_dense: bool) -> list[Row]:
     return rows
 
 
+def stage_rows(stages: dict) -> list[Row]:
+    return [
+        Row(f"{name} ({figures['device']})", figures["seconds"], host_seconds=figures["host_seconds"])
+        for name, figures in stages.items()
+    ]
+
+
 def extraction_row(method: str, resolution: int, result: dict) -> Row:
     return Row(
         f"extract {method} {resolution} (bench field)",
@@ -321,14 +373,16 @@ def print_table(rows: list[Row], total_seconds: float) -> None:
         f"TripoSR benchmark ({platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
         f"{torch.get_num_threads()} threads; CUDA {'yes' if torch.cuda.is_available() else 'no'})"
     )
-    columns = [("stage", "<48"), ("s", ">8"), ("GFLOP", ">7"), ("GFLOP/s", ">8"), ("x floor", ">8")]
+    columns = [("stage", "<48"), ("s", ">8"), ("host s", ">7"), ("GFLOP", ">7"), ("GFLOP/s", ">8")]
+    columns += [("x floor", ">8")]
     columns += [("queries", ">11"), ("RSS MB", ">7")]
     header = " ".join(format(name, spec) for name, spec in columns) + "  notes"
     print(header)
     print("-" * len(header))
     for row in rows:
         print(
-            f"{row.stage:<48} {fmt(row.seconds, '.2f'):>8} {fmt(row.gflops, '.0f'):>7} "
+            f"{row.stage:<48} {fmt(row.seconds, '.2f'):>8} {fmt(row.host_seconds, '.3f'):>7} "
+            f"{fmt(row.gflops, '.0f'):>7} "
             f"{fmt(row.gflops_per_s, '.1f'):>8} {fmt(row.floor, '.2f'):>8} {fmt(row.queries, ',d'):>11} "
             f"{fmt(row.rss_mb, '.0f'):>7}  {row.note}"
         )

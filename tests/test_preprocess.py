@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from triposr_blender.core import preprocess
+from triposr_blender.core import background, preprocess
 from triposr_blender.core.errors import Cancelled, InvalidImageError, ModelLoadError
 from triposr_blender.core.preprocess import load_image, preprocess_image
 
@@ -387,7 +387,7 @@ def test_with_downloads_not_allowed_a_missing_rembg_model_is_explained_instead_o
 ):
     """Blender's Allow Online Access off: rembg must not fetch its 176 MB model on first use."""
     monkeypatch.setenv("U2NET_HOME", str(tmp_path / "no-models-here"))
-    monkeypatch.setattr(preprocess, "_rembg_sessions", {})
+    monkeypatch.setattr(background, "_cache", {})
 
     with pytest.raises(ModelLoadError, match="not downloaded yet, and online access is off") as refused:
         preprocess_image(teapot, rembg_model="u2net", allow_download=False)

@@ -9,16 +9,16 @@ cut-out premultiplies colour by alpha and then composites with alpha again, dark
 """
 
 import io
-import threading
 import warnings
 from pathlib import Path
-from typing import Any
 
 import numpy as np
+import torch
 from PIL import Image, ImageOps
 
+from .background import object_mask
 from .defaults import DEFAULT_FOREGROUND_RATIO, MAX_IMAGE_PIXELS
-from .errors import InvalidImageError, ModelLoadError
+from .errors import InvalidImageError
 from .progress import REMOVING_BACKGROUND, Progress
 
 ImageSource = Image.Image | str | Path | bytes
@@ -27,9 +27,6 @@ DEFAULT_MAX_SIDE = 2048
 # rembg's masks are soft; a result with no pixel more likely object than background found nothing.
 CONFIDENT_FOREGROUND = 128
 SIXTEEN_BIT_GREY_MODES = {"I;16", "I;16L", "I;16B", "I;16N", "I"}
-
-_rembg_sessions: dict[str, Any] = {}
-_rembg_sessions_lock = threading.Lock()
 
 
 def preprocess_image(
@@ -41,13 +38,15 @@ def preprocess_image(
     max_side: int = DEFAULT_MAX_SIDE,
     progress: Progress | None = None,
     allow_download: bool = True,
+    device: str | torch.device = "cpu",
 ) -> Image.Image:
     """Prepare ``image`` (a PIL image, a file path or encoded bytes) for ``TripoSR.encode``.
 
     Returns a new RGB image: the object centred on 0.5 grey, filling ``foreground_ratio`` of the side.
     An image whose alpha channel has transparent pixels is framed using that alpha, whatever
     ``remove_background`` says; any other image goes through rembg's ``rembg_model`` if
-    ``remove_background``, or is returned as RGB unchanged if not. Images larger than ``max_side`` are
+    ``remove_background`` (on ``device``, the model's: see background.py), or is returned as RGB unchanged
+    if not. Images larger than ``max_side`` are
     scaled down first. rembg downloads its model on first use unless ``allow_download`` is false. Raises
     InvalidImageError for unusable input and ModelLoadError if rembg or its model cannot be loaded.
     """
@@ -57,7 +56,7 @@ def preprocess_image(
         check_something_visible(image)
         cutout = image
     elif remove_background:
-        cutout = cut_out_object(image.convert("RGB"), rembg_model, progress, allow_download)
+        cutout = cut_out_object(image.convert("RGB"), rembg_model, progress, allow_download, device)
     else:
         return image.convert("RGB")
     return composite_on_grey(frame_object(cutout, foreground_ratio))
@@ -186,13 +185,16 @@ def check_something_visible(image: Image.Image) -> None:
 
 
 def cut_out_object(
-    image: Image.Image, rembg_model: str, progress: Progress | None, allow_download: bool = True
+    image: Image.Image,
+    rembg_model: str,
+    progress: Progress | None,
+    allow_download: bool = True,
+    device: str | torch.device = "cpu",
 ) -> Image.Image:
-    """Run rembg on an RGB image and return it as RGBA with rembg's mask as alpha."""
+    """Mask an RGB image with rembg's model, run on ``device``: RGBA with the mask as alpha."""
     if progress:
         progress(REMOVING_BACKGROUND, 0.0)
-    rembg = import_rembg()
-    mask = rembg.remove(image, session=rembg_session(rembg_model, allow_download), only_mask=True)
+    mask = object_mask(image, rembg_model, device, allow_download)
     if mask.getextrema()[1] < CONFIDENT_FOREGROUND:
         raise InvalidImageError(
             "No object was found in the image after removing the background. Use a picture of one "
@@ -203,56 +205,6 @@ def cut_out_object(
     if progress:
         progress(REMOVING_BACKGROUND, 1.0)
     return cutout
-
-
-def import_rembg() -> Any:
-    """Import rembg on first use only: its first import ever compiles numba code for about a minute."""
-    try:
-        import rembg
-    except ImportError as error:
-        raise ModelLoadError(
-            f"Background removal needs the rembg package, which cannot be imported ({error}). "
-            "Install the add-on's dependencies, or turn background removal off and use an image "
-            "with a transparent background."
-        ) from error
-    return rembg
-
-
-def rembg_session(model_name: str, allow_download: bool = True) -> Any:
-    """rembg's session for ``model_name``, created once and reused: creating one loads the ONNX model."""
-    with _rembg_sessions_lock:
-        if model_name not in _rembg_sessions:
-            _rembg_sessions[model_name] = new_rembg_session(model_name, allow_download)
-        return _rembg_sessions[model_name]
-
-
-def new_rembg_session(model_name: str, allow_download: bool = True) -> Any:
-    rembg = import_rembg()
-    if model_name not in rembg.sessions.sessions_names:
-        raise ModelLoadError(
-            f"Unknown background-removal model {model_name!r}; "
-            f"choose one of {', '.join(rembg.sessions.sessions_names)}."
-        )
-    model_folder = Path(rembg.sessions.base.BaseSession.u2net_home())
-    if not allow_download and not (model_folder / f"{model_name}.onnx").is_file():
-        raise ModelLoadError(
-            f"Background removal needs rembg's {model_name} model, which is not downloaded yet, and online "
-            "access is off. Allow it in Preferences > System > Network > Allow Online Access (the model is "
-            f"downloaded once, 176 MB for u2net), or copy {model_name}.onnx into {model_folder}, or turn "
-            "Remove Background off and use an image with a transparent background."
-        )
-    try:
-        return rembg.new_session(model_name)
-    except Exception as error:
-        # rembg downloads the model on first use; a missing network, a failed checksum or a damaged file
-        # surface as requests, pooch or onnxruntime errors that share no base class but Exception.
-        model_folder = rembg.sessions.base.BaseSession.u2net_home()
-        raise ModelLoadError(
-            f"The background-removal model {model_name!r} could not be loaded ({error}). rembg downloads "
-            f"it into {model_folder} on first use: connect to the internet once, or copy "
-            f"{model_name}.onnx there (the U2NET_HOME environment variable picks another folder). "
-            "Or turn background removal off and use an image with a transparent background."
-        ) from error
 
 
 def frame_object(cutout: Image.Image, foreground_ratio: float) -> Image.Image:

@@ -14,17 +14,21 @@ and that touches no queried block, i.e. a floater or object thinner than a block
 """
 
 import functools
+import logging
 from collections.abc import Callable
 
 import mcubes
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from .isosurface import POINTS_PER_CALL, DensityFn, extract_dense, grid_to_model_space
 from .renderer import scale_tensor
 
+LOG = logging.getLogger(__name__)
+
 # Cube corners as offsets (dx, dy, dz); corner n is bit n of a cell's case number.
-_CORNERS = np.array([[(n >> 2) & 1, (n >> 1) & 1, n & 1] for n in range(8)])
+_CORNERS = [((n >> 2) & 1, (n >> 1) & 1, n & 1) for n in range(8)]
 # Cube edges: edge 4a + 2p + q runs along axis a from the corner whose other two offsets are (p, q).
 _EDGE_AXIS = np.repeat(np.arange(3), 4)
 _EDGE_START = np.array([np.insert([(e >> 1) & 1, e & 1], axis, 0) for axis in range(3) for e in range(4)])
@@ -45,11 +49,19 @@ def extract_sparse(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Same inputs and output as ``extract_dense``: (vertices (V, 3) float32 in model space, faces int64).
 
-    When the coarse grid sees no surface at all (an object thinner than a block), this falls back to the
-    dense path, which finds it or says why there is none.
+    The bookkeeping runs in torch on the device ``density_fn`` answers on, so on a GPU only the finished
+    mesh crosses to the host. Should that device run out of memory, it runs again with the values on the
+    CPU, which gives the same mesh. When the coarse grid sees no surface at all (an object thinner than a
+    block), this falls back to the dense path, which finds it or says why there is none.
     """
     axis = scale_tensor(torch.linspace(0.0, 1.0, resolution), (0.0, 1.0), (-radius, radius))
-    mesh = sparse_marching_cubes(density_fn, axis, threshold, block, margin, on_progress)
+    try:
+        mesh = sparse_marching_cubes(density_fn, axis, threshold, block, margin, on_progress)
+    except torch.OutOfMemoryError:
+        LOG.warning(
+            "Surface extraction ran out of GPU memory; extracting with the values on the CPU instead."
+        )
+        mesh = sparse_marching_cubes(density_fn, axis, threshold, block, margin, on_progress, "cpu")
     if mesh is None:
         dense_progress = _progress_span(on_progress, _COARSE_SHARE, 1.0)
         return extract_dense(density_fn, resolution, radius, threshold, dense_progress)
@@ -66,29 +78,31 @@ def sparse_marching_cubes(
     block: int = 4,
     margin: int = 1,
     on_progress: Callable[[float], None] | None = None,
+    device: torch.device | str | None = None,
 ) -> tuple[np.ndarray, np.ndarray, int] | None:
     """Marching cubes of ``density == threshold`` over the grid axis × axis × axis.
 
-    ``axis`` holds the grid's coordinates along one axis, the values the dense grid uses. Returns the
-    vertices in grid-index units (float64), the faces (int64) as PyMCubes winds them for the dense grid,
-    and the number of points queried; None when no block corners straddle the threshold.
+    ``axis`` holds the grid's coordinates along one axis, the values the dense grid uses. The values and
+    the bookkeeping stay on ``device``, by default the one ``density_fn`` answers on. Returns the vertices
+    in grid-index units (float64), the faces (int64) as PyMCubes winds them for the dense grid, and the
+    number of points queried; None when no block corners straddle the threshold.
     """
-    grid = _BrickGrid(density_fn, axis, threshold, block)
+    grid = _BrickGrid(density_fn, axis, threshold, block, device)
     coarse = grid.coarse_values(_progress_span(on_progress, 0.0, _COARSE_SHARE))
     active = _dilate(_straddling_cells(coarse > 0), margin)
     if not active.any():
         return None
-    new, done = active.copy(), _COARSE_SHARE
+    new, done = active.clone(), _COARSE_SHARE
     while new.any():
         share = _FIRST_PASS_SHARE if done == _COARSE_SHARE else (1.0 - done) / 2
-        blocks = np.argwhere(new)
+        blocks = torch.nonzero(new)
         values = grid.block_values(blocks, _progress_span(on_progress, done, done + share))
         new = grid.neighbours_across_crossed_faces(blocks, values > 0) & ~active
         active |= new
         done += share
-    blocks = np.argwhere(active)
+    blocks = torch.nonzero(active)
     vertices, faces = _march(blocks * block, grid.block_values(blocks), len(axis))
-    return vertices, faces, grid.queried
+    return vertices.cpu().numpy(), faces.cpu().numpy(), grid.queried
 
 
 class _BrickGrid:
@@ -96,32 +110,45 @@ class _BrickGrid:
 
     Values live in bricks of block³ vertices, allocated only where queried (NaN until then), so memory
     follows the surface, not the grid's volume. Cell block b spans vertices b·block … (b+1)·block, which
-    lie in bricks b and b + 1 along each axis.
+    lie in bricks b and b + 1 along each axis. Every array lives on ``device``; None: the device of the
+    first values ``density_fn`` returns.
     """
 
-    def __init__(self, density_fn: DensityFn, axis: torch.Tensor, threshold: float, block: int):
-        self.density_fn, self.axis, self.threshold, self.block = density_fn, axis, threshold, block
+    def __init__(
+        self,
+        density_fn: DensityFn,
+        axis: torch.Tensor,
+        threshold: float,
+        block: int,
+        device: torch.device | str | None,
+    ):
+        self.density_fn, self.axis, self.block = density_fn, axis, block
+        self.threshold = torch.tensor(threshold, dtype=torch.float32)
+        self.device = None if device is None else torch.device(device)
         self.resolution = len(axis)
         self.blocks = -(-(self.resolution - 1) // block)
-        self.slots = np.full((-(-self.resolution // block),) * 3, -1, dtype=np.int32)
-        self.bricks = np.zeros((0, block, block, block), dtype=np.float32)
         self.queried = 0
+        self.slots: torch.Tensor | None = None
+        self.bricks: torch.Tensor | None = None
 
-    def coarse_values(self, on_progress: Callable[[float], None] | None = None) -> np.ndarray:
+    def coarse_values(self, on_progress: Callable[[float], None] | None = None) -> torch.Tensor:
         """Values at the block corners: a (blocks + 1)³ grid, the last corner clamped to the grid's end."""
-        corners = np.minimum(np.arange(self.blocks + 1) * self.block, self.resolution - 1)
-        ijk = np.stack(np.meshgrid(corners, corners, corners, indexing="ij"), axis=-1).reshape(-1, 3)
-        return self._query(ijk, on_progress).reshape((self.blocks + 1,) * 3)
+        corners = torch.clamp(torch.arange(self.blocks + 1) * self.block, max=self.resolution - 1)
+        ijk = torch.stack(torch.meshgrid(corners, corners, corners, indexing="ij"), dim=-1).reshape(-1, 3)
+        values = self._query(ijk, on_progress).reshape((self.blocks + 1,) * 3)
+        self.slots = torch.full((-(-self.resolution // self.block),) * 3, -1, device=self.device)
+        self.bricks = torch.zeros((0, self.block, self.block, self.block), device=self.device)
+        return values
 
     def block_values(
-        self, blocks: np.ndarray, on_progress: Callable[[float], None] | None = None
-    ) -> np.ndarray:
+        self, blocks: torch.Tensor, on_progress: Callable[[float], None] | None = None
+    ) -> torch.Tensor:
         """(B, block+1, block+1, block+1) values of the given cell blocks, querying what is missing.
 
         Past the grid's end (a thinner last block) the indices repeat the last vertex. Blocks go in
         groups, which bounds the index arrays' memory whatever the resolution."""
         groups = range(0, len(blocks), _BLOCKS_PER_GROUP)
-        return np.concatenate(
+        return torch.cat(
             [
                 self._group_values(
                     blocks[start : start + _BLOCKS_PER_GROUP],
@@ -131,108 +158,138 @@ class _BrickGrid:
             ]
         )
 
-    def _group_values(self, blocks: np.ndarray, on_progress: Callable[[float], None] | None) -> np.ndarray:
+    def _group_values(
+        self, blocks: torch.Tensor, on_progress: Callable[[float], None] | None
+    ) -> torch.Tensor:
         self._allocate(blocks)
-        local = np.arange(self.block + 1)
-        ijk = [np.minimum(blocks[:, a, None] * self.block + local, self.resolution - 1) for a in range(3)]
+        local = torch.arange(self.block + 1, device=self.device)
+        ijk = [
+            torch.clamp(blocks[:, a, None] * self.block + local, max=self.resolution - 1) for a in range(3)
+        ]
         slot = self.slots.reshape(-1)[_outer_linear([index // self.block for index in ijk], len(self.slots))]
         flat = slot * self.block**3 + _outer_linear([index % self.block for index in ijk], self.block)
         values = self.bricks.reshape(-1)[flat]
-        missing = np.isnan(values)
+        missing = torch.isnan(values)
         if missing.any():
-            b, x, y, z = np.nonzero(missing)
-            wanted = np.stack([ijk[0][b, x], ijk[1][b, y], ijk[2][b, z]], axis=-1)
-            _, first, inverse = np.unique(flat[missing], return_index=True, return_inverse=True)
-            fresh = self._query(wanted[first], on_progress)[inverse.reshape(-1)]
-            self.bricks.reshape(-1)[flat[missing]] = fresh
+            b, x, y, z = torch.nonzero(missing, as_tuple=True)
+            wanted = torch.stack([ijk[0][b, x], ijk[1][b, y], ijk[2][b, z]], dim=-1)
+            missing_flat = flat[missing]
+            unique, inverse = torch.unique(missing_flat, return_inverse=True)
+            # Entries with the same brick index are the same grid vertex: any one of them stands for all.
+            first = torch.empty(len(unique), dtype=torch.long, device=self.device)
+            first[inverse] = torch.arange(len(inverse), device=self.device)
+            fresh = self._query(wanted[first], on_progress)[inverse]
+            self.bricks.view(-1)[missing_flat] = fresh
             values[missing] = fresh
         return values
 
-    def neighbours_across_crossed_faces(self, blocks: np.ndarray, above: np.ndarray) -> np.ndarray:
+    def neighbours_across_crossed_faces(self, blocks: torch.Tensor, above: torch.Tensor) -> torch.Tensor:
         """Mask of the blocks beyond a face whose vertices straddle the threshold: the surface enters them."""
-        out = np.zeros((self.blocks,) * 3, dtype=bool)
+        out = torch.zeros((self.blocks,) * 3, dtype=torch.bool, device=self.device)
         for axis in range(3):
             for side, step in ((0, -1), (-1, 1)):
-                face = np.take(above, side, axis=axis + 1).reshape(len(blocks), -1)
-                neighbours = blocks[face.any(axis=1) & ~face.all(axis=1)]
+                face = above.select(axis + 1, side).reshape(len(blocks), -1)
+                neighbours = blocks[face.any(dim=1) & ~face.all(dim=1)]
                 neighbours[:, axis] += step
-                out[tuple(neighbours[((neighbours >= 0) & (neighbours < self.blocks)).all(axis=1)].T)] = True
+                inside = ((neighbours >= 0) & (neighbours < self.blocks)).all(dim=1)
+                out[tuple(neighbours[inside].T)] = True
         return out
 
-    def _allocate(self, blocks: np.ndarray) -> None:
-        needed = np.zeros(self.slots.shape, dtype=bool)
+    def _allocate(self, blocks: torch.Tensor) -> None:
+        needed = torch.zeros(self.slots.shape, dtype=torch.bool, device=self.device)
         for offset in _CORNERS:
-            needed[tuple(np.minimum(blocks + offset, len(self.slots) - 1).T)] = True
+            corner = torch.clamp(blocks + torch.tensor(offset, device=self.device), max=len(self.slots) - 1)
+            needed[tuple(corner.T)] = True
         fresh = needed & (self.slots < 0)
         count = int(fresh.sum())
-        self.slots[fresh] = np.arange(len(self.bricks), len(self.bricks) + count)
-        empty = np.full((count, *self.bricks.shape[1:]), np.nan, dtype=np.float32)
-        self.bricks = np.concatenate([self.bricks, empty])
+        self.slots[fresh] = torch.arange(len(self.bricks), len(self.bricks) + count, device=self.device)
+        empty = torch.full((count, *self.bricks.shape[1:]), float("nan"), device=self.device)
+        self.bricks = torch.cat([self.bricks, empty])
 
-    def _query(self, ijk: np.ndarray, on_progress: Callable[[float], None] | None) -> np.ndarray:
+    def _query(self, ijk: torch.Tensor, on_progress: Callable[[float], None] | None) -> torch.Tensor:
         """Query in pieces of POINTS_PER_CALL, reporting progress (and so a chance to cancel) after each."""
         self.queried += len(ijk)
         pieces = []
         for start in range(0, len(ijk), POINTS_PER_CALL):
-            points = self.axis[torch.from_numpy(ijk[start : start + POINTS_PER_CALL])]
-            pieces.append(self.density_fn(points).float().cpu().numpy())
+            piece = ijk[start : start + POINTS_PER_CALL]
+            densities = self.density_fn(self.axis[piece.to(self.axis.device)]).float()
+            if self.device is None:
+                self.device = densities.device
+            # The points are made where the values are kept, so a GPU grid never waits on the host.
+            self.axis = self.axis.to(self.device)
+            pieces.append(densities.to(self.device))
             if on_progress is not None:
                 on_progress(min(start + POINTS_PER_CALL, len(ijk)) / len(ijk))
         # Exactly the dense path's float32 arithmetic, so that every value falls on the same side.
-        return np.concatenate(pieces) - np.float32(self.threshold)
+        return torch.cat(pieces) - self.threshold.to(self.device)
 
 
-def _march(origins: np.ndarray, values: np.ndarray, resolution: int) -> tuple[np.ndarray, np.ndarray]:
+def _march(origins: torch.Tensor, values: torch.Tensor, resolution: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Marching cubes over the cells of the blocks at ``origins``; a vertex shared by cells comes out once."""
+    device = values.device
     case = _cell_cases(origins, values, resolution)
-    block, *cell = np.nonzero((case != 0) & (case != 255))
-    cell = np.stack(cell, axis=-1)
-    counts, edges = _pymcubes_cases()
-    triangle_cell, slot = np.nonzero(np.arange(edges.shape[1]) < counts[case[block, *cell.T]][:, None])
+    block, *cell = torch.nonzero((case != 0) & (case != 255), as_tuple=True)
+    cell = torch.stack(cell, dim=-1)
+    counts, edges = (torch.from_numpy(table).to(device) for table in _pymcubes_cases())
+    cell_case = case[block, *cell.T].long()
+    triangle_cell, slot = torch.nonzero(
+        torch.arange(edges.shape[1], device=device) < counts[cell_case][:, None], as_tuple=True
+    )
     block, cell = block[triangle_cell], cell[triangle_cell]
-    triangle_edges = edges[case[block, *cell.T], slot]  # (T, 3)
+    triangle_edges = edges[cell_case[triangle_cell], slot]  # (T, 3)
+    edge_axis = torch.from_numpy(_EDGE_AXIS).to(device)
 
     # Each triangle corner lies on a grid edge, named by its start vertex and axis: the weld key.
-    start = cell[:, None, :] + _EDGE_START[triangle_edges]  # (T, 3, 3), block-local
+    start = (
+        cell[:, None, :] + torch.from_numpy(_EDGE_START).to(device)[triangle_edges]
+    )  # (T, 3, 3), block-local
     global_start = start + origins[block, None, :]
     keys = (global_start[..., 0] * resolution + global_start[..., 1]) * resolution + global_start[..., 2]
-    _, first, faces = np.unique(
-        (keys * 3 + _EDGE_AXIS[triangle_edges]).reshape(-1), return_index=True, return_inverse=True
-    )
+    keys, faces = torch.unique((keys * 3 + edge_axis[triangle_edges]).reshape(-1), return_inverse=True)
+    # Corners with the same key are the same vertex, from the same stored values: any one stands for all.
+    first = torch.empty(len(keys), dtype=torch.long, device=device)
+    first[faces] = torch.arange(len(faces), device=device)
     vertices = _edge_vertices(
         values,
-        np.repeat(block, 3)[first],
+        block.repeat_interleave(3)[first],
         start.reshape(-1, 3)[first],
         global_start.reshape(-1, 3)[first],
-        _EDGE_AXIS[triangle_edges.reshape(-1)[first]],
+        edge_axis[triangle_edges.reshape(-1)[first]],
     )
-    return vertices, faces.reshape(-1, 3).astype(np.int64)
+    return vertices, faces.reshape(-1, 3)
 
 
-def _cell_cases(origins: np.ndarray, values: np.ndarray, resolution: int) -> np.ndarray:
+def _cell_cases(origins: torch.Tensor, values: torch.Tensor, resolution: int) -> torch.Tensor:
     """(B, n, n, n) case numbers: bit n set where corner n lies above the threshold; 0 past the grid's end."""
     n = values.shape[1] - 1
-    case = np.zeros((len(values), n, n, n), dtype=np.uint8)
+    case = torch.zeros((len(values), n, n, n), dtype=torch.uint8, device=values.device)
     for bit, (dx, dy, dz) in enumerate(_CORNERS):
-        case |= (values[:, dx : dx + n, dy : dy + n, dz : dz + n] > 0).astype(np.uint8) << bit
+        case |= (values[:, dx : dx + n, dy : dy + n, dz : dz + n] > 0).to(torch.uint8) << bit
     # Cells of a thinner last block repeat the grid's last vertex: they are no cells of the grid.
-    inside = origins[:, :, None] + np.arange(n) < resolution - 1
+    inside = origins[:, :, None] + torch.arange(n, device=values.device) < resolution - 1
     case *= inside[:, 0, :, None, None] & inside[:, 1, None, :, None] & inside[:, 2, None, None, :]
     return case
 
 
 def _edge_vertices(
-    values: np.ndarray, block: np.ndarray, start: np.ndarray, global_start: np.ndarray, axis: np.ndarray
-) -> np.ndarray:
+    values: torch.Tensor,
+    block: torch.Tensor,
+    start: torch.Tensor,
+    global_start: torch.Tensor,
+    axis: torch.Tensor,
+) -> torch.Tensor:
     """Where the field crosses zero along each edge, interpolated linearly, in grid-index units.
 
     PyMCubes computes (x1 - x0)·(iso - f0)/(f1 - f0) + x0 in float64; with x1 - x0 = 1 this is the
-    same arithmetic, so vertices agree with the dense path's bit for bit.
+    same arithmetic, so vertices agree with the dense path's bit for bit. Apple's MPS has no float64:
+    there the last step runs on the CPU.
     """
-    f0 = values[block, *start.T].astype(np.float64)
-    f1 = values[block, *(start + np.eye(3, dtype=start.dtype)[axis]).T].astype(np.float64)
-    vertices = global_start.astype(np.float64)
-    vertices[np.arange(len(start)), axis] += (0.0 - f0) / (f1 - f0)
+    end = start + torch.eye(3, dtype=start.dtype, device=start.device)[axis]
+    f0, f1 = values[block, *start.T], values[block, *end.T]
+    exact = torch.device("cpu") if values.device.type == "mps" else values.device
+    f0, f1 = f0.to(exact, torch.float64), f1.to(exact, torch.float64)
+    vertices = global_start.to(exact, torch.float64)
+    vertices[torch.arange(len(start), device=exact), axis.to(exact)] += (0.0 - f0) / (f1 - f0)
     return vertices
 
 
@@ -263,30 +320,23 @@ def _progress_span(
     return lambda fraction: on_progress(start + (end - start) * fraction)
 
 
-def _outer_linear(rows: list[np.ndarray], size: int) -> np.ndarray:
+def _outer_linear(rows: list[torch.Tensor], size: int) -> torch.Tensor:
     """(B, n, n, n) C-order linear indices into a size³ array from per-block index rows (3 × (B, n))."""
     i, j, k = rows
     return (i[:, :, None, None] * size + j[:, None, :, None]) * size + k[:, None, None, :]
 
 
-def _straddling_cells(above: np.ndarray) -> np.ndarray:
+def _straddling_cells(above: torch.Tensor) -> torch.Tensor:
     """Cells of a vertex grid whose eight corners are not all on the same side."""
-    n = np.array(above.shape) - 1
-    corners = [above[dx : dx + n[0], dy : dy + n[1], dz : dz + n[2]] for dx, dy, dz in _CORNERS]
-    return np.logical_or.reduce(corners) & ~np.logical_and.reduce(corners)
+    n = [size - 1 for size in above.shape]
+    corners = torch.stack([above[dx : dx + n[0], dy : dy + n[1], dz : dz + n[2]] for dx, dy, dz in _CORNERS])
+    return corners.any(dim=0) & ~corners.all(dim=0)
 
 
-def _dilate(mask: np.ndarray, margin: int) -> np.ndarray:
+def _dilate(mask: torch.Tensor, margin: int) -> torch.Tensor:
     """Grow a 3D mask by `margin` cells in every direction, diagonals included."""
-    n = mask.shape
-    for _ in range(margin):
-        padded = np.pad(mask, 1)
-        mask = np.logical_or.reduce(
-            [
-                padded[i : i + n[0], j : j + n[1], k : k + n[2]]
-                for i in range(3)
-                for j in range(3)
-                for k in range(3)
-            ]
-        )
-    return mask
+    if margin == 0:
+        return mask
+    size = 2 * margin + 1
+    grown = F.max_pool3d(mask[None, None].float(), size, stride=1, padding=margin)
+    return grown[0, 0] > 0

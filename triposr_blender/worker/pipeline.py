@@ -173,7 +173,8 @@ def tensor_bytes(value) -> int:
 
 
 def encode_image(model, image, options: GenerateOptions, progress: Progress, allow_download: bool = True):
-    """One image (a path or a PIL image) prepared and encoded: its scene codes [1, 3, C, H, W].
+    """One image (a path or a PIL image) prepared on the model's device and encoded: its scene codes
+    [1, 3, C, H, W].
     ``allow_download``: whether background removal may fetch its model (online access)."""
     from ..core import preprocess_image
 
@@ -184,6 +185,7 @@ def encode_image(model, image, options: GenerateOptions, progress: Progress, all
         foreground_ratio=options.foreground_ratio,
         progress=progress,
         allow_download=allow_download,
+        device=model.device,
     )
     return model.encode(prepared, progress=progress)
 
