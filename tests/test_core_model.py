@@ -73,8 +73,8 @@ def test_extract_mesh_reports_its_stages_in_order(model, scene):
     reports = []
     model.extract_mesh(scene, resolution=24, threshold=0.4, progress=lambda *report: reports.append(report))
     stages = list(dict.fromkeys(stage for stage, _ in reports))
-    assert stages == ["Computing density grid", "Extracting surface", "Colouring vertices"]
-    assert reports[-1] == ("Colouring vertices", 1.0)
+    assert stages == ["Computing density grid", "Extracting surface", "Coloring vertices"]
+    assert reports[-1] == ("Coloring vertices", 1.0)
 
 
 def test_a_progress_callback_can_cancel_mesh_extraction(model, scene):

@@ -1,4 +1,9 @@
-"""Sparse (coarse-to-fine) surface extraction gives the dense mesh while querying a fraction of the grid."""
+"""Sparse (coarse-to-fine) surface extraction gives the dense mesh while querying a fraction of the grid.
+
+Its bookkeeping runs in torch on the device the density comes from; the CPU here computes what a GPU does,
+and gives PyMCubes' dense mesh exactly."""
+
+import logging
 
 import numpy as np
 import pytest
@@ -6,7 +11,7 @@ import torch
 from bench_field import THRESHOLD, load_bench_field
 from scipy.spatial import cKDTree
 
-from triposr_blender.core import Cancelled, NoSurfaceError
+from triposr_blender.core import Cancelled, NoSurfaceError, sparse_isosurface
 from triposr_blender.core.isosurface import extract_dense
 from triposr_blender.core.sparse_isosurface import extract_sparse
 
@@ -135,3 +140,21 @@ def test_the_default_extraction_is_sparse(bench_field, monkeypatch):
     monkeypatch.setattr(renderer, "query", recording_query)
     mesh = model.extract_mesh(scene, resolution=64, threshold=THRESHOLD)
     assert sum(queried) - len(mesh.vertices) < 0.5 * 64**3
+
+
+def test_a_device_out_of_memory_extracts_again_with_the_values_on_the_cpu_and_says_so(monkeypatch, caplog):
+    allocate, attempts = sparse_isosurface._BrickGrid._allocate, []
+
+    def out_of_memory_the_first_time(grid, blocks):
+        attempts.append(grid)
+        if attempts[0] is grid:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        allocate(grid, blocks)
+
+    monkeypatch.setattr(sparse_isosurface._BrickGrid, "_allocate", out_of_memory_the_first_time)
+    with caplog.at_level(logging.WARNING, logger=sparse_isosurface.__name__):
+        mesh = extract_sparse(solid(torus), 48, RADIUS, THRESHOLD)
+
+    assert_same_mesh(mesh, extract_dense(solid(torus), 48, RADIUS, THRESHOLD))
+    assert attempts[-1].device == torch.device("cpu")
+    assert "ran out of GPU memory; extracting with the values on the CPU instead" in caplog.text

@@ -145,7 +145,7 @@ def test_progress_reports_each_stage_to_the_end_and_can_cancel(mesh, color_fn):
         seen[stage] = max(seen.get(stage, 0.0), fraction)
 
     bake_texture(mesh, color_fn, texture_size=64, padding=1, progress=progress)
-    assert seen == {"Unwrapping UVs": 1.0, "Rasterising UV layout": 1.0, "Baking texture": 1.0}
+    assert seen == {"Unwrapping UVs": 1.0, "Rasterizing UV layout": 1.0, "Baking texture": 1.0}
 
     def cancel(stage, fraction):
         if stage == "Baking texture":

@@ -21,10 +21,10 @@ REUSING_CODES = "Reusing the encoded image"
 QUERY_STAGE = "Querying the field"
 GRID_STAGE = "Computing density grid"
 SURFACE_STAGE = "Extracting surface"
-COLOR_STAGE = "Colouring vertices"
+COLOR_STAGE = "Coloring vertices"
 DECIMATE_STAGE = "Decimating mesh"
 UNWRAP_STAGE = "Unwrapping UVs"
-RASTERIZE_STAGE = "Rasterising UV layout"
+RASTERIZE_STAGE = "Rasterizing UV layout"
 BAKE_STAGE = "Baking texture"
 JOB_STAGES = (
     DOWNLOAD_STAGE,
