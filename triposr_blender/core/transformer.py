@@ -193,7 +193,9 @@ class Transformer1D(nn.Module):
     ) -> torch.Tensor:
         """``hidden_states`` [B, C, N], ``encoder_hidden_states`` [B, T, C_enc] -> [B, C, N]."""
         residual = hidden_states
-        hidden_states = self.proj_in(self.norm(hidden_states).permute(0, 2, 1))
+        # Token-major and contiguous before the matrix product, as the reference does: a product over a
+        # transposed view reads memory across rows.
+        hidden_states = self.proj_in(self.norm(hidden_states).permute(0, 2, 1).contiguous())
         for index, block in enumerate(self.transformer_blocks):
             hidden_states = block(hidden_states, encoder_hidden_states)
             if on_block is not None:
