@@ -21,7 +21,7 @@ import torch.nn.functional as F
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
-from bench_field import FIELD, OFFICIAL_CONFIG, THRESHOLD  # noqa: E402
+from bench_field import FIELD, OBJECT_HALF_EXTENT, OFFICIAL_CONFIG, THRESHOLD, suzanne_triangles  # noqa: E402
 
 from triposr_blender.core.config import load_config  # noqa: E402
 from triposr_blender.core.networks import NeRFMLP  # noqa: E402
@@ -31,29 +31,9 @@ CONFIG = load_config(OFFICIAL_CONFIG)
 RENDERER = TriplaneNeRFRenderer(CONFIG.renderer)
 RADIUS = CONFIG.renderer.radius
 PLANE_CHANNELS, PLANE_SIZE = CONFIG.post_processor.out_channels, 64  # 64: the official triplane size
-OBJECT_HALF_EXTENT = 0.6  # Suzanne's largest half-extent after scaling, inside the 0.87 box
 SHARPNESS = 100.0  # raw density units per model-space unit of signed distance near the surface
 RAW_MARGIN = 8.0  # target raw density saturates this far from the threshold on either side
 COLOR_WEIGHT = 10.0  # colour MSE is ~100x smaller than the density loss; this balances their pull
-
-
-def suzanne_triangles() -> np.ndarray:
-    """Suzanne subdivided once, triangulated and scaled into the model box: (T, 3, 3) float64."""
-    import bpy  # noqa: I001  (first: importing bpy makes bmesh and mathutils importable)
-    import bmesh
-
-    bpy.ops.mesh.primitive_monkey_add()
-    mesh = bpy.context.active_object.data
-    bm = bmesh.new()
-    bm.from_mesh(mesh)
-    bmesh.ops.subdivide_edges(bm, edges=bm.edges[:], cuts=1, use_grid_fill=True, smooth=1.0)
-    bmesh.ops.triangulate(bm, faces=bm.faces[:])
-    verts = np.array([v.co[:] for v in bm.verts])
-    tris = np.array([[v.index for v in f.verts] for f in bm.faces])
-    bm.free()
-    verts -= (verts.max(0) + verts.min(0)) / 2
-    verts *= OBJECT_HALF_EXTENT / np.abs(verts).max()
-    return verts[tris]
 
 
 def signed_distances(points: np.ndarray, triangles: np.ndarray) -> np.ndarray:

@@ -137,6 +137,15 @@ THRESHOLD = Option(
     minimum=0.0,
     soft_maximum=100.0,
 )
+SMOOTHING = Option(
+    "smoothing",
+    "Smoothing",
+    "Width in the model's texels over which lumps are evened out, keeping the volume "
+    "(0 keeps the raw surface)",
+    default=0.0,
+    minimum=0.0,
+    maximum=2.0,
+)
 REMOVE_FLOATERS = Option(
     "remove_floaters",
     "Remove Floaters",
@@ -184,7 +193,15 @@ TARGET_SIZE = Option(
 
 # What the worker needs, in the order the panel shows them: first for the image, then for the mesh.
 IMAGE_OPTIONS = (REMOVE_BACKGROUND, FOREGROUND_RATIO)
-MESH_OPTIONS = (RESOLUTION, THRESHOLD, REMOVE_FLOATERS, FLOATER_FRACTION, TARGET_FACES, TEXTURE_SIZE)
+MESH_OPTIONS = (
+    RESOLUTION,
+    THRESHOLD,
+    SMOOTHING,
+    REMOVE_FLOATERS,
+    FLOATER_FRACTION,
+    TARGET_FACES,
+    TEXTURE_SIZE,
+)
 # How the object is made in Blender: the worker never sees these.
 OBJECT_OPTIONS = (SHADE_SMOOTH, TARGET_SIZE)
 OPTIONS = {option.name: option for option in (*IMAGE_OPTIONS, *MESH_OPTIONS, *OBJECT_OPTIONS)}
@@ -192,11 +209,12 @@ OPTIONS = {option.name: option for option in (*IMAGE_OPTIONS, *MESH_OPTIONS, *OB
 
 @dataclass(frozen=True)
 class MeshOptions:
-    """How scene codes become a mesh. ``target_faces`` 0 keeps every face; ``texture_size`` 0 keeps vertex
-    colours instead of baking a texture."""
+    """How scene codes become a mesh. ``smoothing`` 0 keeps the raw surface; ``target_faces`` 0 keeps every
+    face; ``texture_size`` 0 keeps vertex colours instead of baking a texture."""
 
     resolution: int = RESOLUTION.default
     threshold: float = THRESHOLD.default
+    smoothing: float = SMOOTHING.default
     remove_floaters: bool = REMOVE_FLOATERS.default
     floater_fraction: float = FLOATER_FRACTION.default
     target_faces: int = TARGET_FACES.off

@@ -36,6 +36,7 @@ from .progress import (
     scaled,
 )
 from .renderer import TriplaneNeRFRenderer, spherical_cameras
+from .smoothing import scaled_to_volume, smoothed_triplane, volume_ratio
 from .sparse_isosurface import extract_sparse
 from .tokenizers import DINOSingleImageTokenizer, Triplane1DTokenizer
 from .transformer import Transformer1D
@@ -233,10 +234,13 @@ class TripoSR:
         threshold: float = DEFAULT_THRESHOLD,
         method: str = "sparse",
         progress: Progress | None = None,
+        smoothing: float = 0.0,
     ) -> Mesh:
         """The surface ``density == threshold`` as a vertex-coloured mesh in model space.
 
-        Raises NoSurfaceError, with advice on the threshold, when the field never crosses it.
+        ``smoothing`` > 0: the surface of the triplane low-passed over that many texels (see smoothing.py),
+        scaled to the volume of the unsmoothed one, coloured from the original triplane. Raises
+        NoSurfaceError, with advice on the threshold, when the field never crosses it.
         """
         if method not in MESH_EXTRACTORS:
             raise ValueError(
@@ -245,17 +249,27 @@ class TripoSR:
         if resolution < 2:
             raise ValueError("resolution must be at least 2")
         triplane = self._triplane(scene)
+        radius = self.config.renderer.radius
         with torch.inference_mode():
+            shape = smoothed_triplane(triplane, smoothing) if smoothing > 0 else triplane
 
             def density_fn(points: torch.Tensor) -> torch.Tensor:
-                return self._query(triplane, points)[0]
+                return self._query(shape, points)[0]
 
             vertices, faces = MESH_EXTRACTORS[method](
-                density_fn, resolution, self.config.renderer.radius, threshold, scaled(progress, GRID_STAGE)
+                density_fn, resolution, radius, threshold, scaled(progress, GRID_STAGE)
             )
+            vertices = torch.from_numpy(vertices).to(self._device)
+            if smoothing > 0:
+
+                def original_fn(points: torch.Tensor) -> torch.Tensor:
+                    return self._query(triplane, points)[0]
+
+                ratio = volume_ratio(original_fn, density_fn, radius, threshold, self._device)
+                vertices = scaled_to_volume(vertices, ratio)
             report(progress, SURFACE_STAGE, 1.0)
-            colors = self._query(triplane, torch.from_numpy(vertices), scaled(progress, COLOR_STAGE))[1]
-        return Mesh(vertices=vertices, faces=faces, vertex_colors=colors.cpu().numpy())
+            colors = self._query(triplane, vertices, scaled(progress, COLOR_STAGE))[1]
+        return Mesh(vertices=vertices.cpu().numpy(), faces=faces, vertex_colors=colors.cpu().numpy())
 
     def render(
         self,

@@ -134,6 +134,7 @@ def draw_mesh_options(layout, data) -> None:
     layout.use_property_decorate = False
     layout.prop(data, "resolution")
     layout.prop(data, "threshold")
+    layout.prop(data, "smoothing")
     layout.prop(data, "remove_floaters")
     fraction = layout.row()
     fraction.active = data.remove_floaters

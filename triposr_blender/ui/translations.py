@@ -44,6 +44,12 @@ SPANISH = {
     "Density where the surface is drawn: lower for a fuller shape, higher if it is bloated or has blobs": (
         "Densidad donde se traza la superficie: más baja para una forma más llena, más alta si sale hinchada"
     ),
+    "Smoothing": "Suavizado",
+    "Width in the model's texels over which lumps are evened out, keeping the volume "
+    "(0 keeps the raw surface)": (
+        "Ancho en téxeles del modelo sobre el que se suavizan los bultos, conservando el volumen "
+        "(0: sin suavizar)"
+    ),
     "Remove Floaters": "Quitar flotantes",
     "Drop the small pieces of surface apart from the object: those with fewer faces than Floater Size of "
     "the largest piece": (

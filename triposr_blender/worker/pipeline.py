@@ -193,9 +193,9 @@ def encode_image(model, image, options: GenerateOptions, progress: Progress, all
 def mesh_from_scene(
     model, scene, options: MeshOptions, progress: Progress, codes: SceneCodes | None = None
 ) -> MeshResult:
-    """Scene codes to the finished mesh: extracted, rid of floaters, decimated to ``target_faces`` and baked
-    into a ``texture_size`` texture where the options ask (0: don't). ``codes``, the scene codes saved with
-    their model, go along in the result, so the object made from it can be re-meshed later.
+    """Scene codes to the finished mesh: extracted (smoothed), rid of floaters, decimated to ``target_faces``
+    and baked into a ``texture_size`` texture where the options ask (0: don't). ``codes``, the scene codes
+    saved with their model, go along in the result, so the object made from it can be re-meshed later.
 
     Decimation and baking happen here, beside the model that colours the new vertices and the texels, so a
     game-ready result takes one job.
@@ -208,7 +208,11 @@ def mesh_from_scene(
         return model.query(scene, points)["color"].cpu().numpy()
 
     mesh = model.extract_mesh(
-        scene, resolution=options.resolution, threshold=options.threshold, progress=progress
+        scene,
+        resolution=options.resolution,
+        threshold=options.threshold,
+        progress=progress,
+        smoothing=options.smoothing,
     )
     if options.remove_floaters:
         mesh = remove_floaters(mesh, options.floater_fraction)
