@@ -24,7 +24,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
-from bench_field import THRESHOLD, TrueSurface, enclosed_volume, load_bench_field, noisy_copy  # noqa: E402
+from bench_field import THRESHOLD, TrueSurface, load_bench_field, noisy_copy  # noqa: E402
+from shapes import enclosed_volume  # noqa: E402
 
 
 def main() -> None:

@@ -11,6 +11,7 @@ import torch
 
 from triposr_blender.core import TripoSR
 from triposr_blender.core.config import load_config
+from triposr_blender.core.export import vertex_normals
 from triposr_blender.core.model import build_network
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -70,7 +71,7 @@ class TrueSurface:
     def compare(self, mesh) -> tuple[np.ndarray, np.ndarray]:
         """Per vertex of ``mesh``: distance to the true surface, and the angle (degrees) between its normal
         and the true surface's at the nearest point."""
-        normals = vertex_normals(mesh.vertices, mesh.faces)
+        normals = vertex_normals(mesh.vertices, mesh.faces)  # the normals Blender shades the mesh with
         distance, angle = np.empty(len(mesh.vertices)), np.empty(len(mesh.vertices))
         for n, (point, normal) in enumerate(zip(mesh.vertices.tolist(), normals, strict=True)):
             _, true_normal, _, distance[n] = self.tree.find_nearest(point)
@@ -79,24 +80,8 @@ class TrueSurface:
         return distance, angle
 
 
-def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    """Area-weighted vertex normals, unit length."""
-    corners = vertices[faces].astype(np.float64)
-    face_normals = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
-    normals = np.zeros((len(vertices), 3))
-    for corner in range(3):
-        np.add.at(normals, faces[:, corner], face_normals)
-    return normals / np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-12)
-
-
 def noisy_copy(scene: torch.Tensor, share: float = 0.5, seed: int = 0) -> torch.Tensor:
     """The scene codes with Gaussian noise of ``share`` of their standard deviation on every texel: the
     lumps TripoSR users see, on a field whose true shape is known."""
     noise = torch.randn(scene.shape, generator=torch.Generator().manual_seed(seed))
     return scene + share * scene.std() * noise
-
-
-def enclosed_volume(mesh) -> float:
-    """The volume a closed, outward-wound mesh encloses (divergence theorem over its triangles)."""
-    a, b, c = (mesh.vertices[mesh.faces[:, corner]].astype(np.float64) for corner in range(3))
-    return float((a * np.cross(b, c)).sum() / 6)

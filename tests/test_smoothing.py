@@ -4,7 +4,8 @@ field, whose true shape (Suzanne) is known, and on a copy of it with noise on ev
 import numpy as np
 import pytest
 import torch
-from bench_field import THRESHOLD, TrueSurface, enclosed_volume, load_bench_field, noisy_copy
+from bench_field import THRESHOLD, TrueSurface, load_bench_field, noisy_copy
+from shapes import enclosed_volume
 
 from triposr_blender.core.progress import ignore
 from triposr_blender.core.smoothing import smoothed_triplane

@@ -46,9 +46,9 @@ def preprocess_image(
     An image whose alpha channel has transparent pixels is framed using that alpha, whatever
     ``remove_background`` says; any other image goes through rembg's ``rembg_model`` if
     ``remove_background`` (on ``device``, the model's: see background.py), or is returned as RGB unchanged
-    if not. Images larger than ``max_side`` are
-    scaled down first. rembg downloads its model on first use unless ``allow_download`` is false. Raises
-    InvalidImageError for unusable input and ModelLoadError if rembg or its model cannot be loaded.
+    if not. Images larger than ``max_side`` are scaled down first. rembg downloads its model on first use
+    unless ``allow_download`` is false. Raises InvalidImageError for unusable input and ModelLoadError if
+    rembg or its model cannot be loaded.
     """
     check_foreground_ratio(foreground_ratio)
     image = load_image(image, max_side=max_side)

@@ -136,6 +136,7 @@ class _BrickGrid:
         corners = torch.clamp(torch.arange(self.blocks + 1) * self.block, max=self.resolution - 1)
         ijk = torch.stack(torch.meshgrid(corners, corners, corners, indexing="ij"), dim=-1).reshape(-1, 3)
         values = self._query(ijk, on_progress).reshape((self.blocks + 1,) * 3)
+        # The bricks' arrays go where the first values came back, now known.
         self.slots = torch.full((-(-self.resolution // self.block),) * 3, -1, device=self.device)
         self.bricks = torch.zeros((0, self.block, self.block, self.block), device=self.device)
         return values
@@ -174,11 +175,9 @@ class _BrickGrid:
             b, x, y, z = torch.nonzero(missing, as_tuple=True)
             wanted = torch.stack([ijk[0][b, x], ijk[1][b, y], ijk[2][b, z]], dim=-1)
             missing_flat = flat[missing]
-            unique, inverse = torch.unique(missing_flat, return_inverse=True)
-            # Entries with the same brick index are the same grid vertex: any one of them stands for all.
-            first = torch.empty(len(unique), dtype=torch.long, device=self.device)
-            first[inverse] = torch.arange(len(inverse), device=self.device)
-            fresh = self._query(wanted[first], on_progress)[inverse]
+            # Entries with the same brick index are the same grid vertex.
+            one, inverse = _one_of_each(missing_flat)
+            fresh = self._query(wanted[one], on_progress)[inverse]
             self.bricks.view(-1)[missing_flat] = fresh
             values[missing] = fresh
         return values
@@ -245,18 +244,25 @@ def _march(origins: torch.Tensor, values: torch.Tensor, resolution: int) -> tupl
     )  # (T, 3, 3), block-local
     global_start = start + origins[block, None, :]
     keys = (global_start[..., 0] * resolution + global_start[..., 1]) * resolution + global_start[..., 2]
-    keys, faces = torch.unique((keys * 3 + edge_axis[triangle_edges]).reshape(-1), return_inverse=True)
-    # Corners with the same key are the same vertex, from the same stored values: any one stands for all.
-    first = torch.empty(len(keys), dtype=torch.long, device=device)
-    first[faces] = torch.arange(len(faces), device=device)
+    # Corners with the same key are the same vertex, from the same stored values.
+    one, faces = _one_of_each((keys * 3 + edge_axis[triangle_edges]).reshape(-1))
     vertices = _edge_vertices(
         values,
-        block.repeat_interleave(3)[first],
-        start.reshape(-1, 3)[first],
-        global_start.reshape(-1, 3)[first],
-        edge_axis[triangle_edges.reshape(-1)[first]],
+        block.repeat_interleave(3)[one],
+        start.reshape(-1, 3)[one],
+        global_start.reshape(-1, 3)[one],
+        edge_axis[triangle_edges.reshape(-1)[one]],
     )
     return vertices, faces.reshape(-1, 3)
+
+
+def _one_of_each(keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """For the distinct ``keys`` in ascending order: the index of one entry holding each (any one: entries
+    with the same key stand for the same thing), and each entry's distinct key's number."""
+    distinct, inverse = torch.unique(keys, return_inverse=True)
+    one = torch.empty(len(distinct), dtype=torch.long, device=keys.device)
+    one[inverse] = torch.arange(len(inverse), device=keys.device)
+    return one, inverse
 
 
 def _cell_cases(origins: torch.Tensor, values: torch.Tensor, resolution: int) -> torch.Tensor:
