@@ -1,5 +1,5 @@
 """Time unwrapping and baking a texture for a ~200k-triangle mesh on the CPU, stage by stage, and the same
-after decimating it to a game-ready face count.
+after decimating it to a game-ready face count (whose bake adds a normal map of the dense mesh).
 
 The mesh and the colours come from the benchmark field (tests/fixtures/bench-field: Suzanne fitted into a
 full-size triplane and the official decoder), so colour queries cost what they cost with the real model.
@@ -23,6 +23,7 @@ from bench_field import THRESHOLD, load_bench_field  # noqa: E402
 
 from triposr_blender.core import texture  # noqa: E402
 from triposr_blender.core.decimate import decimate  # noqa: E402
+from triposr_blender.core.normal_map import NormalBake  # noqa: E402
 
 
 def timed(label: str, action):
@@ -32,17 +33,19 @@ def timed(label: str, action):
     return result
 
 
-def bake_in_stages(mesh, color_fn, size: int, padding: int) -> None:
-    """What ``texture.bake_texture`` does, one timed stage at a time."""
+def bake_in_stages(mesh, color_fn, size: int, padding: int, dense=None) -> None:
+    """What ``texture.bake_texture`` does, one timed stage at a time; with ``dense``, the normal map too."""
     print(f"bake {size}x{size} for {len(mesh.faces):,} triangles")
     started = time.perf_counter()
     corner_uvs = timed("unwrap (xatlas)", lambda: texture.unwrap(mesh, size, padding))
     face_image = timed("rasterise UV triangles", lambda: texture.rasterize_faces(corner_uvs, size))
     rows, columns = np.nonzero(face_image != texture.NO_FACE)
-    points = timed(
+    faces = face_image[rows, columns]
+    weights = timed(
         f"surface points of {len(rows):,} texels ({len(rows) / size**2:.0%})",
-        lambda: texture.surface_points(mesh, corner_uvs, face_image[rows, columns], rows, columns, size),
+        lambda: texture.texel_weights(corner_uvs, faces, rows, columns, size),
     )
+    points = np.einsum("nk,nkj->nj", weights, mesh.vertices[mesh.faces[faces]].astype(np.float64))
     chunks = range(0, len(points), texture.POINTS_PER_QUERY)
     colors = timed(
         "query colours (official-size decoder)",
@@ -50,12 +53,25 @@ def bake_in_stages(mesh, color_fn, size: int, padding: int) -> None:
             [color_fn(points[start : start + texture.POINTS_PER_QUERY]) for start in chunks]
         ),
     )
-    rgb = np.zeros((size, size, 3), np.float32)
-    rgb[rows, columns] = colors
     timed(
         f"dilate {padding} texels, to RGBA8",
-        lambda: texture.to_rgba8(*texture.dilate(rgb, face_image != texture.NO_FACE, padding)),
+        lambda: texture.to_rgba8(
+            *texture.dilate(
+                texture.spread(colors, rows, columns, size), face_image != texture.NO_FACE, padding
+            )
+        ),
     )
+    if dense is not None:
+        bake = timed(
+            "normal map: tangent frames, dense normals' tree", lambda: NormalBake(mesh, corner_uvs, dense)
+        )
+        timed(
+            "normal map: dense normals in tangent space",
+            lambda: [
+                bake.texels(faces[part], weights[part], points[part])
+                for part in (slice(start, start + texture.POINTS_PER_QUERY) for start in chunks)
+            ],
+        )
     print(f"  {'total':<44} {time.perf_counter() - started:8.2f} s")
 
 
@@ -82,7 +98,7 @@ def main() -> None:
     light = timed(
         "decimate (fast-simplification, recolour)", lambda: decimate(mesh, args.target_faces, color_fn)
     )
-    bake_in_stages(light, color_fn, args.texture_size, args.padding)
+    bake_in_stages(light, color_fn, args.texture_size, args.padding, dense=mesh)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Game-ready output end to end, with the tiny fixture model: Generate (in background mode) and the batch
-command with a target face count and a baked texture give a decimated object coloured by a packed texture,
-and a GLB whose material has a baseColorTexture read through TEXCOORD_0."""
+command with a target face count and a baked texture give a decimated object coloured by a packed texture
+and shaded by a packed normal map, and a GLB whose material has a baseColorTexture read through TEXCOORD_0
+and a normalTexture."""
 
 import subprocess
 import sys
@@ -26,7 +27,7 @@ def own_dependency_folder(tmp_path_factory):
         yield
 
 
-def test_generate_makes_a_decimated_object_coloured_by_a_packed_texture(new_objects):
+def test_generate_makes_a_decimated_object_coloured_by_a_packed_texture_with_a_normal_map(new_objects):
     outcome = bpy.ops.triposr.generate(
         filepath=str(FIXTURE_IMAGE),
         color_mode="TEXTURE",
@@ -39,8 +40,10 @@ def test_generate_makes_a_decimated_object_coloured_by_a_packed_texture(new_obje
     assert 0.9 * TARGET_FACES <= len(obj.data.polygons) <= TARGET_FACES
     assert obj.data.uv_layers.keys() == [materials.UV_MAP]
     assert len(obj.data.color_attributes) == 0
-    (image,) = materials.textures_of(obj)
-    assert tuple(image.size) == (TEXTURE_SIZE, TEXTURE_SIZE) and image.packed_file is not None
+    color, normal_map = materials.textures_of(obj)
+    for image in (color, normal_map):
+        assert tuple(image.size) == (TEXTURE_SIZE, TEXTURE_SIZE) and image.packed_file is not None
+    assert normal_map.colorspace_settings.name == "Non-Color"
 
 
 def test_generate_keeps_vertex_colours_and_every_face_by_default(new_objects):
@@ -52,7 +55,7 @@ def test_generate_keeps_vertex_colours_and_every_face_by_default(new_objects):
     assert materials.textures_of(obj) == []
 
 
-def test_the_batch_writes_a_light_glb_with_its_texture_as_base_color(tmp_path):
+def test_the_batch_writes_a_light_glb_with_its_texture_as_base_color_and_its_normal_map(tmp_path):
     command = [
         sys.executable, "-m", "triposr_blender.batch", "--", FIXTURE_IMAGE, "--out", tmp_path,
         "--model", FIXTURE_MODEL, "--device", "cpu", "--no-remove-bg",
@@ -67,8 +70,8 @@ def test_the_batch_writes_a_light_glb_with_its_texture_as_base_color(tmp_path):
     assert {"TEXCOORD_0"} <= primitive["attributes"].keys() and "COLOR_0" not in primitive["attributes"]
     assert document["accessors"][primitive["indices"]]["count"] <= 3 * TARGET_FACES
     (material,) = document["materials"]
-    assert "baseColorTexture" in material["pbrMetallicRoughness"]
-    assert document["images"][0]["mimeType"] == "image/png"
+    assert "baseColorTexture" in material["pbrMetallicRoughness"] and "normalTexture" in material
+    assert [image["mimeType"] for image in document["images"]] == ["image/png"] * 2
 
 
 @pytest.mark.parametrize(("option", "value"), [("--texture-size", "256"), ("--target-faces", "0")])

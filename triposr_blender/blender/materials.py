@@ -3,7 +3,8 @@
 Vertex colours: one shared material, *TripoSR Vertex Color*, whose Base Color reads the mesh's colour
 attribute (what makes Cycles and EEVEE render it and the glTF exporter write COLOR_0). A baked texture: the
 image packed into the .blend, a UV map, and a material of its own whose Base Color reads the image through
-that UV map (glTF: baseColorTexture and TEXCOORD_0).
+that UV map (glTF: baseColorTexture and TEXCOORD_0); a decimated mesh's normal map goes through a Normal Map
+node into the shader's Normal (glTF: normalTexture).
 
 Runs on Blender's main thread only. The arrays come from the core (through the worker); this module never
 imports the core's PyTorch parts, so registering the add-on never imports torch.
@@ -23,6 +24,10 @@ MATERIAL_TAG = "triposr_blender"
 # Marks the add-on's texture materials: re-meshing gives them the new bake rather than a new material.
 TEXTURE_TAG = "triposr_texture"
 UV_MAP = "UVMap"
+# The texture material's nodes, by name, so a new bake finds them again.
+COLOR_NODE = "TripoSR Color"
+NORMAL_NODE = "TripoSR Normal"
+NORMAL_MAP_NODE = "TripoSR Normal Map"
 TEXTURE_FILE_FORMAT = "PNG"
 
 
@@ -79,6 +84,15 @@ def new_packed_image(name: str, rgba: np.ndarray) -> bpy.types.Image:
     return image
 
 
+def new_normal_image(name: str, rgb: np.ndarray) -> bpy.types.Image:
+    """A packed Non-Color image holding a normal map's (S, S, 3) values as they are."""
+    rgba = np.concatenate([rgb, np.full((*rgb.shape[:2], 1), 255, np.uint8)], axis=2)
+    image = new_packed_image(name, rgba)
+    image.alpha_mode = "NONE"
+    image.colorspace_settings.name = "Non-Color"
+    return image
+
+
 def add_uv_map(mesh: bpy.types.Mesh, corner_uvs: np.ndarray) -> None:
     """A UV map from per-corner UVs; the mesh's corners must follow its faces in order, 3 per triangle
     (as ``mesh_builder.new_mesh`` lays them out)."""
@@ -89,12 +103,16 @@ def add_uv_map(mesh: bpy.types.Mesh, corner_uvs: np.ndarray) -> None:
     )
 
 
-def new_texture_material(name: str, image: bpy.types.Image) -> bpy.types.Material:
-    """Principled BSDF with Base Color from ``image``; the image's alpha stays unconnected, since it only
-    marks texels outside the UV layout."""
+def new_texture_material(
+    name: str, image: bpy.types.Image, normal_image: bpy.types.Image | None = None
+) -> bpy.types.Material:
+    """Principled BSDF with Base Color from ``image`` (and its Normal from ``normal_image``); the image's
+    alpha stays unconnected, since it only marks texels outside the UV layout."""
     material, texture = new_base_color_material(name, "ShaderNodeTexImage")
     material[TEXTURE_TAG] = True
+    texture.name = COLOR_NODE
     texture.image = image
+    set_normal_map(material, normal_image)
     return material
 
 
@@ -102,12 +120,45 @@ def is_texture_material(material: bpy.types.Material) -> bool:
     return bool(material.get(TEXTURE_TAG))
 
 
-def replace_texture_image(material: bpy.types.Material, image: bpy.types.Image) -> None:
-    """Point the add-on's texture material at a new bake; the old image goes if nothing else shows it."""
-    node = next(node for node in material.node_tree.nodes if node.bl_idname == "ShaderNodeTexImage")
-    old, node.image = node.image, image
-    if old is not None and old.users == 0:
-        bpy.data.images.remove(old)
+def use_bake(
+    material: bpy.types.Material, image: bpy.types.Image, normal_image: bpy.types.Image | None
+) -> None:
+    """Point the add-on's texture material at a new bake (a normal map added or taken away with it); the old
+    images go if nothing else shows them."""
+    old = material_images(material)
+    nodes = material.node_tree.nodes
+    # Materials from before the nodes had names hold one image node: the colour's.
+    color = nodes.get(COLOR_NODE) or next(node for node in nodes if node.bl_idname == "ShaderNodeTexImage")
+    color.image = image
+    set_normal_map(material, normal_image)
+    for previous in old:
+        if previous.users == 0:
+            bpy.data.images.remove(previous)
+
+
+def set_normal_map(material: bpy.types.Material, image: bpy.types.Image | None) -> None:
+    """Wire ``image`` as the material's tangent-space normal map on the UV map, through a Normal Map node
+    into the shader's Normal; None takes the map away."""
+    nodes, links = material.node_tree.nodes, material.node_tree.links
+    texture = nodes.get(NORMAL_NODE)
+    if image is None:
+        for node in (texture, nodes.get(NORMAL_MAP_NODE)):
+            if node is not None:
+                nodes.remove(node)
+        return
+    if texture is None:
+        shader = next(node for node in nodes if node.bl_idname == "ShaderNodeBsdfPrincipled")
+        texture = nodes.new("ShaderNodeTexImage")
+        texture.name = texture.label = NORMAL_NODE
+        texture.location = (shader.location.x - 600, shader.location.y - 320)
+        normal_map = nodes.new("ShaderNodeNormalMap")
+        normal_map.name = NORMAL_MAP_NODE
+        normal_map.space = "TANGENT"
+        normal_map.uv_map = UV_MAP
+        normal_map.location = (shader.location.x - 250, shader.location.y - 320)
+        links.new(texture.outputs["Color"], normal_map.inputs["Color"])
+        links.new(normal_map.outputs["Normal"], shader.inputs["Normal"])
+    texture.image = image
 
 
 def textures_of(obj: bpy.types.Object) -> list[bpy.types.Image]:

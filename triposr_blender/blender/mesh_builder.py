@@ -86,16 +86,21 @@ def colour_mesh(
     """Give ``mesh`` its colours and return the material that shows them; new datablocks go to ``created``.
 
     ``current`` is the material the mesh had before (re-meshing): a user's own is kept for vertex colours,
-    and a texture material of the add-on's gets the new image instead of a second material.
+    and a texture material of the add-on's gets the new images instead of a second material.
     """
-    if result.texture is not None:
-        image = materials.new_packed_image(f"{name} Color", result.texture.image)
+    texture = result.texture
+    if texture is not None:
+        image = materials.new_packed_image(f"{name} Color", texture.image)
         created.append(image)
-        materials.add_uv_map(mesh, result.texture.corner_uvs)
+        normal_image = None
+        if texture.normal_image is not None:
+            normal_image = materials.new_normal_image(f"{name} Normal", texture.normal_image)
+            created.append(normal_image)
+        materials.add_uv_map(mesh, texture.corner_uvs)
         if current is not None and materials.is_texture_material(current):
-            materials.replace_texture_image(current, image)
+            materials.use_bake(current, image, normal_image)
             return current
-        material = materials.new_texture_material(name, image)
+        material = materials.new_texture_material(name, image, normal_image)
         created.append(material)
         return material
     materials.add_vertex_colors(mesh, result.mesh.vertex_colors)

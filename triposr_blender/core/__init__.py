@@ -29,6 +29,7 @@ TORCH_FREE_MODULES = (
     "orientation",
     "progress",
     "scene_codes",
+    "shading",
 )
 # The public names that need the dependencies, and the module of each.
 _ON_FIRST_USE = {"TripoSR": ".model", "preprocess_image": ".preprocess"}

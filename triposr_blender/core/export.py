@@ -20,6 +20,7 @@ import numpy as np
 from .color import srgb_to_linear
 from .mesh import BakedTexture, Mesh
 from .orientation import DEFAULT_FRONT_AXIS, model_to_blender_rotation, place_vertices
+from .shading import corner_tangents, uv_vertices, vertex_normals
 
 FORMATS = ("glb", "obj", "ply")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -41,43 +42,18 @@ def blender_to_y_up(vertices: np.ndarray) -> np.ndarray:
     return np.stack([vertices[:, 0], vertices[:, 2], -vertices[:, 1]], axis=1).astype(np.float32)
 
 
-def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    """Smooth normals as Blender computes them: the faces' normals around each vertex weighted by the face's
-    angle at that vertex, unit length. Where they cancel out (or a vertex has no face), a face's own normal,
-    else +Z: glTF allows no zero normal."""
-    corners = vertices[faces].astype(np.float64)
-    face_normals = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
-    face_normals /= np.maximum(np.linalg.norm(face_normals, axis=1, keepdims=True), 1e-30)
-    normals = np.zeros((len(vertices), 3))
-    for corner in range(3):
-        towards_next = corners[:, (corner + 1) % 3] - corners[:, corner]
-        towards_previous = corners[:, (corner + 2) % 3] - corners[:, corner]
-        cosine = np.einsum("ij,ij->i", towards_next, towards_previous) / np.maximum(
-            np.linalg.norm(towards_next, axis=1) * np.linalg.norm(towards_previous, axis=1), 1e-30
-        )
-        np.add.at(normals, faces[:, corner], face_normals * np.arccos(np.clip(cosine, -1, 1))[:, None])
-    length = np.linalg.norm(normals, axis=1, keepdims=True)
-    normals = normals / np.where(length > 0, length, 1.0)
-    fallback = np.tile([0.0, 0.0, 1.0], (len(vertices), 1))
-    for corner in range(3):
-        fallback[faces[:, corner]] = np.where(
-            np.linalg.norm(face_normals, axis=1, keepdims=True) > 0, face_normals, fallback[faces[:, corner]]
-        )
-    return np.where(length > 1e-12, normals, fallback).astype(np.float32)
-
-
 def split_by_uv(faces: np.ndarray, corner_uvs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """glTF keeps one UV per vertex: vertices are split where the corners around them have different UVs.
-    -> (source vertex of each new vertex, its UV, the faces over the new vertices)."""
-    keys = np.concatenate([faces.reshape(-1, 1).astype(np.float64), corner_uvs.reshape(-1, 2)], axis=1)
-    unique, new_faces = np.unique(keys, axis=0, return_inverse=True)
-    return unique[:, 0].astype(np.int64), unique[:, 1:].astype(np.float32), new_faces.reshape(-1, 3)
+    -> (the first corner of each new vertex, its UV, the faces over the new vertices)."""
+    group, first = uv_vertices(faces, corner_uvs)
+    return first, corner_uvs.reshape(-1, 2)[first].astype(np.float32), group
 
 
 def glb_bytes(
     mesh: Mesh, texture: BakedTexture | None = None, size: float = 2.0, name: str = "TripoSR"
 ) -> bytes:
-    """The mesh as a binary glTF 2.0 file: positions, smooth normals, and COLOR_0 or a baked texture."""
+    """The mesh as a binary glTF 2.0 file: positions, smooth normals, and COLOR_0 or a baked texture (and its
+    normal map, with the TANGENT frame it was baked in)."""
     vertices = blender_to_y_up(upright(mesh, size))
     normals = vertex_normals(vertices, mesh.faces)
     faces = mesh.faces
@@ -85,7 +61,11 @@ def glb_bytes(
     if texture is None:
         attributes["COLOR_0"] = srgb_to_linear(mesh.vertex_colors)  # linear RGB, as Blender writes it
     else:
-        source, uvs, faces = split_by_uv(mesh.faces, texture.corner_uvs)
+        first, uvs, faces = split_by_uv(mesh.faces, texture.corner_uvs)
+        if texture.normal_image is not None:  # the frame the map was baked in, so viewers need not rebuild it
+            tangents = corner_tangents(vertices, mesh.faces, texture.corner_uvs, normals)
+            attributes["TANGENT"] = tangents.reshape(-1, 4)[first]
+        source = mesh.faces.ravel()[first]
         vertices, normals = vertices[source], normals[source]
         attributes["TEXCOORD_0"] = uvs * (1, -1) + (0, 1)  # glTF's v runs downwards
     writer = GlbWriter()
@@ -114,6 +94,11 @@ def glb_bytes(
         document["images"] = [{"bufferView": image, "mimeType": "image/png"}]
         document["textures"] = [{"source": 0}]
         material["pbrMetallicRoughness"]["baseColorTexture"] = {"index": 0}
+        if texture.normal_image is not None:
+            normal_map = writer.buffer_view(png_bytes(texture.normal_image[::-1]))
+            document["images"].append({"bufferView": normal_map, "mimeType": "image/png"})
+            document["textures"].append({"source": 1})
+            material["normalTexture"] = {"index": 1}
     return writer.glb(document)
 
 
@@ -186,7 +171,7 @@ def obj_files(
     name: str, mesh: Mesh, texture: BakedTexture | None = None, size: float = 2.0
 ) -> dict[str, bytes]:
     """An OBJ file with vertex colours ("v x y z r g b"), or with a UV map and its texture: then an .mtl and a
-    PNG beside it, named after it. -> {file name: content}, the .obj last."""
+    PNG beside it (and the normal map's), named after it. -> {file name: content}, the .obj last."""
     vertices = blender_to_y_up(upright(mesh, size))
     lines = [f"# {name}, made by TripoSR for Blender"]
     files = {}
@@ -197,7 +182,12 @@ def obj_files(
     else:
         material, image = f"{name}.mtl", f"{name}.png"
         files[image] = png_bytes(texture.image[::-1])
-        files[material] = f"newmtl {name}\nKd 1 1 1\nmap_Kd {image}\n".encode()
+        description = f"newmtl {name}\nKd 1 1 1\nmap_Kd {image}\n"
+        if texture.normal_image is not None:  # map_Bump is where Blender's OBJ exporter puts a normal map
+            normal_map = f"{name}_normal.png"
+            files[normal_map] = png_bytes(texture.normal_image[::-1])
+            description += f"map_Bump {normal_map}\n"
+        files[material] = description.encode()
         lines += [f"mtllib {material}", f"usemtl {name}"]
         lines += [f"v {x:.6f} {y:.6f} {z:.6f}" for x, y, z in vertices]
         lines += [f"vt {u:.6f} {v:.6f}" for u, v in texture.corner_uvs.reshape(-1, 2)]

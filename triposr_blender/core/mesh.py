@@ -22,7 +22,8 @@ class Mesh:
 
 @dataclass(frozen=True)
 class BakedTexture:
-    """A UV layout for the mesh it was baked on, and its colour texture.
+    """A UV layout for the mesh it was baked on, its colour texture, and a normal map where the mesh was
+    decimated from a denser one.
 
     Image convention: ``image[row, column]`` with row 0 at v = 0 and column 0 at u = 0 (the bottom-left
     origin of OpenGL and of Blender's ``Image.pixels``).
@@ -30,3 +31,6 @@ class BakedTexture:
 
     corner_uvs: np.ndarray  # (F, 3, 2) float32: UV of each face corner, in the order of mesh.faces
     image: np.ndarray  # (S, S, 4) uint8 RGBA, sRGB; alpha 0 marks texels no face uses
+    # (S, S, 3) uint8, linear: the dense mesh's normals in the tangent frame of core.shading (x along the
+    # tangent, y along the bitangent, z along the normal; n = 2 * value / 255 - 1); None when not baked
+    normal_image: np.ndarray | None = None

@@ -3,7 +3,8 @@
 No OpenGL context and no GPU: the UV triangles are rasterised with numpy. The pipeline is
 
     unwrap (xatlas) -> rasterise the UV triangles -> surface point of each covered texel
-    -> colour_fn at those points -> dilate across the seams -> RGBA image.
+    -> colour_fn at those points (and the dense mesh's normal, for a normal map) -> dilate across the seams
+    -> RGBA image (and RGB normal map).
 
 Image convention: ``image[row, column]`` with row 0 at v = 0 and column 0 at u = 0 (the bottom-left
 origin of OpenGL and of Blender's ``Image.pixels``); texel (row r, column c) has its centre at
@@ -18,6 +19,7 @@ import numpy as np
 import xatlas
 
 from .mesh import BakedTexture, Mesh
+from .normal_map import NormalBake, to_rgb8
 from .progress import BAKE_STAGE, RASTERIZE_STAGE, UNWRAP_STAGE, Progress, report
 
 ColorFn = Callable[[np.ndarray], np.ndarray]
@@ -44,8 +46,11 @@ def bake_texture(
     texture_size: int = 2048,
     padding: int = 4,
     progress: Progress | None = None,
+    dense: Mesh | None = None,
 ) -> BakedTexture:
-    """Unwrap ``mesh`` and bake ``color_fn`` (points (N, 3) -> sRGB colours (N, 3) in [0, 1]) into a texture.
+    """Unwrap ``mesh`` and bake ``color_fn`` (points (N, 3) -> sRGB colours (N, 3) in [0, 1]) into a texture;
+    with ``dense``, the denser mesh ``mesh`` was decimated from, a tangent-space normal map of its shading
+    too, in the same pass (see normal_map.py).
 
     ``padding`` texels of colour are grown around every chart, so mipmaps and bilinear filtering do not
     pull in the empty background along seams. The mesh's own vertex colours are not used.
@@ -56,11 +61,24 @@ def bake_texture(
     report(progress, UNWRAP_STAGE, 1.0)
     face_image = rasterize_faces(corner_uvs, texture_size)
     report(progress, RASTERIZE_STAGE, 1.0)
-    rows, columns = np.nonzero(face_image != NO_FACE)
-    rgb = np.zeros((texture_size, texture_size, 3), np.float32)
-    rgb[rows, columns] = texel_colors(mesh, corner_uvs, face_image, rows, columns, color_fn, progress)
-    rgb, filled = dilate(rgb, face_image != NO_FACE, padding)
-    return BakedTexture(corner_uvs=corner_uvs, image=to_rgba8(rgb, filled))
+    covered = face_image != NO_FACE
+    rows, columns = np.nonzero(covered)
+    normal_bake = NormalBake(mesh, corner_uvs, dense) if dense is not None else None
+    colors, normals = bake_texels(
+        mesh, corner_uvs, face_image, rows, columns, color_fn, normal_bake, progress
+    )
+    rgb, filled = dilate(spread(colors, rows, columns, texture_size), covered, padding)
+    normal_image = None
+    if normals is not None:
+        normal_image = to_rgb8(*dilate(spread(normals, rows, columns, texture_size), covered, padding))
+    return BakedTexture(corner_uvs=corner_uvs, image=to_rgba8(rgb, filled), normal_image=normal_image)
+
+
+def spread(values: np.ndarray, rows: np.ndarray, columns: np.ndarray, texture_size: int) -> np.ndarray:
+    """Per-texel values (N, 3) into an (S, S, 3) image, zero elsewhere."""
+    image = np.zeros((texture_size, texture_size, 3), np.float32)
+    image[rows, columns] = values
+    return image
 
 
 def check_texture_size(texture_size: int) -> None:
@@ -167,46 +185,44 @@ def rasterize_batch(
     face_image[rows[which_face, which_texel], columns[which_face, which_texel]] = faces[which_face]
 
 
-def surface_points(
-    mesh: Mesh,
-    corner_uvs: np.ndarray,
-    faces: np.ndarray,
-    rows: np.ndarray,
-    columns: np.ndarray,
-    texture_size: int,
+def texel_weights(
+    corner_uvs: np.ndarray, faces: np.ndarray, rows: np.ndarray, columns: np.ndarray, texture_size: int
 ) -> np.ndarray:
-    """The 3D point on face ``faces[i]`` that maps to texel (rows[i], columns[i]) -> (N, 3) float32."""
+    """Barycentric weights (N, 3) on face ``faces[i]`` of the point mapped to texel (rows[i], columns[i])."""
     xy = texel_coordinates(corner_uvs[faces], texture_size)
     inverse, _ = barycentric_matrices(xy)
     offset = np.stack([columns, rows], axis=1) - xy[:, 0]
     b12 = np.einsum("nij,nj->ni", inverse, offset)
-    weights = np.concatenate([1.0 - b12.sum(axis=1, keepdims=True), b12], axis=1)
-    corners = mesh.vertices[mesh.faces[faces]].astype(np.float64)
-    return np.einsum("nk,nkj->nj", weights, corners).astype(np.float32)
+    return np.concatenate([1.0 - b12.sum(axis=1, keepdims=True), b12], axis=1)
 
 
-def texel_colors(
+def bake_texels(
     mesh: Mesh,
     corner_uvs: np.ndarray,
     face_image: np.ndarray,
     rows: np.ndarray,
     columns: np.ndarray,
     color_fn: ColorFn,
+    normal_bake: NormalBake | None,
     progress: Progress | None,
-) -> np.ndarray:
-    """``color_fn`` at the surface points of the given texels -> (N, 3) float32, a chunk at a time (the
-    float64 intermediates of all 7M texels of a 4096² texture at once would need gigabytes)."""
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """``color_fn`` (and ``normal_bake``) at the surface points of the given texels -> (N, 3) float32 colours
+    (and encoded normals, else None), a chunk at a time (the float64 intermediates of all 7M texels of a
+    4096² texture at once would need gigabytes)."""
     colors = np.empty((len(rows), 3), np.float32)
+    normals = np.empty((len(rows), 3), np.float32) if normal_bake is not None else None
     texture_size = face_image.shape[0]
     for start in range(0, len(rows), POINTS_PER_QUERY):
         report(progress, BAKE_STAGE, start / len(rows))
         part = slice(start, start + POINTS_PER_QUERY)
         faces = face_image[rows[part], columns[part]]
-        colors[part] = color_fn(
-            surface_points(mesh, corner_uvs, faces, rows[part], columns[part], texture_size)
-        )
+        weights = texel_weights(corner_uvs, faces, rows[part], columns[part], texture_size)
+        points = np.einsum("nk,nkj->nj", weights, mesh.vertices[mesh.faces[faces]].astype(np.float64))
+        colors[part] = color_fn(points.astype(np.float32))
+        if normal_bake is not None:
+            normals[part] = normal_bake.texels(faces, weights, points)
     report(progress, BAKE_STAGE, 1.0)
-    return colors
+    return colors, normals
 
 
 def dilate(rgb: np.ndarray, filled: np.ndarray, steps: int) -> tuple[np.ndarray, np.ndarray]:

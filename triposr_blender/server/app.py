@@ -424,6 +424,8 @@ def npz_bytes(job: ServerJob) -> bytes:
     }
     if result.texture is not None:
         arrays.update(corner_uvs=result.texture.corner_uvs, texture=result.texture.image)
+        if result.texture.normal_image is not None:
+            arrays.update(normal_map=result.texture.normal_image)
     if result.codes:
         with np.load(io.BytesIO(result.codes), allow_pickle=False) as codes:
             arrays.update({name: codes[name] for name in codes.files})

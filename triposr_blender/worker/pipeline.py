@@ -194,7 +194,8 @@ def mesh_from_scene(
     model, scene, options: MeshOptions, progress: Progress, codes: SceneCodes | None = None
 ) -> MeshResult:
     """Scene codes to the finished mesh: extracted (smoothed), rid of floaters, decimated to ``target_faces``
-    and baked into a ``texture_size`` texture where the options ask (0: don't). ``codes``, the scene codes
+    and baked into a ``texture_size`` texture where the options ask (0: don't); a decimated mesh's bake
+    carries a normal map of the dense mesh's shading. ``codes``, the scene codes
     saved with their model, go along in the result, so the object made from it can be re-meshed later.
 
     Decimation and baking happen here, beside the model that colours the new vertices and the texels, so a
@@ -216,11 +217,13 @@ def mesh_from_scene(
     )
     if options.remove_floaters:
         mesh = remove_floaters(mesh, options.floater_fraction)
+    dense = mesh
     if options.target_faces:
         mesh = decimate(mesh, options.target_faces, color_fn, progress)
     texture = None
     if options.texture_size:
-        texture = bake_texture(mesh, color_fn, options.texture_size, progress=progress)
+        detail = dense if mesh is not dense else None  # a decimated mesh gets the dense one's shading back
+        texture = bake_texture(mesh, color_fn, options.texture_size, progress=progress, dense=detail)
     return MeshResult(mesh, texture, codes.to_bytes() if codes is not None else b"")
 
 

@@ -312,7 +312,10 @@ def mesh_result(npz: bytes) -> MeshResult:
 
     with np.load(io.BytesIO(npz), allow_pickle=False) as arrays:
         mesh = Mesh(arrays["vertices"], arrays["faces"], arrays["vertex_colors"])
-        texture = BakedTexture(arrays["corner_uvs"], arrays["texture"]) if "texture" in arrays.files else None
+        texture = None
+        if "texture" in arrays.files:
+            normal_map = arrays["normal_map"] if "normal_map" in arrays.files else None
+            texture = BakedTexture(arrays["corner_uvs"], arrays["texture"], normal_map)
     codes = (
         SceneCodes.from_bytes(npz, source="The server's scene codes").to_bytes() if has_codes(npz) else b""
     )
