@@ -141,7 +141,7 @@ def test_what_blender_imports_at_registration_never_reaches_pytorch():
 
 
 # Provided by Blender (and by the bpy wheel in tests), never installed by the add-on.
-BLENDER_MODULES = {"bpy", "bpy_extras", "mathutils", "addon_utils"}
+BLENDER_MODULES = {"bpy", "bpy_extras", "bmesh", "mathutils", "addon_utils"}
 
 
 # The optional extras, each with its own requirements file; never installed into Blender.

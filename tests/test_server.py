@@ -193,6 +193,11 @@ def test_an_unknown_form_field_is_refused_rather_than_ignored(server):
     assert server.submit(resolutoin="64").status_code == 422
 
 
+def test_quad_remesh_is_refused_as_blenders_own_step(server):
+    refused = server.submit(quad_remesh="1000")
+    assert refused.status_code == 422 and "Quad Remesh is Blender's QuadriFlow" in refused.json()["detail"]
+
+
 def test_twenty_clients_at_once_are_all_served(server):
     outcomes = [None] * 20
 

@@ -65,11 +65,17 @@ from .options import ENV_DEBUG, ENV_MODEL, ENV_SERVER, IMAGE_EXTENSIONS
 FORMATS = ("glb", "obj", "ply", "fbx", "usd", "blend")
 RAY_FORMATS = ("glb", "obj", "ply")
 # The options the worker takes, then how the objects are made, as the command line offers them.
-COMMAND_LINE_OPTIONS = (*options.IMAGE_OPTIONS, *options.MESH_OPTIONS, options.TARGET_SIZE)
+COMMAND_LINE_OPTIONS = (
+    *options.IMAGE_OPTIONS,
+    *options.MESH_OPTIONS,
+    options.QUAD_REMESH,
+    options.TARGET_SIZE,
+)
 # What the batch adds to an option's own help text.
 COMMAND_LINE_NOTES = {
     "texture_size": "Bakes a texture with a UV layout instead of vertex colours; glTF and FBX embed it "
     "(glTF: baseColorTexture), OBJ refers to a PNG beside it, USD to one in textures/; PLY holds no texture",
+    "quad_remesh": "In Blender only (not with --ray); an image QuadriFlow cannot remesh fails, saying why",
 }
 # What only the batch on Ray takes.
 RAY_ONLY_OPTIONS = ("--concurrency", "--gpus-per-worker", "--cpus-per-worker")
@@ -432,6 +438,11 @@ def ray_runner(args, parser):
         )
     if args.server:
         parser.error("--server and --ray both say where the model runs: choose one")
+    if args.quad_remesh:
+        parser.error(
+            "--quad-remesh runs Blender's QuadriFlow: run the batch without --ray for quads (the batch on "
+            "Ray writes triangle meshes)"
+        )
     check_texture_format(args, parser)
     try:
         from . import batch_ray
@@ -447,6 +458,8 @@ def ray_runner(args, parser):
 def check_texture_format(args, parser):
     if args.texture_size and args.format == "ply" and not args.one_blend:
         parser.error("--texture-size: a PLY file holds no texture; leave it out, or choose glb or obj")
+    if args.texture_size and args.quad_remesh:
+        parser.error(f"--quad-remesh with --texture-size: {options.QUAD_REMESH_WITH_TEXTURE}")
 
 
 def _settings(args):

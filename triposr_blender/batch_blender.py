@@ -25,6 +25,7 @@ from .batch_plan import CODES_SUFFIX, STAGING_PREFIX, LocalFolder, ProgressBar
 from .blender import materials, mesh_builder
 from .blender.image_input import InputError, file_input
 from .blender.placement import ROW_SPACING, Destination
+from .blender.quad_remesh import QuadRemeshError, quad_remesh
 from .dependencies import dependency_paths
 from .options import ENV_SERVER_TOKEN, GenerateOptions
 from .worker.backend import Backend
@@ -147,7 +148,15 @@ class BlenderBatch:
         if output.suffix != ".blend":
             result = dataclasses.replace(result, codes=b"")  # other formats would carry them as properties
         self.progress("Building the mesh", 0.0)
-        return mesh_builder.build_object(bpy.context, name, result, self._destination(), options=self.options)
+        obj = mesh_builder.build_object(bpy.context, name, result, self._destination(), options=self.options)
+        if self.args.quad_remesh:
+            self.progress("Quad remeshing (QuadriFlow)", 0.0)
+            try:
+                quad_remesh(bpy.context, obj, self.args.quad_remesh)
+            except QuadRemeshError as error:
+                mesh_builder.remove_object(obj)
+                raise GenerationError(str(error)) from error
+        return obj
 
     def _run_on_worker(self, path):
         """The worker's ``MeshResult`` for one input, showing the worker's progress while it works: an image,

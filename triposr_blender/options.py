@@ -20,6 +20,11 @@ from .core.defaults import (
     MIN_TARGET_FACES,
 )
 
+# Quad Remesh's range: below 100 quads QuadriFlow loses the shape; its time grows with the count (20,000
+# quads take about half a minute on a 2-core CPU).
+MIN_QUADS = 100
+MAX_QUADS = 20_000
+
 # The environment variables that set defaults for every front end: the panel, the batch and its runners.
 ENV_MODEL = "TRIPOSR_MODEL"  # the model source (a Hugging Face repo id or a folder)
 ENV_SERVER = "TRIPOSR_SERVER"  # a TripoSR server to run the model on instead of this computer
@@ -180,6 +185,21 @@ TEXTURE_SIZE = Option(
     off=0,
     switched_by="color_mode",
 )
+QUAD_REMESH = Option(
+    "quad_remesh",
+    "Quad Remesh",
+    "Remesh into about this many quads with QuadriFlow, keeping the Color Attribute (0 keeps the triangles)",
+    default=0,
+    minimum=MIN_QUADS,
+    maximum=MAX_QUADS,
+    soft_maximum=10_000,
+    off=0,
+)
+# The quads carry colors per vertex; a baked texture's UV layout would not survive the remesh.
+QUAD_REMESH_WITH_TEXTURE = (
+    "Quad Remesh carries colors as a Color Attribute, not a baked texture: set Color to Color Attribute for "
+    "quads, or Quad Remesh to 0 for the texture."
+)
 SHADE_SMOOTH = Option("shade_smooth", "Shade Smooth", "Smooth shading instead of flat facets", default=True)
 TARGET_SIZE = Option(
     "target_size",
@@ -203,7 +223,7 @@ MESH_OPTIONS = (
     TEXTURE_SIZE,
 )
 # How the object is made in Blender: the worker never sees these.
-OBJECT_OPTIONS = (SHADE_SMOOTH, TARGET_SIZE)
+OBJECT_OPTIONS = (QUAD_REMESH, SHADE_SMOOTH, TARGET_SIZE)
 OPTIONS = {option.name: option for option in (*IMAGE_OPTIONS, *MESH_OPTIONS, *OBJECT_OPTIONS)}
 
 

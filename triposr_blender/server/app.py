@@ -197,7 +197,7 @@ def create_app(settings: ServerSettings, executor) -> FastAPI:
             raise HTTPException(415, "Send the job as multipart/form-data: the image file and the options.")
         unknown = sorted(set((await request.form()).keys()) - FORM_FIELDS)
         if unknown:
-            raise HTTPException(422, f"Unknown form field(s): {', '.join(unknown)}.")
+            raise HTTPException(422, unknown_fields_message(unknown))
         job = table.submit(await job_request(form))
         if job is None:
             raise HTTPException(503, "The queue is full; try again soon.", {"Retry-After": str(RETRY_AFTER)})
@@ -412,6 +412,15 @@ def check_image(data: bytes) -> None:
     from ..core.preprocess import load_image
 
     load_image(data)
+
+
+def unknown_fields_message(unknown: list[str]) -> str:
+    message = f"Unknown form field(s): {', '.join(unknown)}."
+    if options.QUAD_REMESH.name in unknown:
+        message += (
+            " Quad Remesh is Blender's QuadriFlow: the server makes triangle meshes; remesh them in Blender."
+        )
+    return message
 
 
 def npz_bytes(job: ServerJob) -> bytes:

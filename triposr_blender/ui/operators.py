@@ -19,12 +19,19 @@ from bpy.props import FloatVectorProperty, StringProperty
 from .. import dependencies
 from ..blender import mesh_builder, placement, source
 from ..blender.image_input import InputError, file_input, image_input, is_image_empty
+from ..blender.quad_remesh import QuadRemeshError, quad_remesh
 from ..options import GenerateOptions, OptionError
 from ..worker.backend import Job
 from ..worker.client import WorkerStartError
 from ..worker.protocol import Outcome
 from . import preference_values, properties
-from .properties import MESH_OPTION_NAMES, draw_mesh_options, generate_options, mesh_options
+from .properties import (
+    MESH_OPTION_NAMES,
+    check_quad_remesh,
+    draw_mesh_options,
+    generate_options,
+    mesh_options,
+)
 from .session import SESSION, redraw_progress_areas
 
 TIMER_INTERVAL = 0.1
@@ -105,6 +112,18 @@ class WorkerJobOperator:
             self.report({"ERROR"}, str(error))
             return None
 
+    def make_quads(self, context, obj: bpy.types.Object, quads: int) -> str:
+        """Quad Remesh ``obj`` when ``quads`` asks for it -> what to add to the report ("" if nothing). A
+        failure keeps the triangles and is reported as a warning: the object itself was made."""
+        if not quads:
+            return ""
+        try:
+            quad_remesh(context, obj, quads)
+        except QuadRemeshError as error:
+            self.report({"WARNING"}, str(error))
+            return ""
+        return f", {len(obj.data.polygons):,} quads"
+
     def conclude(self, context, job: Job, outcome: Outcome) -> bool:
         if outcome.event == "cancelled":
             self.report({"WARNING"}, "Canceled.")
@@ -161,6 +180,7 @@ class TRIPOSR_OT_generate(WorkerJobOperator, bpy.types.Operator):
     def submit(self, context) -> list[Job]:
         self.fill_from_panel(context)
         self._options = generate_options(self)
+        check_quad_remesh(self)
         name, image = self.input_image(context)
         self._name, self._where = name, self.destination(context)
         self._input = input_key(name, image, self._options)
@@ -182,7 +202,8 @@ class TRIPOSR_OT_generate(WorkerJobOperator, bpy.types.Operator):
             self.report({"ERROR"}, f"Could not build the mesh in Blender: {type(error).__name__}: {error}")
             return False
         SESSION.last_codes = {self._input: result.codes} if result.codes else {}
-        self.report({"INFO"}, f"Created {obj.name}: {len(obj.data.vertices):,} vertices.")
+        quads = self.make_quads(context, obj, self.quad_remesh)
+        self.report({"INFO"}, f"Created {obj.name}: {len(obj.data.vertices):,} vertices{quads}.")
         return True
 
     def draw(self, context):
@@ -289,6 +310,7 @@ class TRIPOSR_OT_remesh(WorkerJobOperator, bpy.types.Operator):
             if not self.properties.is_property_set(name):
                 setattr(self, name, getattr(settings, name))
         chosen = mesh_options(self)
+        check_quad_remesh(self)
         if message := missing_dependencies_message():
             raise UserError(message)
         model = preference_values.model_settings(context)
@@ -313,7 +335,8 @@ class TRIPOSR_OT_remesh(WorkerJobOperator, bpy.types.Operator):
         except Exception as error:  # the object keeps its mesh (the builder cleans up); say why
             self.report({"ERROR"}, f"Could not remesh {name}: {type(error).__name__}: {error}")
             return False
-        self.report({"INFO"}, f"Remeshed {name}: {len(obj.data.vertices):,} vertices.")
+        quads = self.make_quads(context, obj, self.quad_remesh)
+        self.report({"INFO"}, f"Remeshed {name}: {len(obj.data.vertices):,} vertices{quads}.")
         return True
 
     def draw(self, context):

@@ -123,8 +123,9 @@ def generate_options(data) -> GenerateOptions:
     return GenerateOptions.from_attributes(data, **mesh_options(data).as_dict())
 
 
-# The Re-mesh operator's options: the mesh options and the colour mode that decides the texture size.
-MESH_OPTION_NAMES = (*(option.name for option in options.MESH_OPTIONS), "color_mode")
+# The Re-mesh operator's options: the mesh options, the colour mode that decides the texture size, and Quad
+# Remesh, which Blender applies to the mesh the worker gives back.
+MESH_OPTION_NAMES = (*(option.name for option in options.MESH_OPTIONS), "color_mode", "quad_remesh")
 
 
 def draw_mesh_options(layout, data) -> None:
@@ -144,6 +145,15 @@ def draw_mesh_options(layout, data) -> None:
     texture_size = layout.row()
     texture_size.active = data.color_mode == "TEXTURE"
     texture_size.prop(data, "texture_size")
+    quads = layout.row()
+    quads.active = data.color_mode == "VERTEX"  # the quads carry the colors as a Color Attribute
+    quads.prop(data, "quad_remesh")
+
+
+def check_quad_remesh(data) -> None:
+    """OptionError when Quad Remesh is asked for with a baked texture, which the quads cannot carry."""
+    if data.quad_remesh and data.color_mode == "TEXTURE":
+        raise options.OptionError(options.QUAD_REMESH_WITH_TEXTURE)
 
 
 def register() -> None:

@@ -67,6 +67,12 @@ SPANISH = {
     "Width and height of the baked texture in pixels: finer detail, 4× the time and memory per doubling": (
         "Ancho y alto de la textura horneada en píxeles: más detalle, 4× el tiempo y la memoria al doblarlo"
     ),
+    "Quad Remesh": "Remallar en cuadriláteros",
+    "Remesh into about this many quads with QuadriFlow, keeping the Color Attribute "
+    "(0 keeps the triangles)": (
+        "Remalla en unos tantos cuadriláteros con QuadriFlow, conservando el atributo de color "
+        "(0 conserva los triángulos)"
+    ),
     "Shade Smooth": "Sombreado suave",
     "Smooth shading instead of flat facets": "Sombreado suave en lugar de caras planas",
     "Size": "Tamaño",
