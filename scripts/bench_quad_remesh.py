@@ -4,7 +4,7 @@ On the benchmark field (Suzanne fitted by scripts/make_bench_field.py), at each 
 becomes a TripoSR object in the bpy wheel (2 units tall, as Generate makes it) and is quad-remeshed to each
 count (blender/quad_remesh.py: Decimate, QuadriFlow, colors carried). Printed per count:
 
-- quads made and their share of the faces;
+- quads made and their share of the faces, and the edges left open (holes QuadriFlow made and filling left);
 - distance of the quads' vertices to the dense mesh (mean and 95th percentile, in the extraction's grid
   cells);
 - seconds, all steps together.
@@ -40,6 +40,12 @@ def positions(mesh) -> np.ndarray:
     return values.reshape(-1, 3)
 
 
+def faces_per_edge(mesh) -> np.ndarray:
+    corner_edges = np.empty(len(mesh.loops), np.int32)
+    mesh.loops.foreach_get("edge_index", corner_edges)
+    return np.bincount(corner_edges, minlength=len(mesh.edges))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -50,7 +56,7 @@ def main() -> None:
 
     model, scene = load_bench_field()
     radius = model.config.renderer.radius
-    columns = ("asked", "quads", "share", "mean d", "95% d", "s")
+    columns = ("asked", "quads", "share", "open", "mean d", "95% d", "s")
     print(f"{'res':>4} {'triangles':>9} " + " ".join(f"{name:>7}" for name in columns))
     for resolution in args.resolutions:
         dense = model.extract_mesh(scene, resolution=resolution, threshold=THRESHOLD)
@@ -71,12 +77,14 @@ def main() -> None:
             quad_remesh(bpy.context, obj, quads)
             seconds = time.perf_counter() - started
             sides = np.array([len(polygon.vertices) for polygon in obj.data.polygons])
+            open_edges = int((faces_per_edge(obj.data) == 1).sum())
             distance = (
                 np.array([tree.find_nearest(point)[3] for point in positions(obj.data).tolist()]) / cell
             )
             print(
                 f"{resolution:>4} {len(dense.faces):>9,} {quads:>7} {(sides == 4).sum():>7} "
-                f"{(sides == 4).mean():>7.1%} {distance.mean():>7.3f} {np.percentile(distance, 95):>7.3f} "
+                f"{(sides == 4).mean():>7.1%} {open_edges:>7} {distance.mean():>7.3f} "
+                f"{np.percentile(distance, 95):>7.3f} "
                 f"{seconds:>7.1f}",
                 flush=True,
             )

@@ -15,7 +15,7 @@ from mathutils.bvhtree import BVHTree
 
 from triposr_blender.blender import materials, mesh_builder, source
 from triposr_blender.blender.placement import Destination
-from triposr_blender.blender.quad_remesh import QuadRemeshError, quad_remesh
+from triposr_blender.blender.quad_remesh import QuadRemeshError, fill_holes, quad_remesh
 from triposr_blender.core.mesh import Mesh
 from triposr_blender.options import QUAD_REMESH_WITH_TEXTURE
 from triposr_blender.worker.protocol import MeshResult
@@ -106,6 +106,30 @@ def test_short_edges_and_pinches_are_cleaned_up_until_blender_lets_quadriflow_ru
     quad_remesh(bpy.context, obj, 200)
 
     assert quad_share(obj.data) >= 0.95
+
+
+def test_a_hole_quadriflow_leaves_is_closed_with_a_face_facing_out():
+    """A cube without its top: the new face closes it, and faces up like the cube's other faces face out."""
+    mesh = bpy.data.meshes.new("Open box")
+    corners = [(x, y, z) for x in (0, 1) for y in (0, 1) for z in (0, 1)]
+    sides = [(0, 1, 3, 2), (4, 6, 7, 5), (0, 4, 5, 1), (2, 3, 7, 6), (0, 2, 6, 4)]  # no top (z = 1)
+    mesh.from_pydata(corners, [], sides)
+    mesh.update()
+
+    fill_holes(mesh)
+
+    assert len(mesh.polygons) == 6 and all(len(edge_faces) == 2 for edge_faces in edge_use(mesh).values())
+    top = next(polygon for polygon in mesh.polygons if polygon.center.z == 1)
+    assert tuple(top.normal) == pytest.approx((0, 0, 1))
+    bpy.data.meshes.remove(mesh)
+
+
+def edge_use(mesh) -> dict:
+    used = {}
+    for polygon in mesh.polygons:
+        for key in polygon.edge_keys:
+            used.setdefault(key, []).append(polygon.index)
+    return used
 
 
 def test_an_object_with_a_baked_texture_is_refused(triangles):

@@ -6,9 +6,10 @@ Blender's Decimate modifier first brings a copy to TRIANGLES_PER_QUAD triangles 
 than the quads. The color attribute is carried over from the nearest vertex of the original mesh.
 
 Blender lets QuadriFlow run only on a manifold, consistently wound mesh without very short edges, which a
-marching-cubes mesh is not quite: the copy is cleaned up until it passes the same check. Where QuadriFlow
-still fails, the object keeps its triangle mesh and QuadRemeshError says what to do. Runs on Blender's main
-thread, and blocks it while QuadriFlow works (seconds; see the README's figures).
+marching-cubes mesh is not quite: the copy is cleaned up until it passes the same check, and the holes
+QuadriFlow leaves where a part is thinner than its quads are filled. Where QuadriFlow still fails, the object
+keeps its triangle mesh and QuadRemeshError says what to do. Runs on Blender's main thread, and blocks it
+while QuadriFlow works (seconds; see the README's figures).
 """
 
 from __future__ import annotations
@@ -34,8 +35,9 @@ SEED = 0
 QUADRIFLOW_SHORTEST = 1e-4
 WORK_SIZE = 2.0
 SHORTEST_EDGE = 2e-4
-# Collapsing can pinch a thin part into edges of three faces; the copy is then decimated by half and cleaned
-# again, at most this many times in all.
+# Collapsing can pinch a thin part into an edge of three faces, or turn two faces against each other across an
+# edge: such edges are split apart, leaving a pinhole QuadriFlow takes. A copy that still does not pass is
+# decimated by half and cleaned again, at most this many times in all.
 PREPARE_ATTEMPTS = 4
 
 
@@ -55,6 +57,7 @@ def quad_remesh(context: bpy.types.Context, obj: bpy.types.Object, quads: int) -
         run_quadriflow(context, work, quads, obj.name)
         remeshed = work.data
         remeshed.transform(Matrix.Scale(size_of(dense) / WORK_SIZE, 4))
+        fill_holes(remeshed)
         carry_colors(dense, remeshed)
         remeshed.materials.clear()
         for material in dense.materials:
@@ -157,6 +160,20 @@ def run_quadriflow(context: bpy.types.Context, work: bpy.types.Object, quads: in
         raise QuadRemeshError(failure(name, str(error).removeprefix("Error: ").strip())) from error
     if outcome != {"FINISHED"} or not any(len(polygon.vertices) == 4 for polygon in work.data.polygons):
         raise QuadRemeshError(failure(name, "it made no quads"))
+
+
+def fill_holes(mesh: bpy.types.Mesh) -> None:
+    """Close the small holes QuadriFlow leaves where a part is thinner than its quads (such as the gap
+    around an eye), with a face each, facing out like the faces around them."""
+    closed = bmesh.new()
+    try:
+        closed.from_mesh(mesh)
+        filled = bmesh.ops.holes_fill(closed, edges=[edge for edge in closed.edges if edge.is_boundary])
+        if filled["faces"]:
+            bmesh.ops.recalc_face_normals(closed, faces=closed.faces[:])
+            closed.to_mesh(mesh)
+    finally:
+        closed.free()
 
 
 def failure(name: str, reason: str) -> str:

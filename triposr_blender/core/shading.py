@@ -25,13 +25,9 @@ def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
     face_normals = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
     face_normals /= np.maximum(np.linalg.norm(face_normals, axis=1, keepdims=True), 1e-30)
     normals = np.zeros((len(vertices), 3))
+    angles = corner_angles(corners)
     for corner in range(3):
-        towards_next = corners[:, (corner + 1) % 3] - corners[:, corner]
-        towards_previous = corners[:, (corner + 2) % 3] - corners[:, corner]
-        cosine = np.einsum("ij,ij->i", towards_next, towards_previous) / np.maximum(
-            np.linalg.norm(towards_next, axis=1) * np.linalg.norm(towards_previous, axis=1), 1e-30
-        )
-        np.add.at(normals, faces[:, corner], face_normals * np.arccos(np.clip(cosine, -1, 1))[:, None])
+        np.add.at(normals, faces[:, corner], face_normals * angles[:, corner, None])
     length = np.linalg.norm(normals, axis=1, keepdims=True)
     normals = normals / np.where(length > 0, length, 1.0)
     fallback = np.tile([0.0, 0.0, 1.0], (len(vertices), 1))
