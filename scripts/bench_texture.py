@@ -62,11 +62,9 @@ def bake_in_stages(mesh, color_fn, size: int, padding: int, dense=None) -> None:
         ),
     )
     if dense is not None:
-        bake = timed(
-            "normal map: tangent frames, dense normals' tree", lambda: NormalBake(mesh, corner_uvs, dense)
-        )
+        bake = timed("normal map: tangent frames, dense tree", lambda: NormalBake(mesh, corner_uvs, dense))
         timed(
-            "normal map: dense normals in tangent space",
+            "normal map: dense normals, tangent space",
             lambda: [
                 bake.texels(faces[part], weights[part], points[part])
                 for part in (slice(start, start + texture.POINTS_PER_QUERY) for start in chunks)
