@@ -12,7 +12,7 @@ the add-on's mesh builder makes the Blender object with its material, and Cycles
 - docs/images/smoothing.jpg: the bench field with noise on every triplane texel (the lumps users see), as
   extracted and with Smoothing 0.5.
 
-About four minutes on two cores. No GPU, no network, no real weights.
+About three minutes on two cores. No GPU, no network, no real weights.
 """
 
 import dataclasses
