@@ -18,6 +18,7 @@ from triposr_blender.blender.placement import Destination
 from triposr_blender.blender.quad_remesh import QuadRemeshError, fill_holes, quad_remesh
 from triposr_blender.core.mesh import Mesh
 from triposr_blender.options import QUAD_REMESH_WITH_TEXTURE
+from triposr_blender.ui import operators
 from triposr_blender.worker.protocol import MeshResult
 
 pytestmark = pytest.mark.blender
@@ -147,6 +148,21 @@ def test_generate_and_remesh_make_quads_and_say_how_many(extension, new_objects)
     assert bpy.ops.triposr.remesh(quad_remesh=200) == {"FINISHED"}
     assert quad_share(obj.data) >= 0.95 and len(obj.data.polygons) < 300
     assert source.is_triposr_object(obj)
+
+
+def test_a_bug_in_quad_remesh_still_ends_in_one_message_and_keeps_the_object(
+    extension, new_objects, monkeypatch, capfd
+):
+    def broken(*_arguments):
+        raise ValueError("a bug")
+
+    monkeypatch.setattr(operators, "quad_remesh", broken)
+
+    assert bpy.ops.triposr.generate(filepath=str(FIXTURE_IMAGE), quad_remesh=300) == {"FINISHED"}
+    (obj,) = new_objects()
+    assert quad_share(obj.data) == 0.0
+    message = f"Quad Remesh failed (ValueError: a bug); {obj.name} keeps its triangles."
+    assert message in capfd.readouterr().out
 
 
 def test_generate_refuses_quads_with_a_baked_texture_before_running_the_model(extension, new_objects):

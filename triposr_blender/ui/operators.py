@@ -122,6 +122,12 @@ class WorkerJobOperator:
         except QuadRemeshError as error:
             self.report({"WARNING"}, str(error))
             return ""
+        except Exception as error:  # a bug: still one message, and the object as it was made
+            self.report(
+                {"WARNING"},
+                f"Quad Remesh failed ({type(error).__name__}: {error}); {obj.name} keeps its triangles.",
+            )
+            return ""
         return f", {len(obj.data.polygons):,} quads"
 
     def conclude(self, context, job: Job, outcome: Outcome) -> bool:
