@@ -30,20 +30,8 @@ from bench_field import THRESHOLD, load_bench_field  # noqa: E402
 
 from triposr_blender.blender import mesh_builder  # noqa: E402
 from triposr_blender.blender.placement import Destination  # noqa: E402
-from triposr_blender.blender.quad_remesh import quad_remesh  # noqa: E402
+from triposr_blender.blender.quad_remesh import corners, quad_remesh, vertex_positions  # noqa: E402
 from triposr_blender.worker.protocol import MeshResult  # noqa: E402
-
-
-def positions(mesh) -> np.ndarray:
-    values = np.empty(3 * len(mesh.vertices), np.float32)
-    mesh.vertices.foreach_get("co", values)
-    return values.reshape(-1, 3)
-
-
-def faces_per_edge(mesh) -> np.ndarray:
-    corner_edges = np.empty(len(mesh.loops), np.int32)
-    mesh.loops.foreach_get("edge_index", corner_edges)
-    return np.bincount(corner_edges, minlength=len(mesh.edges))
 
 
 def main() -> None:
@@ -63,7 +51,7 @@ def main() -> None:
         for quads in args.quads:
             bpy.ops.wm.read_factory_settings(use_empty=True)
             obj = mesh_builder.build_object(bpy.context, "Suzanne", MeshResult(dense), Destination())
-            points = positions(obj.data)
+            points = vertex_positions(obj.data)
             tree = BVHTree.FromPolygons(points.tolist(), dense.faces.tolist())
             # a grid cell of the extraction, in the object's units (build_object scales the model's box)
             cell = (
@@ -77,10 +65,9 @@ def main() -> None:
             quad_remesh(bpy.context, obj, quads)
             seconds = time.perf_counter() - started
             sides = np.array([len(polygon.vertices) for polygon in obj.data.polygons])
-            open_edges = int((faces_per_edge(obj.data) == 1).sum())
-            distance = (
-                np.array([tree.find_nearest(point)[3] for point in positions(obj.data).tolist()]) / cell
-            )
+            open_edges = int((np.bincount(corners(obj.data)[1], minlength=len(obj.data.edges)) == 1).sum())
+            quad_points = vertex_positions(obj.data).tolist()
+            distance = np.array([tree.find_nearest(point)[3] for point in quad_points]) / cell
             print(
                 f"{resolution:>4} {len(dense.faces):>9,} {quads:>7} {(sides == 4).sum():>7} "
                 f"{(sides == 4).mean():>7.1%} {open_edges:>7} {distance.mean():>7.3f} "

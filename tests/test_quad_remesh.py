@@ -15,7 +15,7 @@ from mathutils.bvhtree import BVHTree
 
 from triposr_blender.blender import materials, mesh_builder, source
 from triposr_blender.blender.placement import Destination
-from triposr_blender.blender.quad_remesh import QuadRemeshError, fill_holes, quad_remesh
+from triposr_blender.blender.quad_remesh import QuadRemeshError, fill_holes, quad_remesh, vertex_positions
 from triposr_blender.core.mesh import Mesh
 from triposr_blender.options import QUAD_REMESH_WITH_TEXTURE
 from triposr_blender.ui import operators
@@ -47,15 +47,9 @@ def quad_share(mesh) -> float:
     return float((sides == 4).mean())
 
 
-def positions(mesh) -> np.ndarray:
-    values = np.empty(3 * len(mesh.vertices), np.float32)
-    mesh.vertices.foreach_get("co", values)
-    return values.reshape(-1, 3)
-
-
 def test_quadriflow_makes_about_the_asked_quads_on_the_dense_surface_with_its_colors(triangles):
     dense = triangles.data
-    tree = BVHTree.FromPolygons(positions(dense).tolist(), [tuple(p.vertices) for p in dense.polygons])
+    tree = BVHTree.FromPolygons(vertex_positions(dense).tolist(), [tuple(p.vertices) for p in dense.polygons])
     size = max(triangles.dimensions)
 
     quad_remesh(bpy.context, triangles, QUADS)
@@ -63,7 +57,7 @@ def test_quadriflow_makes_about_the_asked_quads_on_the_dense_surface_with_its_co
     mesh = triangles.data
     assert quad_share(mesh) >= 0.95
     assert 0.7 * QUADS <= len(mesh.polygons) <= 1.3 * QUADS
-    distance = [tree.find_nearest(point)[3] for point in positions(mesh).tolist()]
+    distance = [tree.find_nearest(point)[3] for point in vertex_positions(mesh).tolist()]
     assert np.mean(distance) < 0.005 * size
     colors = mesh.color_attributes[materials.COLOR_ATTRIBUTE]
     assert colors.domain == "POINT" and mesh.color_attributes.render_color_index == 0

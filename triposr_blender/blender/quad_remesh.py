@@ -51,12 +51,13 @@ def quad_remesh(context: bpy.types.Context, obj: bpy.types.Object, quads: int) -
     dense = obj.data
     if dense.uv_layers:
         raise QuadRemeshError(f"{obj.name} has a baked texture. {QUAD_REMESH_WITH_TEXTURE}")
-    work = bpy.data.objects.new(f"{obj.name} quads", prepared_copy(context, dense, quads, obj.name))
+    scale = WORK_SIZE / size_of(dense)
+    work = bpy.data.objects.new(f"{obj.name} quads", prepared_copy(context, dense, quads, scale, obj.name))
     context.scene.collection.objects.link(work)
     try:
         run_quadriflow(context, work, quads, obj.name)
         remeshed = work.data
-        remeshed.transform(Matrix.Scale(size_of(dense) / WORK_SIZE, 4))
+        remeshed.transform(Matrix.Scale(1 / scale, 4))
         fill_holes(remeshed)
         carry_colors(dense, remeshed)
         remeshed.materials.clear()
@@ -74,13 +75,15 @@ def quad_remesh(context: bpy.types.Context, obj: bpy.types.Object, quads: int) -
         remeshed.name = name
 
 
-def prepared_copy(context: bpy.types.Context, dense: bpy.types.Mesh, quads: int, name: str) -> bpy.types.Mesh:
+def prepared_copy(
+    context: bpy.types.Context, dense: bpy.types.Mesh, quads: int, scale: float, name: str
+) -> bpy.types.Mesh:
     """A copy of ``dense`` QuadriFlow takes: at most TRIANGLES_PER_QUAD triangles per quad (Blender's
-    Decimate), WORK_SIZE across, without edges too short for it. Where collapsing those pinches the surface,
-    the copy is halved again, up to PREPARE_ATTEMPTS times."""
+    Decimate), scaled by ``scale``, without edges too short for it. Where collapsing those pinches the
+    surface, the copy is halved again, up to PREPARE_ATTEMPTS times."""
     mesh = decimated(context, dense, TRIANGLES_PER_QUAD * quads / max(len(dense.polygons), 1))
     try:
-        mesh.transform(Matrix.Scale(WORK_SIZE / size_of(dense), 4))
+        mesh.transform(Matrix.Scale(scale, 4))
         for _ in range(PREPARE_ATTEMPTS):
             without_short_edges(mesh)
             if quadriflow_takes(mesh):
@@ -126,12 +129,9 @@ def without_short_edges(mesh: bpy.types.Mesh) -> None:
 def quadriflow_takes(mesh: bpy.types.Mesh) -> bool:
     """What Blender checks before QuadriFlow runs: every edge between one and two faces, the two running it
     in opposite directions, and no edge shorter than QUADRIFLOW_SHORTEST along every axis."""
-    corner_vertices = np.empty(len(mesh.loops), np.int32)
-    corner_edges = np.empty(len(mesh.loops), np.int32)
-    mesh.loops.foreach_get("vertex_index", corner_vertices)
-    mesh.loops.foreach_get("edge_index", corner_edges)
-    faces_per_edge = np.bincount(corner_edges, minlength=len(mesh.edges))
-    if len(mesh.edges) == 0 or faces_per_edge.min() < 1 or faces_per_edge.max() > 2:
+    corner_vertices, corner_edges = corners(mesh)
+    use = np.bincount(corner_edges, minlength=len(mesh.edges))
+    if len(mesh.edges) == 0 or use.min() < 1 or use.max() > 2:
         return False
     order = np.argsort(corner_edges, kind="stable")
     by_edge, starts = corner_edges[order], corner_vertices[order]
@@ -203,6 +203,15 @@ def carry_colors(dense: bpy.types.Mesh, remeshed: bpy.types.Mesh) -> None:
     attribute.data.foreach_set("color", colors[nearest].ravel())
     remeshed.color_attributes.active_color = attribute
     remeshed.color_attributes.render_color_index = remeshed.color_attributes.active_color_index
+
+
+def corners(mesh: bpy.types.Mesh) -> tuple[np.ndarray, np.ndarray]:
+    """The vertex and the edge (to the next corner) of each face corner."""
+    corner_vertices = np.empty(len(mesh.loops), np.int32)
+    corner_edges = np.empty(len(mesh.loops), np.int32)
+    mesh.loops.foreach_get("vertex_index", corner_vertices)
+    mesh.loops.foreach_get("edge_index", corner_edges)
+    return corner_vertices, corner_edges
 
 
 def size_of(mesh: bpy.types.Mesh) -> float:

@@ -18,8 +18,8 @@ from .shading import corner_tangents, perpendicular, unit, vertex_normals
 
 # Dense vertices whose normals make up each texel's; four is the fewest that covers the triangle around it.
 NEIGHBOURS = 4
-# A texel no face covers: the normal straight out of the surface.
-FLAT = np.array([0.5, 0.5, 1.0], np.float32)
+# A texel no face covers: the normal straight out of the surface, as stored.
+FLAT_NORMAL = np.array([0.5, 0.5, 1.0], np.float32)
 
 
 class DenseNormals:
@@ -59,9 +59,3 @@ class NormalBake:
         dense = self.dense_normals(points, normal)
         local = np.stack([(dense * axis).sum(axis=1) for axis in (tangent, bitangent, normal)], axis=1)
         return (local * 0.5 + 0.5).astype(np.float32)
-
-
-def to_rgb8(encoded: np.ndarray, filled: np.ndarray) -> np.ndarray:
-    """The map as 8-bit RGB: texels outside the layout hold the flat normal."""
-    rgb = np.where(filled[..., None], encoded, FLAT)
-    return np.rint(np.clip(rgb, 0.0, 1.0) * 255.0).astype(np.uint8)

@@ -19,7 +19,7 @@ import numpy as np
 import xatlas
 
 from .mesh import BakedTexture, Mesh
-from .normal_map import NormalBake, to_rgb8
+from .normal_map import FLAT_NORMAL, NormalBake
 from .progress import BAKE_STAGE, RASTERIZE_STAGE, UNWRAP_STAGE, Progress, report
 
 ColorFn = Callable[[np.ndarray], np.ndarray]
@@ -70,7 +70,7 @@ def bake_texture(
     rgb, filled = dilate(spread(colors, rows, columns, texture_size), covered, padding)
     normal_image = None
     if normals is not None:
-        normal_image = to_rgb8(*dilate(spread(normals, rows, columns, texture_size), covered, padding))
+        normal_image = to_normal_rgb8(*dilate(spread(normals, rows, columns, texture_size), covered, padding))
     return BakedTexture(corner_uvs=corner_uvs, image=to_rgba8(rgb, filled), normal_image=normal_image)
 
 
@@ -257,6 +257,15 @@ def dilate(rgb: np.ndarray, filled: np.ndarray, steps: int) -> tuple[np.ndarray,
 
 def to_rgba8(rgb: np.ndarray, filled: np.ndarray) -> np.ndarray:
     rgba = np.zeros((*filled.shape, 4), np.uint8)
-    rgba[..., :3] = np.rint(np.clip(rgb, 0.0, 1.0) * 255.0).astype(np.uint8)
+    rgba[..., :3] = to_bytes(rgb)
     rgba[..., 3] = np.where(filled, 255, 0)
     return rgba
+
+
+def to_normal_rgb8(encoded: np.ndarray, filled: np.ndarray) -> np.ndarray:
+    """A normal map as 8-bit RGB: texels outside the layout hold the flat normal."""
+    return to_bytes(np.where(filled[..., None], encoded, FLAT_NORMAL))
+
+
+def to_bytes(values: np.ndarray) -> np.ndarray:
+    return np.rint(np.clip(values, 0.0, 1.0) * 255.0).astype(np.uint8)
