@@ -17,7 +17,6 @@ from triposr_blender.blender import materials, mesh_builder, source
 from triposr_blender.blender.placement import Destination
 from triposr_blender.blender.quad_remesh import QuadRemeshError, fill_holes, quad_remesh, vertex_positions
 from triposr_blender.core.mesh import Mesh
-from triposr_blender.options import QUAD_REMESH_WITH_TEXTURE
 from triposr_blender.ui import operators
 from triposr_blender.worker.protocol import MeshResult
 
@@ -190,7 +189,7 @@ def test_the_batch_in_blender_writes_quads(tmp_path):
             ["--ray", "--quad-remesh", "300"],
             "--quad-remesh runs Blender's QuadriFlow: run the batch without --ray",
         ),
-        (["--quad-remesh", "300", "--texture-size", "1024"], QUAD_REMESH_WITH_TEXTURE),
+        (["--quad-remesh", "300", "--texture-size", "1024"], "not a baked texture; leave one of them out"),
         (["--quad-remesh", "50"], "--quad-remesh: must be 0 (off) or from 100 to 20000, not 50"),
     ],
     ids=["on Ray", "with a texture", "too few"],

@@ -459,7 +459,10 @@ def check_texture_format(args, parser):
     if args.texture_size and args.format == "ply" and not args.one_blend:
         parser.error("--texture-size: a PLY file holds no texture; leave it out, or choose glb or obj")
     if args.texture_size and args.quad_remesh:
-        parser.error(f"--quad-remesh with --texture-size: {options.QUAD_REMESH_WITH_TEXTURE}")
+        parser.error(
+            "--quad-remesh with --texture-size: the quads carry colors per vertex, not a baked texture; "
+            "leave one of them out"
+        )
 
 
 def _settings(args):
