@@ -30,18 +30,19 @@ def test_face_normals_point_out_of_the_object():
     assert ((normals * outward).sum(axis=1) > 0).all()
 
 
-def test_the_grid_can_be_queried_slab_by_slab_with_the_same_result(monkeypatch):
+def test_the_grid_is_queried_and_marched_slab_by_slab_with_the_same_mesh(monkeypatch):
     calls = []
 
     def recording_density(points):
         calls.append(len(points))
         return ball_density(points)
 
-    whole = isosurface.density_grid(ball_density, resolution=20, radius=RADIUS)
-    monkeypatch.setattr(isosurface, "POINTS_PER_CALL", 1000)
+    whole = extract_dense(ball_density, resolution=20, radius=RADIUS, threshold=0.0)
+    monkeypatch.setattr(isosurface, "POINTS_PER_CALL", 1000)  # 2 x-slices a call: 10 slabs
     fractions = []
-    in_slabs = isosurface.density_grid(recording_density, 20, RADIUS, on_progress=fractions.append)
-    np.testing.assert_array_equal(in_slabs, whole)
+    in_slabs = extract_dense(recording_density, 20, RADIUS, 0.0, on_progress=fractions.append)
+    np.testing.assert_array_equal(in_slabs[0], whole[0])
+    np.testing.assert_array_equal(in_slabs[1], whole[1])
     assert len(calls) > 1 and max(calls) <= 1000
     assert fractions == sorted(fractions) and fractions[-1] == 1.0
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import mcubes
 import numpy as np
 import torch
 
 from .errors import NoSurfaceError
+from .marching_cubes import CubeMarcher
 from .renderer import scale_tensor
 
 DensityFn = Callable[[torch.Tensor], torch.Tensor]
@@ -33,37 +33,36 @@ def grid_points(resolution: int, radius: float, x_start: int = 0, x_stop: int | 
     return scale_tensor(unit, (0.0, 1.0), (-radius, radius))
 
 
-def density_grid(
+def extract_dense(
     density_fn: DensityFn,
     resolution: int,
     radius: float,
+    threshold: float,
     on_progress: Callable[[float], None] | None = None,
-) -> np.ndarray:
-    """Densities on the [resolution]^3 grid as float32 [R, R, R], evaluated one slab of x-slices at a time."""
-    grid = np.empty((resolution, resolution, resolution), dtype=np.float32)
+) -> tuple[np.ndarray, np.ndarray]:
+    """Dense extraction: query every grid point, then marching cubes -> (vertices, faces) in model space.
+
+    The grid is queried one slab of x-slices at a time, and each slab's cells are marched as it arrives, so
+    only a slab of densities is held at once, whatever the resolution. The mesh is PyMCubes' own, bit for bit
+    (``marching_cubes``); with the field ``density - threshold`` (positive inside) its triangles wind
+    counter-clockwise seen from outside, i.e. normals point out of the object.
+    """
+    marcher = CubeMarcher((resolution, resolution))
+    lowest, highest = np.float32(np.inf), np.float32(-np.inf)
     slab = max(1, POINTS_PER_CALL // (resolution * resolution))
     for x_start in range(0, resolution, slab):
         x_stop = min(x_start + slab, resolution)
-        densities = density_fn(grid_points(resolution, radius, x_start, x_stop))
-        grid[x_start:x_stop] = (
-            densities.float().cpu().numpy().reshape(x_stop - x_start, resolution, resolution)
-        )
+        densities = density_fn(grid_points(resolution, radius, x_start, x_stop)).float().cpu().numpy()
+        densities = densities.reshape(x_stop - x_start, resolution, resolution)
+        # np.minimum and np.maximum keep a NaN, which the message then reports.
+        lowest, highest = np.minimum(lowest, densities.min()), np.maximum(highest, densities.max())
+        marcher.add(densities - np.float32(threshold))
         if on_progress is not None:
             on_progress(x_stop / resolution)
-    return grid
-
-
-def marching_cubes(grid: np.ndarray, threshold: float, radius: float) -> tuple[np.ndarray, np.ndarray]:
-    """The surface ``density == threshold`` of a density grid -> (vertices (V, 3) float32, faces int64).
-
-    Vertices map back to model space as in the reference: grid index / (R - 1), then scaled to
-    [-radius, radius]. With the field ``density - threshold`` (positive inside) PyMCubes winds triangles
-    counter-clockwise seen from outside, i.e. normals point out of the object.
-    """
-    vertices, faces = mcubes.marching_cubes(grid - np.float32(threshold), 0.0)
+    vertices, faces = marcher.finish()
     if len(faces) == 0:
-        raise NoSurfaceError(no_surface_message(grid, threshold))
-    return grid_to_model_space(vertices, grid.shape[0], radius), faces.astype(np.int64)
+        raise NoSurfaceError(no_surface_message(float(lowest), float(highest), threshold))
+    return grid_to_model_space(vertices, resolution, radius), faces
 
 
 def grid_to_model_space(vertices: np.ndarray, resolution: int, radius: float) -> np.ndarray:
@@ -72,20 +71,8 @@ def grid_to_model_space(vertices: np.ndarray, resolution: int, radius: float) ->
     return scale_tensor(unit, (0.0, 1.0), (-radius, radius)).numpy()
 
 
-def extract_dense(
-    density_fn: DensityFn,
-    resolution: int,
-    radius: float,
-    threshold: float,
-    on_progress: Callable[[float], None] | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Dense extraction: query every grid point, then marching cubes -> (vertices, faces) in model space."""
-    grid = density_grid(density_fn, resolution, radius, on_progress)
-    return marching_cubes(grid, threshold, radius)
-
-
-def no_surface_message(grid: np.ndarray, threshold: float) -> str:
-    lowest, highest = float(grid.min()), float(grid.max())
+def no_surface_message(lowest: float, highest: float, threshold: float) -> str:
+    """What to do when no grid value lies on each side of the threshold, from the lowest and highest."""
     if highest <= threshold:
         advice = f"no point is denser than it (highest density {highest:.4g}). Lower the threshold"
     elif lowest >= threshold:

@@ -5,33 +5,28 @@ through make triangles. Here the cells are grouped in blocks of `block`³. The b
 coarse grid, queried first; blocks whose corners straddle the threshold, widened by `margin` blocks,
 are queried in full. Then the set grows: a block face whose vertices straddle the threshold means the
 surface goes on into the neighbouring block, which is queried in turn, until no surface leaves the
-queried blocks. Marching cubes then runs on those blocks' cells with PyMCubes' own case table, so each
-surface piece reached this way comes out exactly as the dense path makes it.
+queried blocks. Marching cubes then runs on those blocks' cells with the dense path's case table
+(``marching_cubes``, PyMCubes' own), so each surface piece reached this way comes out as the dense path
+makes it.
 
 What it can miss: a piece of surface that lies wholly inside blocks whose corners are all on one side
 and that touches no queried block, i.e. a floater or object thinner than a block and more than
 `margin` blocks away from any other surface.
 """
 
-import functools
 import logging
 from collections.abc import Callable
 
-import mcubes
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from .isosurface import POINTS_PER_CALL, DensityFn, extract_dense, grid_to_model_space
+from .marching_cubes import CORNERS, EDGE_AXIS, EDGE_START, FROM_FAR_END, OTHER_AXES, case_table
 from .renderer import scale_tensor
 
 LOG = logging.getLogger(__name__)
 
-# Cube corners as offsets (dx, dy, dz); corner n is bit n of a cell's case number.
-_CORNERS = [((n >> 2) & 1, (n >> 1) & 1, n & 1) for n in range(8)]
-# Cube edges: edge 4a + 2p + q runs along axis a from the corner whose other two offsets are (p, q).
-_EDGE_AXIS = np.repeat(np.arange(3), 4)
-_EDGE_START = np.array([np.insert([(e >> 1) & 1, e & 1], axis, 0) for axis in range(3) for e in range(4)])
 # Progress: the coarse grid, the first full pass over the blocks it found, then growth steps.
 _COARSE_SHARE, _FIRST_PASS_SHARE = 0.1, 0.8
 # Blocks handled at once: their index arrays take about 1 KB per block.
@@ -89,7 +84,7 @@ def sparse_marching_cubes(
     """
     grid = _BrickGrid(density_fn, axis, threshold, block, device)
     coarse = grid.coarse_values(_progress_span(on_progress, 0.0, _COARSE_SHARE))
-    active = _dilate(_straddling_cells(coarse > 0), margin)
+    active = _dilate(_straddling_cells(_inside(coarse)), margin)
     if not active.any():
         return None
     new, done = active.clone(), _COARSE_SHARE
@@ -97,7 +92,7 @@ def sparse_marching_cubes(
         share = _FIRST_PASS_SHARE if done == _COARSE_SHARE else (1.0 - done) / 2
         blocks = torch.nonzero(new)
         values = grid.block_values(blocks, _progress_span(on_progress, done, done + share))
-        new = grid.neighbours_across_crossed_faces(blocks, values > 0) & ~active
+        new = grid.neighbours_across_crossed_faces(blocks, _inside(values)) & ~active
         active |= new
         done += share
     blocks = torch.nonzero(active)
@@ -196,7 +191,7 @@ class _BrickGrid:
 
     def _allocate(self, blocks: torch.Tensor) -> None:
         needed = torch.zeros(self.slots.shape, dtype=torch.bool, device=self.device)
-        for offset in _CORNERS:
+        for offset in CORNERS:
             corner = torch.clamp(blocks + torch.tensor(offset, device=self.device), max=len(self.slots) - 1)
             needed[tuple(corner.T)] = True
         fresh = needed & (self.slots < 0)
@@ -229,18 +224,18 @@ def _march(origins: torch.Tensor, values: torch.Tensor, resolution: int) -> tupl
     case = _cell_cases(origins, values, resolution)
     block, *cell = torch.nonzero((case != 0) & (case != 255), as_tuple=True)
     cell = torch.stack(cell, dim=-1)
-    counts, edges = (torch.from_numpy(table).to(device) for table in _pymcubes_cases())
+    counts, edges = (torch.from_numpy(table).to(device) for table in case_table())
     cell_case = case[block, *cell.T].long()
     triangle_cell, slot = torch.nonzero(
         torch.arange(edges.shape[1], device=device) < counts[cell_case][:, None], as_tuple=True
     )
     block, cell = block[triangle_cell], cell[triangle_cell]
     triangle_edges = edges[cell_case[triangle_cell], slot]  # (T, 3)
-    edge_axis = torch.from_numpy(_EDGE_AXIS).to(device)
+    edge_axis = torch.from_numpy(EDGE_AXIS).to(device)
 
     # Each triangle corner lies on a grid edge, named by its start vertex and axis: the weld key.
     start = (
-        cell[:, None, :] + torch.from_numpy(_EDGE_START).to(device)[triangle_edges]
+        cell[:, None, :] + torch.from_numpy(EDGE_START).to(device)[triangle_edges]
     )  # (T, 3, 3), block-local
     global_start = start + origins[block, None, :]
     keys = (global_start[..., 0] * resolution + global_start[..., 1]) * resolution + global_start[..., 2]
@@ -266,15 +261,20 @@ def _one_of_each(keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _cell_cases(origins: torch.Tensor, values: torch.Tensor, resolution: int) -> torch.Tensor:
-    """(B, n, n, n) case numbers: bit n set where corner n lies above the threshold; 0 past the grid's end."""
+    """(B, n, n, n) case numbers: bit n set where corner n lies inside; 0 past the grid's end."""
     n = values.shape[1] - 1
     case = torch.zeros((len(values), n, n, n), dtype=torch.uint8, device=values.device)
-    for bit, (dx, dy, dz) in enumerate(_CORNERS):
-        case |= (values[:, dx : dx + n, dy : dy + n, dz : dz + n] > 0).to(torch.uint8) << bit
+    for bit, (dx, dy, dz) in enumerate(CORNERS):
+        case |= _inside(values[:, dx : dx + n, dy : dy + n, dz : dz + n]).to(torch.uint8) << bit
     # Cells of a thinner last block repeat the grid's last vertex: they are no cells of the grid.
     inside = origins[:, :, None] + torch.arange(n, device=values.device) < resolution - 1
     case *= inside[:, 0, :, None, None] & inside[:, 1, None, :, None] & inside[:, 2, None, None, :]
     return case
+
+
+def _inside(values: torch.Tensor) -> torch.Tensor:
+    """Where ``density - threshold`` counts as inside: wherever it is not <= 0, as the dense path decides."""
+    return ~(values <= 0)
 
 
 def _edge_vertices(
@@ -286,36 +286,23 @@ def _edge_vertices(
 ) -> torch.Tensor:
     """Where the field crosses zero along each edge, interpolated linearly, in grid-index units.
 
-    PyMCubes computes (x1 - x0)·(iso - f0)/(f1 - f0) + x0 in float64; with x1 - x0 = 1 this is the
-    same arithmetic, so vertices agree with the dense path's bit for bit. Apple's MPS has no float64:
-    there the last step runs on the CPU.
+    As PyMCubes computes it, (x2 - x1)·(0 - f1)/(f2 - f1) + x1 in float64, from the end it starts at (for
+    some edges the far one, ``marching_cubes.FROM_FAR_END``): the same operations, so vertices agree with
+    the dense path's bit for bit. Apple's MPS has no float64: there this runs on the CPU.
     """
     end = start + torch.eye(3, dtype=start.dtype, device=start.device)[axis]
-    f0, f1 = values[block, *start.T], values[block, *end.T]
+    f_start, f_end = values[block, *start.T], values[block, *end.T]
     exact = torch.device("cpu") if values.device.type == "mps" else values.device
-    f0, f1 = f0.to(exact, torch.float64), f1.to(exact, torch.float64)
-    vertices = global_start.to(exact, torch.float64)
-    vertices[torch.arange(len(start), device=exact), axis.to(exact)] += (0.0 - f0) / (f1 - f0)
+    f_start, f_end = f_start.to(exact, torch.float64), f_end.to(exact, torch.float64)
+    vertices, axis = global_start.to(exact, torch.float64), axis.to(exact)
+    others = torch.from_numpy(OTHER_AXES).to(exact)[axis]
+    past_0 = (torch.gather(global_start.to(exact), 1, others) > 0).long()
+    far = torch.from_numpy(FROM_FAR_END).to(exact)[axis, past_0[:, 0], past_0[:, 1]]
+    f1, f2 = torch.where(far, f_end, f_start), torch.where(far, f_start, f_end)
+    sign = torch.where(far, -1.0, 1.0).to(torch.float64)
+    along = vertices[torch.arange(len(start), device=exact), axis] + far
+    vertices[torch.arange(len(start), device=exact), axis] = (sign * (0.0 - f1)) / (f2 - f1) + along
     return vertices
-
-
-@functools.cache
-def _pymcubes_cases() -> tuple[np.ndarray, np.ndarray]:
-    """PyMCubes' triangulation of each of the 256 cube cases, read off by marching one cube per case.
-
-    Returns the triangle count per case and (256, 5, 3) edge numbers per triangle, in PyMCubes' winding.
-    """
-    counts = np.zeros(256, dtype=np.int64)
-    edges = np.zeros((256, 5, 3), dtype=np.int64)
-    for case in range(256):
-        cube = np.where((case >> np.arange(8)) & 1, 1.0, -1.0).reshape(2, 2, 2)  # corner n at flat index n
-        vertices, faces = mcubes.marching_cubes(cube, 0.0)
-        if len(faces):
-            axis = np.argmax(vertices == 0.5, axis=1)  # ±1 corners put each vertex mid-edge
-            others = vertices[vertices != 0.5].reshape(-1, 2).astype(np.int64)
-            counts[case] = len(faces)
-            edges[case, : len(faces)] = (axis * 4 + others[:, 0] * 2 + others[:, 1])[faces.astype(np.int64)]
-    return counts, edges
 
 
 def _progress_span(
@@ -335,7 +322,7 @@ def _outer_linear(rows: list[torch.Tensor], size: int) -> torch.Tensor:
 def _straddling_cells(above: torch.Tensor) -> torch.Tensor:
     """Cells of a vertex grid whose eight corners are not all on the same side."""
     n = [size - 1 for size in above.shape]
-    corners = torch.stack([above[dx : dx + n[0], dy : dy + n[1], dz : dz + n[2]] for dx, dy, dz in _CORNERS])
+    corners = torch.stack([above[dx : dx + n[0], dy : dy + n[1], dz : dz + n[2]] for dx, dy, dz in CORNERS])
     return corners.any(dim=0) & ~corners.all(dim=0)
 
 
