@@ -69,7 +69,7 @@ VERIFY_START = 0.85
 VERIFY_END = 0.98
 
 # Import names that differ from the distribution names in requirements.txt.
-IMPORT_NAMES = {"pillow": "PIL", "pymcubes": "mcubes", "opencv_python_headless": "cv2", "pyyaml": "yaml"}
+IMPORT_NAMES = {"pillow": "PIL", "opencv_python_headless": "cv2", "pyyaml": "yaml"}
 
 # Approximate downloads, in MB, for the size shown before installing (pip prints the real sizes as it goes):
 # PyTorch 2.x wheels with their CUDA/ROCm libraries on Linux x86_64 (Windows CUDA wheels are smaller),
@@ -91,6 +91,7 @@ class Machine:
     gpu_name: str = ""
     compute_capability: tuple[int, int] | None = None
     rocm_version: str | None = None
+    macos_version: tuple[int, ...] | None = None  # platform.mac_ver() on a Mac
 
 
 @dataclass(frozen=True)
@@ -151,6 +152,8 @@ INTEL_MAC_REASON = (
     "PyTorch 2.13 has no build for Intel Macs (the last was 2.2), so TripoSR cannot run on this Mac. Use an "
     "Apple silicon Mac, or a Windows or Linux computer"
 )
+# PyTorch 2.13's Apple silicon wheels are built for macOS 14 and newer (tagged macosx_14_0_arm64).
+OLDEST_MACOS = (14, 0)
 TORCH_BUILD_PATTERN = re.compile(r"auto|cpu|default|xpu|cu\d{3}|rocm\d+(\.\d+)*")
 
 
@@ -162,11 +165,24 @@ def choose_torch_build(machine: Machine) -> TorchBuild:
         return TorchBuild(
             ROCM_BUILD, f"ROCm {machine.rocm_version} found; PyTorch's AMD GPU build is {ROCM_BUILD}"
         )
+    if (
+        machine.system == "Darwin"
+        and machine.arch == "arm64"
+        and (machine.macos_version or OLDEST_MACOS) < OLDEST_MACOS
+    ):
+        return TorchBuild(NO_BUILD, old_macos_reason(machine.macos_version))
     if machine.system == "Darwin" and machine.arch == "arm64":
         return TorchBuild("default", "Apple silicon: the standard wheels use the GPU through Metal (MPS)")
     if machine.system == "Darwin":
         return TorchBuild(NO_BUILD, INTEL_MAC_REASON)
     return TorchBuild("cpu", "no NVIDIA or AMD GPU found")
+
+
+def old_macos_reason(version: tuple[int, ...]) -> str:
+    return (
+        f"PyTorch 2.13 needs macOS {OLDEST_MACOS[0]} (Sonoma) or newer, and this Mac runs macOS "
+        f"{'.'.join(map(str, version))}, so TripoSR cannot run on it yet. Update macOS, then install again"
+    )
 
 
 def _choose_cuda_build(machine: Machine) -> TorchBuild:
@@ -202,7 +218,10 @@ def resolve_torch_build(requested: str, machine: Machine | None = None) -> Torch
 
 def detect_machine() -> Machine:
     driver, name, capability = read_nvidia_gpu()
-    return Machine(platform.system(), platform.machine(), driver, name, capability, read_rocm_version())
+    macos = tuple(int(part) for part in re.findall(r"\d+", platform.mac_ver()[0])) or None
+    return Machine(
+        platform.system(), platform.machine(), driver, name, capability, read_rocm_version(), macos
+    )
 
 
 def read_nvidia_gpu() -> tuple[tuple[int, ...] | None, str, tuple[int, int] | None]:
@@ -514,8 +533,11 @@ def progress_bar(probe: dict) -> str:
 
 
 def numpy_constraint(probe: dict) -> str:
-    """Pin the numpy the target Python already has: a different numpy beside Blender's breaks Blender."""
-    return f"numpy=={probe['numpy']}" if probe["numpy"] else "numpy<2"
+    """Pin the numpy the target Python already has: a different numpy beside Blender's breaks Blender.
+
+    Blender 4.2-5.0 ship numpy 1.26, Blender 5.1 and newer numpy 2; the add-on runs on both, so a Python
+    without numpy gets no pin ("") and whichever numpy requirements.txt allows."""
+    return f"numpy=={probe['numpy']}" if probe["numpy"] else ""
 
 
 def pip_install_command(
@@ -816,7 +838,9 @@ class Installer:
             bar=progress_bar(probe),
         )
         if self.options.dry_run:
-            print(f"Constraints file {self.constraints_path}: {constraint}")
+            print(
+                f"Constraints file {self.constraints_path}: {constraint or 'none (that Python has no numpy)'}"
+            )
             print(f"$ {show_command(command)}")
             return 0
         check_replaceable(self.target)
@@ -842,7 +866,7 @@ class Installer:
         remove_installers_folder(self.staging)  # left over from a run that was killed
         make_installers_folder(self.staging)
         try:
-            self.constraints_path.write_text(constraint + "\n", encoding="utf-8")
+            self.constraints_path.write_text(constraint + "\n" if constraint else "", encoding="utf-8")
             self._pip(command, build, log)
             failure = self._import_failure(self.staging, log)
             if failure:
