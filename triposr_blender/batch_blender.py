@@ -282,8 +282,10 @@ def move_into(source, folder):
 
 
 EXPORTERS = {
+    # The colors the material uses: RGB, as the core's GLB writes them. With "ACTIVE", Blender 5.2 and newer
+    # add the attribute's alpha to COLOR_0 (4.2-5.0 did not); the material never uses that alpha.
     "glb": functools.partial(
-        bpy.ops.export_scene.gltf, export_format="GLB", use_selection=True, export_vertex_color="ACTIVE"
+        bpy.ops.export_scene.gltf, export_format="GLB", use_selection=True, export_vertex_color="MATERIAL"
     ),
     # Textures: OBJ refers to the PNG export_object saved beside it by name alone; FBX carries a copy inside.
     "obj": functools.partial(
