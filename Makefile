@@ -1,5 +1,10 @@
 # The README's two commands are `make demo` and `make test`; both set up .venv/ first when needed.
-PYTHON ?= python3.11
+# .venv/ is today's Blender: Python 3.13 (Blender 5.1 and newer), bpy 5.3, numpy 2. .venv-lts/ is the oldest
+# supported one: Python 3.11 (Blender 4.2-5.0), bpy 4.2 LTS, numpy 1.26.
+# A Python X.Y: pythonX.Y on the PATH if it runs, else pyenv's (pyenv's shim fails for a version not selected).
+find_python = $(firstword $(foreach python,python$(1) $(wildcard $(shell pyenv root 2>/dev/null)/versions/$(1)*/bin/python$(1)),$(shell $(python) -c 'print("$(python)")' 2>/dev/null)))
+PYTHON ?= $(call find_python,3.13)
+LTS_PYTHON ?= $(call find_python,3.11)
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.setup-done
@@ -19,9 +24,10 @@ DEMO_ARGS ?=
 setup: $(STAMP)
 
 $(STAMP): requirements.txt requirements-dev.txt requirements-server.txt requirements-ray.txt
+	@test -n "$(PYTHON)" || { echo "Python 3.13 was not found: install it, or name it: make PYTHON=/path/to/python3.13"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip
-	# ONE pip command: bpy pins numpy<2, and a separate install would let rembg pull numpy 2 in.
+	# ONE pip command: bpy pins its numpy, and a separate install could let another package move it.
 	$(PY) -m pip install -r requirements-dev.txt
 	# rembg's first import compiles numba code for about a minute; do it once here, cached in NUMBA_CACHE_DIR.
 	$(PY) -c "import rembg"
@@ -38,12 +44,14 @@ $(GLTF_VALIDATOR): | $(STAMP)
 test: $(STAMP) $(U2NET_HOME)/u2netp.onnx $(GLTF_VALIDATOR)
 	$(PY) -m pytest
 
-# The Blender-side tests (marked `blender`) against the Blender 4.2 LTS bpy wheel, in a venv of their own.
+# The Blender-side tests (marked `blender`) against the Blender 4.2 LTS bpy wheel (Python 3.11, numpy 1.26), in a
+# venv of their own.
 LTS_VENV := .venv-lts
 LTS_STAMP := $(LTS_VENV)/.setup-done
 
 $(LTS_STAMP): requirements.txt requirements-lts.txt requirements-server.txt
-	$(PYTHON) -m venv $(LTS_VENV)
+	@test -n "$(LTS_PYTHON)" || { echo "Python 3.11 was not found: install it, or name it: make LTS_PYTHON=/path/to/python3.11"; exit 1; }
+	$(LTS_PYTHON) -m venv $(LTS_VENV)
 	$(LTS_VENV)/bin/python -m pip install -r requirements-lts.txt
 	touch $@
 

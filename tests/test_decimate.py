@@ -8,6 +8,7 @@ from shapes import enclosed_volume
 
 from triposr_blender.core import Mesh, TripoSRError
 from triposr_blender.core.decimate import decimate
+from triposr_blender.core.marching_cubes import marching_cubes
 
 SAMPLES = 1000
 
@@ -81,15 +82,13 @@ def mean_edge_length(mesh):
 
 
 def sphere_mesh(resolution=32):
-    """A closed, bumpy ball from marching cubes, wound like the core's meshes (normals outward)."""
-    import mcubes
-
+    """A closed, bumpy ball from the core's marching cubes, wound like its meshes (normals outward)."""
     axis = np.linspace(-1, 1, resolution)
     x, y, z = np.meshgrid(axis, axis, axis, indexing="ij")
     inside = 0.7 - np.sqrt(x**2 + y**2 + z**2) + 0.08 * np.sin(6 * x) * np.sin(5 * y) * np.sin(4 * z)
-    vertices, faces = mcubes.marching_cubes(inside, 0.0)
+    vertices, faces = marching_cubes(inside)
     vertices = (vertices / (resolution - 1) * 2 - 1).astype(np.float32)
-    return Mesh(vertices, faces.astype(np.int64), np.zeros_like(vertices))
+    return Mesh(vertices, faces, np.zeros_like(vertices))
 
 
 def test_the_decimated_mesh_has_at_most_the_target_faces_and_keeps_its_shape(mesh, color_fn):

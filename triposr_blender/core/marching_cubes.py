@@ -31,14 +31,14 @@ EDGE_START = np.array([np.insert([(e >> 1) & 1, e & 1], axis, 0) for axis in ran
 # The most triangles one case has.
 MAX_TRIANGLES = 5
 
-# An edge along axis a at grid vertex v is made by the cell at v less one along each of the other two axes
-# where v's coordinate there is above 0. Indexed [a, other axis 1 > 0, other axis 2 > 0] (other axes in
-# order: y, z for x edges; x, z for y edges; x, y for z edges):
+# The other two axes of each axis, in order.
+OTHER_AXES = np.array([[1, 2], [0, 2], [0, 1]])
+# An edge along axis a at grid vertex v is made by the cell at v less one along each of its other two axes
+# where v's coordinate there is above 0. Indexed [a, first other coordinate > 0, second other coordinate > 0]:
 # - its rank among the vertices that cell makes (PyMCubes makes its edges 6, 5, 10, 0, 1, 2, 3, 4, 7, 8, 9,
 #   11 in that order, each only in the first cell that has it);
 _CREATION_RANK = np.array([[[3, 7], [5, 0]], [[6, 8], [4, 1]], [[9, 11], [10, 2]]])
 # - whether PyMCubes interpolates it from its far end (its edges 2, 6, 3 and 7).
-OTHER_AXES = np.array([[1, 2], [0, 2], [0, 1]])
 FROM_FAR_END = np.array([[[0, 0], [1, 1]], [[1, 1], [0, 0]], [[0, 0], [0, 0]]], dtype=bool)
 _RANKS = 12
 # x-layers per slab when a whole grid is marched: about 4 million values a slab.
