@@ -1,9 +1,13 @@
 """A TripoSR server for tests: a real server process on 127.0.0.1 (never another address) with the tiny
-fixture model, and requests to it with or without its token."""
+fixture model, and requests to it with or without its token; and a stand-in that sends what a test wants."""
 
+import contextlib
+import http.server
+import json
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -129,3 +133,37 @@ def wait_for(check, finished: bool = False, timeout: float = JOB_TIMEOUT):
             return answer
         assert time.monotonic() < deadline, f"no answer within {timeout} s: {answer}"
         time.sleep(0.2)
+
+
+@contextlib.contextmanager
+def serving_result(archive: bytes):
+    """A stand-in for a TripoSR server on loopback: it takes any job, says it is done, and sends ``archive``
+    as its result.npz. Yields its URL."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.answer(b'{"id": "job"}')
+
+        def do_GET(self):
+            done = {"state": "done", "stage": "Done", "progress": 1.0, "position": None, "error": None}
+            self.answer(
+                f"data: {json.dumps(done)}\n\n".encode() if self.path.endswith("/events") else archive
+            )
+
+        def answer(self, body):
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_arguments):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -68,6 +68,16 @@ def test_an_unknown_argument_is_a_usage_error_that_names_the_closest_option(tmp_
     assert "--help" in result.stderr
 
 
+def test_a_model_folder_named_relative_to_where_the_batch_started_is_passed_on_absolute(
+    tmp_path, monkeypatch
+):
+    (tmp_path / "tsr").mkdir()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TRIPOSR_MODEL", "tsr")
+    assert batch.build_parser().parse_args(["a.png"]).model == str(tmp_path / "tsr")
+    assert batch.build_parser().parse_args(["a.png", "--model", "tsr"]).model == str(tmp_path / "tsr")
+
+
 def test_arguments_are_those_after_the_double_dash():
     blender_command = ["blender", "-b", "--python", "batch.py", "--", "a.png", "--format", "obj"]
     assert batch.batch_arguments(blender_command) == ["a.png", "--format", "obj"]

@@ -12,6 +12,7 @@ from triposr_blender.blender import materials, mesh_builder
 from triposr_blender.blender.placement import Destination
 from triposr_blender.core.color import srgb_to_linear
 from triposr_blender.core.mesh import Mesh
+from triposr_blender.core.result_archive import ResultError
 from triposr_blender.worker.protocol import MeshResult
 
 pytestmark = pytest.mark.blender
@@ -131,6 +132,19 @@ def test_a_failed_build_leaves_nothing_behind(empty_file):
     before = datablock_counts()
 
     with pytest.raises(RuntimeError):
+        mesh_builder.build_object(empty_file, "Broken", broken, Destination())
+
+    assert datablock_counts() == before
+
+
+def test_faces_naming_a_vertex_the_mesh_lacks_are_refused_before_anything_is_made(empty_file):
+    """The last guard, whatever the mesh came from: a server's result is checked before it gets here."""
+    faces = TETRAHEDRON.faces.copy()
+    faces[0, 2] = 1_000_000
+    broken = MeshResult(Mesh(TETRAHEDRON.vertices, faces, TETRAHEDRON.vertex_colors))
+    before = datablock_counts()
+
+    with pytest.raises(ResultError, match="name vertex 1000000 and it has 4 vertices"):
         mesh_builder.build_object(empty_file, "Broken", broken, Destination())
 
     assert datablock_counts() == before

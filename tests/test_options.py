@@ -97,3 +97,10 @@ def test_every_option_has_a_label_a_help_text_and_a_default_in_its_range():
     for option in options.OPTIONS.values():
         assert option.label and option.description.strip() and not option.description.endswith(".")
         assert option.check(option.default) == option.default
+
+
+def test_a_model_folder_becomes_absolute_and_a_repo_id_stays_as_it_is(tmp_path, monkeypatch):
+    (tmp_path / "models" / "tsr").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path / "models")
+    assert options.absolute_model_source("tsr") == str(tmp_path / "models" / "tsr")
+    assert options.absolute_model_source("stabilityai/TripoSR") == "stabilityai/TripoSR"

@@ -18,7 +18,7 @@ import requests
 from codes_files import codes_archive, npy, one_value_of_640_mb
 from fixture_model import FIXTURE, IMAGE, NEW_THRESHOLD, OPTIONS, core_mesh, core_mesh_at, core_scene
 from listeners import descendants, exposed, listening_addresses
-from server_harness import JOB_TIMEOUT, REPO, TOKEN, Server, wait_for, write_token
+from server_harness import JOB_TIMEOUT, REPO, TOKEN, Server, serving_result, wait_for, write_token
 
 from triposr_blender.core.export import glb_bytes
 from triposr_blender.core.scene_codes import SceneCodes
@@ -356,6 +356,7 @@ def test_a_client_stalled_mid_body_gets_408_and_is_dropped(server):
         {"Host": "attacker.example"},
         {"Origin": "http://attacker.example"},
         {"Host": "attacker.example", "Origin": "http://attacker.example"},
+        {"Origin": "null"},  # a sandboxed frame, or a file: or data: page
     ],
 )
 def test_a_server_without_a_token_refuses_requests_from_other_sites(open_server, headers):
@@ -363,6 +364,11 @@ def test_a_server_without_a_token_refuses_requests_from_other_sites(open_server,
     assert open_server.submit(headers=headers).status_code == 403
     health = requests.get(f"{open_server.url}/v1/health", headers=headers, timeout=10)
     assert health.status_code == 403 and "model" not in health.text
+
+
+def test_a_page_with_no_origin_of_its_own_needs_the_token(server):
+    assert server.submit(headers={"Origin": "null"}).status_code == 401
+    assert server.submit(headers={**server.headers, "Origin": "null"}).status_code == 202
 
 
 def test_a_server_without_a_token_serves_this_machine_by_any_loopback_name(open_server):
@@ -466,6 +472,36 @@ def test_the_servers_client_gives_up_on_a_server_that_never_says_how_the_job_goe
     finally:
         silent.shutdown()
     assert outcome.event == "error" and f"The TripoSR server at {url} said nothing" in outcome.message
+
+
+def result_archive_of(**changes) -> bytes:
+    """The fixture's mesh as a server's result.npz, with some arrays replaced."""
+    mesh = core_mesh()
+    arrays = {"vertices": mesh.vertices, "faces": mesh.faces, "vertex_colors": mesh.vertex_colors, **changes}
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    "archive",
+    [
+        lambda: result_archive_of(faces=np.array([[0, 1, 1_000_000]])),
+        lambda: result_archive_of(vertices=np.full((len(core_mesh().vertices), 3), np.nan, np.float32)),
+        lambda: result_archive_of(
+            texture=np.zeros((64, 64, 4), np.uint8), normal_map=np.zeros((9, 9), np.uint8)
+        ),
+        lambda: b"PK\x03\x04 not a zip file",
+    ],
+    ids=["faces past the vertices", "NaN vertices", "a texture nobody asked for", "not an archive"],
+)
+def test_a_servers_result_that_is_not_a_mesh_ends_the_job_with_one_message_naming_the_server(archive):
+    with serving_result(archive()) as url:
+        job = RemoteClient(url).remesh(b"codes", MeshOptions(), ModelSettings(str(FIXTURE)))
+        outcome = job.wait(timeout=30)
+    assert outcome.event == "error", outcome
+    assert outcome.message.startswith(f"The TripoSR server at {url} sent a result that cannot be used: ")
+    assert "Traceback" not in outcome.message
 
 
 # --- When things go wrong ----------------------------------------------------------------------------------

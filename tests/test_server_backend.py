@@ -1,6 +1,7 @@
 """The add-on and the batch with the Server backend (worker/remote.py), in the real bpy: Generate and Re-mesh
 through a live TripoSR server on 127.0.0.1, with no PyTorch needed on this side."""
 
+import io
 import os
 import signal
 import subprocess
@@ -12,9 +13,9 @@ import numpy as np
 import pytest
 from fixture_model import FIXTURE, IMAGE, NEW_THRESHOLD, OPTIONS, core_mesh, core_mesh_at
 from glb import read_glb
-from server_harness import REPO, TOKEN, Server
+from server_harness import REPO, TOKEN, Server, serving_result
 
-from triposr_blender import dependencies
+from triposr_blender import batch, dependencies
 from triposr_blender.blender import source
 from triposr_blender.options import GenerateOptions
 from triposr_blender.ui import status
@@ -138,6 +139,26 @@ def test_the_batch_runs_on_the_server_with_server(server, tmp_path):
     document, _ = read_glb(tmp_path / f"{IMAGE.stem}.glb")
     (primitive,) = document["meshes"][0]["primitives"]
     assert document["accessors"][primitive["indices"]]["count"] == 3 * len(core_mesh().faces)
+
+
+def test_a_batch_on_a_server_that_sends_a_broken_result_writes_nothing_and_says_why(tmp_path):
+    """A normal map of the wrong shape once ended `batch --server` with a traceback."""
+    mesh, buffer = core_mesh(), io.BytesIO()
+    np.savez_compressed(
+        buffer, vertices=mesh.vertices, faces=mesh.faces, vertex_colors=mesh.vertex_colors,
+        corner_uvs=np.zeros((len(mesh.faces), 3, 2), np.float32), texture=np.zeros((512, 512, 4), np.uint8),
+        normal_map=np.zeros((9, 9), np.uint8),
+    )  # fmt: skip
+    with serving_result(buffer.getvalue()) as url:
+        command = [sys.executable, "-m", "triposr_blender.batch", "--", IMAGE, "--out", tmp_path / "out",
+                   "--server", url, "--texture-size", "512", "--no-remove-bg"]  # fmt: skip
+        result = subprocess.run(
+            list(map(str, command)), cwd=REPO, capture_output=True, text=True, timeout=300
+        )
+    assert result.returncode == batch.EXIT_FAILED, result.stderr
+    assert f"The TripoSR server at {url} sent a result that cannot be used: its normal map" in result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    assert not list((tmp_path / "out").iterdir())
 
 
 def until(job, condition, timeout=60):

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from triposr_blender import vendor_install
+from triposr_blender import dependencies, vendor_install
+from triposr_blender.dependencies import ENV_MODELS_DIR
 from triposr_blender.vendor_install import (
     DEEPEST_WHEEL_PATH,
     ENV_DEPS_DIR,
@@ -273,3 +274,15 @@ def test_an_install_into_a_folder_of_a_user_named_with_spaces_and_accents_works_
     assert (target / "tinypkg" / "__init__.py").is_file()
     assert f"Dependencies installed in {target}" in result.stdout
     assert str(target) in vendor_install.log_path_for(target).read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize(
+    ("variable", "folder"), [(ENV_DEPS_DIR, dependencies.deps_dir), (ENV_MODELS_DIR, dependencies.models_dir)]
+)
+def test_a_relative_folder_in_the_environment_is_made_absolute_where_it_is_read(
+    tmp_path, monkeypatch, variable, folder
+):
+    """Blender's own folder is wherever it was started; the worker imports from the folder in another."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(variable, "deps")
+    assert folder() == tmp_path / "deps"

@@ -59,7 +59,7 @@ from .batch_plan import (
 )
 from .core.defaults import CPU_FAST_DESCRIPTION, DEFAULT_MODEL_SOURCE
 from .core.errors import TripoSRError
-from .options import ENV_DEBUG, ENV_MODEL, ENV_SERVER, IMAGE_EXTENSIONS
+from .options import ENV_DEBUG, ENV_MODEL, ENV_SERVER, IMAGE_EXTENSIONS, absolute_model_source
 
 # Formats Blender's exporters write; the core's own writer (core/export.py) writes those of RAY_FORMATS too.
 FORMATS = ("glb", "obj", "ply", "fbx", "usd", "blend")
@@ -220,6 +220,7 @@ def build_parser():
     parser.add_argument(
         "--model",
         metavar="SOURCE",
+        type=absolute_model_source,  # argparse applies it to the default too
         default=os.environ.get(ENV_MODEL) or DEFAULT_MODEL_SOURCE,
         help="Hugging Face repo id or a folder holding config.yaml and model.ckpt "
         f"(default: $TRIPOSR_MODEL, else {DEFAULT_MODEL_SOURCE}, downloaded on first use)",

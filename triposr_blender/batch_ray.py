@@ -163,12 +163,7 @@ def worker_resources(args):
 def model_settings(args, gpus):
     """The model each worker loads: on a GPU Ray gave it, or on its CPUs."""
     device = args.device if args.device != "auto" or gpus else "cpu"
-    return ModelSettings(source=absolute_model(args.model), device=device, cpu_fast=args.cpu_fast)
-
-
-def absolute_model(source):
-    """A model folder as an absolute path, for workers elsewhere; a Hugging Face repo id as it is."""
-    return os.path.abspath(source) if Path(source).expanduser().is_dir() else source
+    return ModelSettings(source=args.model, device=device, cpu_fast=args.cpu_fast)
 
 
 def prepare(row, options, from_codes):

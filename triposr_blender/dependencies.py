@@ -71,7 +71,8 @@ def deps_dir() -> Path:
         return str(_user_folder(ENV_DEPS_DIR, "site-packages", "the dependencies"))
 
     long_paths = vendor_install.long_paths_enabled(system)
-    return Path(vendor_install.dependency_folder(system, os.environ, long_paths, extension_folder))
+    # Absolute: the worker imports from it in another folder, and Blender's own folder is wherever it started.
+    return Path(vendor_install.dependency_folder(system, os.environ, long_paths, extension_folder)).absolute()
 
 
 def path_budget(folder: Path) -> PathBudget:
@@ -90,7 +91,7 @@ def _user_folder(override_variable: str, name: str, what: str) -> Path:
     """A folder of the extension's in Blender's user folders, or the one the environment variable names."""
     override = os.environ.get(override_variable)
     if override:
-        return Path(override)
+        return Path(override).expanduser().absolute()
     import bpy
 
     folder = bpy.utils.extension_path_user(_extension_package(), path=name, create=True)

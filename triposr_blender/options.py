@@ -12,6 +12,7 @@ import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from .core.defaults import (
     DEFAULT_FOREGROUND_RATIO,
@@ -30,6 +31,14 @@ ENV_MODEL = "TRIPOSR_MODEL"  # the model source (a Hugging Face repo id or a fol
 ENV_SERVER = "TRIPOSR_SERVER"  # a TripoSR server to run the model on instead of this computer
 ENV_SERVER_TOKEN = "TRIPOSR_SERVER_TOKEN"  # its token
 ENV_DEBUG = "TRIPOSR_DEBUG"  # set: an unexpected error (a bug) prints its traceback too
+
+
+def absolute_model_source(source: str) -> str:
+    """A model folder as an absolute path, since the worker, a server or a Ray node reads it from another
+    folder; a Hugging Face repo id as it is."""
+    folder = Path(source).expanduser()
+    return str(folder.absolute()) if folder.is_dir() else source
+
 
 # Files the panel, the drop handler and the batch take as images (Pillow reads them; Blender reads EXR).
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".exr")

@@ -9,6 +9,7 @@ import numpy as np
 from mathutils import Matrix
 
 from ..core.orientation import transform
+from ..core.result_archive import ResultError
 from ..options import GenerateOptions
 from ..worker.protocol import MeshResult
 from . import materials, placement, source
@@ -124,6 +125,12 @@ def new_mesh(name: str, vertices: np.ndarray, faces: np.ndarray) -> bpy.types.Me
     ``vertices.foreach_set("co")`` and ``loops.foreach_set("vertex_index")`` go element by element
     (100× slower for the corners). Blender derives the edges in ``update()`` faster than numpy can.
     """
+    if len(faces) and not 0 <= faces.min() <= faces.max() < len(vertices):
+        # The last guard, whatever the mesh came from: Blender would build corners naming missing vertices.
+        raise ResultError(
+            f"The mesh's faces name vertex {int(faces.max())} and it has {len(vertices)} vertices: it is "
+            "damaged, and nothing was made."
+        )
     face_count = len(faces)
     mesh = bpy.data.meshes.new(name)
     mesh.vertices.add(len(vertices))

@@ -28,6 +28,7 @@ TORCH_FREE_MODULES = (
     "mesh",
     "orientation",
     "progress",
+    "result_archive",
     "scene_codes",
     "shading",
 )

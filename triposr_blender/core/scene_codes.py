@@ -95,20 +95,23 @@ class SceneCodes:
             )
 
 
-def read_entry(archive: zipfile.ZipFile, name: str, max_bytes: int, kinds: str) -> np.ndarray:
+def read_entry(
+    archive: zipfile.ZipFile, name: str, max_bytes: int, kinds: str, holder: str = "scene codes"
+) -> np.ndarray:
     """One array of the archive, checked before it is inflated: at most ``max_bytes`` of a plain number
-    or text type of ``kinds`` (numpy's dtype kinds), never a pickle."""
+    or text type of ``kinds`` (numpy's dtype kinds), never a pickle. ``holder`` names what the archive
+    should be, for the messages."""
     if archive.getinfo(name).file_size > max_bytes + NPY_HEADER_BYTES:
-        raise ValueError(f"{name} is larger than scene codes are")
+        raise ValueError(f"{name} is larger than {holder} are")
     with archive.open(name) as entry:
         version = np.lib.format.read_magic(entry)
         if version not in HEADER_READERS:
-            raise ValueError(f"{name} is in .npy format {version}, not one numpy writes for scene codes")
+            raise ValueError(f"{name} is in .npy format {version}, not one numpy writes for {holder}")
         shape, _fortran, dtype = HEADER_READERS[version](entry)
         # A sub-array dtype ('(1000,1000)f4') holds megabytes in each "value": bytes are what is bounded.
         size = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
         if dtype.kind not in kinds or dtype.subdtype is not None or dtype.hasobject or size > max_bytes:
-            raise ValueError(f"{name} holds {shape} values of {dtype}, not what scene codes hold")
+            raise ValueError(f"{name} holds {shape} values of {dtype}, not what {holder} hold")
     with archive.open(name) as entry:
         return np.lib.format.read_array(entry, allow_pickle=False)
 

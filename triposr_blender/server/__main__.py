@@ -17,6 +17,7 @@ import uvicorn
 
 from ..core.defaults import DEFAULT_MODEL_SOURCE
 from ..core.errors import TripoSRError
+from ..options import absolute_model_source
 from ..worker.remote import is_loopback
 from .app import (
     DEFAULT_IDLE_TIMEOUT,
@@ -43,7 +44,10 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
         description="Serve TripoSR to the add-on and other clients over HTTP (API: /docs on the server).",
     )
     parser.add_argument(
-        "--model", default=DEFAULT_MODEL_SOURCE, help="Hugging Face repo id or a model folder"
+        "--model",
+        type=absolute_model_source,
+        default=DEFAULT_MODEL_SOURCE,
+        help="Hugging Face repo id or a model folder",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
     parser.add_argument(

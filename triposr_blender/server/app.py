@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
-import io
 import json
 import os
 import stat
@@ -33,7 +32,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
-import numpy as np
 from fastapi import FastAPI, Header, HTTPException, Request, Security
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
@@ -41,6 +39,7 @@ from fastapi.routing import APIRoute
 from fastapi.security import HTTPBearer
 
 from .. import options
+from ..core import result_archive
 from ..core.errors import InvalidImageError
 from ..core.export import glb_bytes
 from ..core.scene_codes import SceneCodes, SceneCodesError
@@ -424,23 +423,8 @@ def unknown_fields_message(unknown: list[str]) -> str:
 
 
 def npz_bytes(job: ServerJob) -> bytes:
-    """The arrays the add-on builds an object from, and the scene codes (core.scene_codes' entries)."""
-    result = job.result
-    arrays = {
-        "vertices": result.mesh.vertices,
-        "faces": result.mesh.faces,
-        "vertex_colors": result.mesh.vertex_colors,
-    }
-    if result.texture is not None:
-        arrays.update(corner_uvs=result.texture.corner_uvs, texture=result.texture.image)
-        if result.texture.normal_image is not None:
-            arrays.update(normal_map=result.texture.normal_image)
-    if result.codes:
-        with np.load(io.BytesIO(result.codes), allow_pickle=False) as codes:
-            arrays.update({name: codes[name] for name in codes.files})
-    buffer = io.BytesIO()
-    np.savez_compressed(buffer, **arrays)
-    return buffer.getvalue()
+    """The arrays the add-on builds an object from, and the scene codes (core.result_archive)."""
+    return result_archive.to_bytes(job.result.mesh, job.result.texture, job.result.codes)
 
 
 async def expire_regularly(table: JobTable) -> None:

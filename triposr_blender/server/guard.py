@@ -3,9 +3,10 @@
 ``RequestGuard`` is ASGI middleware in front of the whole app, so nothing it refuses costs a byte of body:
 
 1. Without a token the server is for this machine alone: the client must be on loopback, and the ``Host``
-   and any ``Origin`` must name loopback too. A web page the user visits can otherwise send the server a job
-   (a plain multipart POST needs no CORS preflight), and DNS rebinding lets it read the answers; local AI
-   servers such as Ollama and Jupyter refuse such requests the same way.
+   and any ``Origin`` must name loopback too (``Origin: null``, a sandboxed frame or a local file, names
+   none). A web page the user visits can otherwise send the server a job (a plain multipart POST needs no
+   CORS preflight), and DNS rebinding lets it read the answers; local AI servers such as Ollama and Jupyter
+   refuse such requests the same way.
 2. With a token, every request but ``/v1/health`` needs it (the API, /docs and the schema alike), checked
    in constant time before the body is read.
 3. A body over the limit gets 413, declared (Content-Length) or not (chunked), and a client that stops
@@ -68,9 +69,16 @@ class RequestGuard:
         client = (scope.get("client") or ("",))[0]
         if client and not is_loopback(client):
             raise Refusal(403, "This server has no token, so it answers this machine only.")
+        if headers.get(b"origin") == b"null":
+            # Sandboxed frames and file: or data: pages send it, and a form POST needs no preflight.
+            raise Refusal(
+                403,
+                "A page with no origin of its own (Origin: null: a sandboxed frame, a file or data page) "
+                "cannot use a server without a token.",
+            )
         for name in (b"host", b"origin"):
             value = headers.get(name, b"").decode("latin-1")
-            if value and value != "null" and not is_loopback(host_of(value)):
+            if value and not is_loopback(host_of(value)):
                 raise Refusal(
                     403,
                     f"The {name.decode().capitalize()} {value} is not this machine: a server without a token "

@@ -11,7 +11,12 @@ import bpy
 from .. import dependencies
 from ..core.defaults import DEFAULT_CHUNK_SIZE, DEFAULT_MODEL_SOURCE
 from ..core.orientation import DEFAULT_FRONT_AXIS
-from ..options import ENV_MODEL, ENV_SERVER, ENV_SERVER_TOKEN  # an environment's server wins, for farms
+from ..options import (  # an environment's server wins, for farms
+    ENV_MODEL,
+    ENV_SERVER,
+    ENV_SERVER_TOKEN,
+    absolute_model_source,
+)
 from ..worker.protocol import ModelSettings
 
 ADDON = __package__.rpartition(".")[0]  # the extension's package, as Blender knows the add-on
@@ -29,8 +34,7 @@ def model_source(preferences) -> str:
     if not source and preferences is not None:
         use_folder = preferences.model_source == "FOLDER"
         source = bpy.path.abspath(preferences.model_folder) if use_folder else preferences.model_repo.strip()
-    source = source or DEFAULT_MODEL_SOURCE
-    return os.path.abspath(source) if os.path.isdir(source) else source
+    return absolute_model_source(source or DEFAULT_MODEL_SOURCE)
 
 
 def cache_dir(preferences) -> str:

@@ -101,9 +101,10 @@ class MeshResult:
     codes: bytes = b""
 
     def as_message(self) -> dict:
-        message = {"mesh": dataclasses.asdict(self.mesh)}
+        # Not dataclasses.asdict, which deep-copies every array: the arrays are handed on as they are.
+        message = {"mesh": _fields_of(self.mesh)}
         if self.texture is not None:
-            message["texture"] = dataclasses.asdict(self.texture)
+            message["texture"] = _fields_of(self.texture)
         if self.codes:
             message["codes"] = np.frombuffer(self.codes, np.uint8)
         return message
@@ -113,6 +114,11 @@ class MeshResult:
         texture = message.get("texture")
         codes = message["codes"].tobytes() if "codes" in message else b""
         return cls(Mesh(**message["mesh"]), BakedTexture(**texture) if texture else None, codes)
+
+
+def _fields_of(instance) -> dict:
+    """A dataclass instance's fields by name, the values themselves (no copies)."""
+    return {field.name: getattr(instance, field.name) for field in dataclasses.fields(instance)}
 
 
 @dataclass(frozen=True)

@@ -30,8 +30,9 @@ import urllib.request
 
 import numpy as np
 
+from ..core import result_archive
+from ..core.errors import TripoSRError
 from ..core.export import png_bytes
-from ..core.scene_codes import SceneCodes
 from ..options import GenerateOptions, MeshOptions
 from .backend import GENERATE, LOAD, REMESH, Backend, Job
 from .protocol import MeshResult, ModelSettings, ModelState
@@ -69,11 +70,11 @@ class RemoteClient(Backend):
 
     def generate(self, image: dict, options: GenerateOptions, model: ModelSettings) -> Job:
         """Upload ``image`` ({"path"}, {"data"} or {"pixels"}, as the worker takes it) with ``options``."""
-        return self._start(GENERATE, model, {"image": ("image.png", image_bytes(image))}, options.as_dict())
+        return self._start(GENERATE, model, {"image": ("image.png", image_bytes(image))}, options)
 
     def remesh(self, codes: bytes, options: MeshOptions, model: ModelSettings) -> Job:
         """Upload saved scene codes for a new mesh: the server needs neither the image nor its encoder."""
-        return self._start(REMESH, model, {"codes": ("codes.triposr.npz", codes)}, options.as_dict())
+        return self._start(REMESH, model, {"codes": ("codes.triposr.npz", codes)}, options)
 
     def load(self, model: ModelSettings) -> Job:
         """The server's model state (it loads its model itself, at start)."""
@@ -117,13 +118,13 @@ class RemoteClient(Backend):
         self._end(job, {"event": "error", "kind": "Offline", "message": message})
         return True
 
-    def _start(self, kind: str, model: ModelSettings, files: dict, fields: dict) -> Job:
+    def _start(self, kind: str, model: ModelSettings, files: dict, options: MeshOptions) -> Job:
         job = self._new_job(kind)
         if self._refuse_offline(job, model):
             return job
         job.stage = "Sending to the server"
         thread = threading.Thread(
-            target=self._follow, args=(job, files, fields), name="triposr-server", daemon=True
+            target=self._follow, args=(job, files, options), name="triposr-server", daemon=True
         )
         thread.start()
         return job
@@ -137,17 +138,17 @@ class RemoteClient(Backend):
         self.model_state = server_model_state(state)
         self._end(job, {"event": "result", "model": self.model_state.as_message()})
 
-    def _follow(self, job: Job, files: dict, fields: dict) -> None:
+    def _follow(self, job: Job, files: dict, options: MeshOptions) -> None:
         """Upload, follow, download: the job's whole life on the server, as events."""
         try:
-            server_id = self._request("POST", "/v1/jobs", form=(fields, files))["id"]
+            server_id = self._request("POST", "/v1/jobs", form=(options.as_dict(), files))["id"]
             self._server_ids[job.id] = server_id
             if job.cancel_requested:  # cancelled while it was uploading
                 self._cancel_on_server(server_id)
             status = self._until_finished(job, server_id)
             if status["state"] == "done":
-                result = mesh_result(self._request("GET", f"/v1/jobs/{server_id}/result.npz", raw=True))
-                self._end(job, {"event": "result", **result.as_message()})
+                archive = self._request("GET", f"/v1/jobs/{server_id}/result.npz", raw=True)
+                self._end(job, {"event": "result", **self._mesh_result(archive, options).as_message()})
             elif status["state"] == "cancelled":
                 self._end(job, {"event": "cancelled"})
             else:
@@ -157,6 +158,16 @@ class RemoteClient(Backend):
         except Exception as error:  # a damaged answer: the job must end, with a message
             message = f"The TripoSR server's answer could not be read ({type(error).__name__}: {error})."
             self._end(job, {"event": "error", "kind": "ServerError", "message": message})
+
+    def _mesh_result(self, archive: bytes, options: MeshOptions) -> MeshResult:
+        """The server's result, checked as untrusted input before anything is built from it."""
+        try:
+            return MeshResult(*result_archive.from_bytes(archive, options.resolution, options.texture_size))
+        except TripoSRError as error:
+            raise ServerError(
+                f"The TripoSR server at {self.url} sent a result that cannot be used: {error}. Nothing was "
+                "made; check that the server runs this version of the add-on, and its log."
+            ) from error
 
     def _until_finished(self, job: Job, server_id: str) -> dict:
         """The job's last status, following its event stream; a stream that ends early is opened again, until
@@ -304,24 +315,3 @@ def multipart(fields: dict, files: dict) -> tuple[bytes, str]:
         body.write(data + b"\r\n")
     body.write(f"--{boundary}--\r\n".encode())
     return body.getvalue(), f"multipart/form-data; boundary={boundary}"
-
-
-def mesh_result(npz: bytes) -> MeshResult:
-    """The MeshResult in a server's result.npz: mesh, texture if baked, scene codes if it kept them."""
-    from ..core.mesh import BakedTexture, Mesh
-
-    with np.load(io.BytesIO(npz), allow_pickle=False) as arrays:
-        mesh = Mesh(arrays["vertices"], arrays["faces"], arrays["vertex_colors"])
-        texture = None
-        if "texture" in arrays.files:
-            normal_map = arrays["normal_map"] if "normal_map" in arrays.files else None
-            texture = BakedTexture(arrays["corner_uvs"], arrays["texture"], normal_map)
-    codes = (
-        SceneCodes.from_bytes(npz, source="The server's scene codes").to_bytes() if has_codes(npz) else b""
-    )
-    return MeshResult(mesh, texture, codes)
-
-
-def has_codes(npz: bytes) -> bool:
-    with np.load(io.BytesIO(npz), allow_pickle=False) as arrays:
-        return "scene_codes" in arrays.files
