@@ -19,7 +19,7 @@ DEMO_OUT ?= demo_out
 #   make demo TRIPOSR_MODEL=tests/fixtures/triposr-tiny-a DEMO_ARGS="--resolution 48 --threshold 0.4145"
 DEMO_ARGS ?=
 
-.PHONY: setup demo test test-lts bench lint extension release clean
+.PHONY: setup demo test test-lts gltf-validator bench lint extension release clean
 
 setup: $(STAMP)
 
@@ -36,10 +36,13 @@ $(STAMP): requirements.txt requirements-dev.txt requirements-server.txt requirem
 $(U2NET_HOME)/u2netp.onnx: scripts/fetch_test_models.py | $(STAMP)
 	$(PY) scripts/fetch_test_models.py $(U2NET_HOME)
 
-# Khronos' glTF-Validator (npm's build of it), which the tests run on every kind of GLB the core writes.
-GLTF_VALIDATOR := $(VENV)/node/node_modules/gltf-validator/package.json
-$(GLTF_VALIDATOR): | $(STAMP)
-	npm install --prefix $(VENV)/node --no-audit --no-fund --no-save gltf-validator@2.0.0-dev.3.10
+# Khronos' glTF-Validator (npm's build of it), which both test legs run on the GLB files written: in a folder
+# of its own, so that neither leg waits for the other's venv.
+GLTF_VALIDATOR := .node/node_modules/gltf-validator/package.json
+$(GLTF_VALIDATOR):
+	npm install --prefix .node --no-audit --no-fund --no-save gltf-validator@2.0.0-dev.3.10
+
+gltf-validator: $(GLTF_VALIDATOR)
 
 test: $(STAMP) $(U2NET_HOME)/u2netp.onnx $(GLTF_VALIDATOR)
 	$(PY) -m pytest
@@ -55,7 +58,7 @@ $(LTS_STAMP): requirements.txt requirements-lts.txt requirements-server.txt
 	$(LTS_VENV)/bin/python -m pip install -r requirements-lts.txt
 	touch $@
 
-test-lts: $(LTS_STAMP)
+test-lts: $(LTS_STAMP) $(GLTF_VALIDATOR)
 	$(LTS_VENV)/bin/python -m pytest -m blender
 
 demo: $(STAMP)
@@ -77,4 +80,4 @@ lint: $(STAMP)
 	$(PY) -m ruff format --check .
 
 clean:
-	rm -rf $(VENV) build dist $(DEMO_OUT)
+	rm -rf $(VENV) $(LTS_VENV) .node build dist $(DEMO_OUT)

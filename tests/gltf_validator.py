@@ -1,12 +1,12 @@
-"""The Khronos glTF-Validator (npm's gltf-validator, which `make setup` installs beside the venv), run on a
-GLB: the verdict the glTF world trusts."""
+"""The Khronos glTF-Validator (npm's gltf-validator, which `make test` and `make test-lts` install in
+.node/), run on a GLB: the verdict the glTF world trusts."""
 
 import json
 import subprocess
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-VALIDATOR = REPO / ".venv" / "node" / "node_modules" / "gltf-validator"
+VALIDATOR = REPO / ".node" / "node_modules" / "gltf-validator"
 SCRIPT = """
 const validator = require(process.argv[1]);
 const chunks = [];
@@ -21,7 +21,7 @@ def issues(glb: bytes) -> dict:
     """The validator's issues: numErrors, numWarnings, numInfos, numHints and their messages."""
     assert (
         VALIDATOR.is_dir()
-    ), f"{VALIDATOR} is missing: run `make setup` (it installs gltf-validator with npm)"
+    ), f"{VALIDATOR} is missing: run `make gltf-validator` (it installs it with npm)"
     run = subprocess.run(
         ["node", "-e", SCRIPT, str(VALIDATOR)], input=glb, capture_output=True, timeout=120, check=True
     )

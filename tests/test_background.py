@@ -7,17 +7,19 @@ device, on which no tensor can be read back.
 """
 
 import logging
+import os
 from pathlib import Path
 
 import numpy as np
 import onnxruntime
+import pooch.core
 import pytest
 import torch
 from PIL import Image
 
 from triposr_blender.core import background
 from triposr_blender.core.errors import ModelLoadError
-from triposr_blender.core.onnx_graph import UnsupportedGraph, read_onnx
+from triposr_blender.core.onnx_graph import DamagedModelFile, read_onnx
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 # The issue's bound: masks within 1/255 of rembg's on average.
@@ -100,15 +102,33 @@ def test_the_model_is_read_once_per_device(rembg_model, fresh_models):
     assert background.mask_model(rembg_model, torch.device("cpu")) is first
 
 
-def test_a_damaged_model_file_is_refused_with_what_to_do(rembg_model, tmp_path, monkeypatch, fresh_models):
+@pytest.fixture
+def damaged_model(rembg_model, tmp_path, monkeypatch, fresh_models):
+    """The first 100 kB of rembg's model file, where rembg looks for it."""
     damaged = tmp_path / f"{rembg_model}.onnx"
     damaged.write_bytes(background.rembg_model_file(rembg_model).read_bytes()[:100_000])
     monkeypatch.setenv("U2NET_HOME", str(tmp_path))
+    return damaged
 
-    with pytest.raises(UnsupportedGraph):
-        read_onnx(damaged)
-    for device in ("cpu", "meta"):  # rembg's own session; the torch path, falling back to it
+
+def test_a_damaged_model_file_is_refused_with_what_to_do(rembg_model, damaged_model):
+    with pytest.raises(DamagedModelFile):
+        read_onnx(damaged_model)
+    for device in ("cpu", "meta"):  # rembg's own session; the torch path, which does not fall back to it
         with pytest.raises(
-            ModelLoadError, match="could not be loaded .* Delete it to have it downloaded again"
+            ModelLoadError, match="could not be loaded: .* Delete it to have it downloaded again"
         ):
             background.object_mask(IMAGES["teapot"](), rembg_model, device=device)
+
+
+def test_with_downloads_off_a_damaged_model_file_is_never_fetched_again(
+    rembg_model, damaged_model, monkeypatch
+):
+    """pooch fetches a file whose checksum fails again; with online access off, nothing may be fetched."""
+    fetched = []
+    monkeypatch.setattr(pooch.core, "stream_download", lambda url, *args, **kwargs: fetched.append(url))
+    for device in ("cpu", "meta"):
+        with pytest.raises(ModelLoadError, match=f"{damaged_model}.*allow online access") as refused:
+            background.object_mask(IMAGES["teapot"](), rembg_model, device=device, allow_download=False)
+        assert "Out of memory" not in str(refused.value)
+    assert fetched == [] and "MODEL_CHECKSUM_DISABLED" not in os.environ

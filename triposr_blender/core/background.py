@@ -16,12 +16,15 @@ On the CPU itself onnxruntime is the faster of the two (u2netp on a 512² image:
 path on the CPU, where it computes what it computes on a GPU. rembg also stays the download (same files,
 same checksums) and the fallback: a model other than u2net and u2netp, or a device that fails (out of
 memory, a missing kernel), goes through rembg on the CPU, with a warning in the log; the mask is rembg's
-either way.
+either way. A damaged model file is no case for the fallback (onnxruntime cannot run it either): it ends in
+one message naming the file, and with downloads off it is never fetched again behind the user's back.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import threading
 from pathlib import Path
 from typing import Any
@@ -31,13 +34,15 @@ import torch
 from PIL import Image
 
 from .errors import ModelLoadError
-from .onnx_graph import OnnxGraph, UnsupportedGraph, read_onnx
+from .onnx_graph import DamagedModelFile, OnnxGraph, UnsupportedGraph, read_onnx
 
 LOG = logging.getLogger(__name__)
 
 # The rembg models whose pre- and post-processing (rembg 2.0.67's U2netSession and U2netpSession) is
 # repeated here: ImageNet normalisation at 320², then the first output min-max scaled to 0–255.
 TORCH_MODELS = ("u2net", "u2netp")
+# rembg's switch that makes its sessions use the model file present, unchecked, instead of fetching it again.
+CHECKSUM_SWITCH = "MODEL_CHECKSUM_DISABLED"
 MASK_INPUT_SIZE = (320, 320)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -54,6 +59,8 @@ def object_mask(
     if torch.device(device).type != "cpu" and model_name in TORCH_MODELS:
         try:
             return mask_model(model_name, device, allow_download).predict(image)
+        except DamagedModelFile as error:  # onnxruntime could not run it either
+            raise ModelLoadError(damaged_model_message(error, allow_download)) from error
         except (UnsupportedGraph, RuntimeError, NotImplementedError) as error:
             LOG.warning(
                 "Background removal could not run on %s (%s); removing it with rembg on the CPU instead.",
@@ -109,14 +116,40 @@ def rembg_session(model_name: str, allow_download: bool = True) -> Any:
         if key not in _cache:
             path = rembg_model_file(model_name, allow_download)
             try:
-                _cache[key] = import_rembg().new_session(model_name)
+                with _no_download_unless(allow_download):
+                    _cache[key] = import_rembg().new_session(model_name)
             except Exception as error:  # onnxruntime's errors for a damaged file share no narrower base
-                raise ModelLoadError(
-                    f"The background-removal model {path} could not be loaded ({error}). Delete it to have "
-                    "it downloaded again, or turn background removal off and use an image with a "
-                    "transparent background."
-                ) from error
+                raise ModelLoadError(damaged_model_message(f"{path} ({error})", allow_download)) from error
         return _cache[key]
+
+
+def damaged_model_message(what, allow_download: bool) -> str:
+    """What to do about a model file that cannot be loaded; ``what`` names it and says why."""
+    fix = (
+        "Delete it to have it downloaded again"
+        if allow_download
+        else "Delete it and allow online access (Preferences > System > Network > Allow Online Access) to "
+        "have it downloaded again, or copy a good copy in its place"
+    )
+    return (
+        f"The background-removal model could not be loaded: {what}. {fix}, or turn background removal off "
+        "and use an image with a transparent background."
+    )
+
+
+@contextlib.contextmanager
+def _no_download_unless(allow_download: bool):
+    """rembg's session checks its file through pooch, which downloads the file again when the check fails.
+    With downloads off, the file present is used as it is (rembg's own MODEL_CHECKSUM_DISABLED), so a
+    damaged one fails to load and says so instead."""
+    if allow_download or CHECKSUM_SWITCH in os.environ:
+        yield
+        return
+    os.environ[CHECKSUM_SWITCH] = "1"
+    try:
+        yield
+    finally:
+        del os.environ[CHECKSUM_SWITCH]
 
 
 def rembg_model_file(model_name: str, allow_download: bool = True) -> Path:

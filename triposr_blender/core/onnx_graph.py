@@ -9,11 +9,15 @@ functional operators. Only the operators rembg's U²-Net graphs use are known; a
 is touched.
 
 The file is untrusted input like a checkpoint: nothing in it is executed or imported, only tensors and
-operator names are read, and a damaged file raises ``UnsupportedGraph``.
+operator names are read. Every field's wire type is checked before its value is used, every length against
+the bytes left, every tensor's data against its shape, and every name a node reads against the values made
+before it; so reading costs at most about the file's own size, and a damaged file raises
+``DamagedModelFile`` (an ``UnsupportedGraph``) instead of a deep error or an allocation the file never holds.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +29,8 @@ import torch.nn.functional as F
 # ONNX TensorProto data types and their numpy and torch types.
 _DTYPES = {1: np.float32, 6: np.int32, 7: np.int64, 9: np.bool_, 11: np.float64}
 _TORCH_DTYPES = {1: torch.float32, 6: torch.int32, 7: torch.int64, 9: torch.bool, 11: torch.float64}
+# Protobuf's wire types: what follows a field's key.
+_VARINT, _I64, _LEN, _I32 = 0, 1, 2, 5
 # Field numbers of the protobuf messages read here (onnx.proto).
 _MODEL_GRAPH = 7
 _GRAPH_NODE, _GRAPH_INITIALIZER, _GRAPH_INPUT, _GRAPH_OUTPUT = 1, 5, 11, 12
@@ -36,6 +42,10 @@ _VALUE_INFO_NAME = 1
 
 class UnsupportedGraph(ValueError):
     """The file is no ONNX model this reader can run: damaged, or using an operator it does not know."""
+
+
+class DamagedModelFile(UnsupportedGraph):
+    """The file breaks ONNX's format (truncated or damaged): no reader can run it, onnxruntime neither."""
 
 
 @dataclass
@@ -77,7 +87,8 @@ class OnnxGraph:
 
 
 def read_onnx(path: str | Path) -> OnnxGraph:
-    """The graph of an ONNX file, weights on the CPU. Raises UnsupportedGraph for anything else."""
+    """The graph of an ONNX file, weights on the CPU. Raises UnsupportedGraph for anything else, and its
+    DamagedModelFile for a file that breaks the format."""
     try:
         model = memoryview(Path(path).read_bytes())
         graph = _only(model, _MODEL_GRAPH)
@@ -88,8 +99,13 @@ def read_onnx(path: str | Path) -> OnnxGraph:
         nodes = [_node(node) for node in _all(graph, _GRAPH_NODE)]
         names = [_text(_only(info, _VALUE_INFO_NAME)) for info in _all(graph, _GRAPH_INPUT)]
         outputs = [_text(_only(info, _VALUE_INFO_NAME)) for info in _all(graph, _GRAPH_OUTPUT)]
+        _check_names(nodes, set(weights) | set(names), outputs)
+    except UnsupportedGraph as error:
+        raise type(error)(f"{path}: {error}") from error
+    except MemoryError as error:  # the file's own size bounds what it costs: this is the machine's memory
+        raise UnsupportedGraph(f"{path} needs more memory to read than is free") from error
     except (IndexError, KeyError, ValueError, UnicodeDecodeError) as error:
-        raise UnsupportedGraph(f"{path} is not an ONNX model this reader understands ({error})") from error
+        raise DamagedModelFile(f"{path} is damaged: not an ONNX model as written ({error})") from error
     unknown = sorted({node.op for node in nodes} - set(_OPERATORS))
     if unknown:
         raise UnsupportedGraph(f"{path} uses operators this reader cannot run: {', '.join(unknown)}")
@@ -97,28 +113,41 @@ def read_onnx(path: str | Path) -> OnnxGraph:
     return OnnxGraph(nodes, weights, inputs, outputs)
 
 
+def _check_names(nodes: list[Node], given: set[str], outputs: list[str]) -> None:
+    """Every name a node reads, and every output, is a weight, an input or made by an earlier node (ONNX
+    lists nodes in an order that runs)."""
+    known = set(given)
+    for node in nodes:
+        missing = [name for name in node.inputs if name and name not in known]
+        if missing:
+            raise ValueError(f"a {node.op} node reads {missing[0]!r}, which nothing before it makes")
+        known.update(node.outputs)
+    missing = [name for name in outputs if name not in known]
+    if missing:
+        raise ValueError(f"the output {missing[0]!r} is made by no node")
+
+
 # --- protobuf's wire format ---------------------------------------------------------------------------
 
 
-def _fields(message: memoryview) -> Iterator[tuple[int, int | memoryview]]:
-    """(field number, value) pairs: an int for varints, the bytes for everything else."""
+def _fields(message: memoryview) -> Iterator[tuple[int, int, int | memoryview]]:
+    """(field number, wire type, value): an int for varints, the bytes for everything else."""
     position = 0
     while position < len(message):
         key, position = _varint(message, position)
         number, wire_type = key >> 3, key & 7
-        if wire_type == 0:
+        if wire_type == _VARINT:
             value, position = _varint(message, position)
-        elif wire_type in (1, 5):
-            size = 8 if wire_type == 1 else 4
-            value, position = message[position : position + size], position + size
-        elif wire_type == 2:
-            size, position = _varint(message, position)
-            if position + size > len(message):
-                raise ValueError("a field runs past the end of its message")
+        elif wire_type in (_I64, _I32, _LEN):
+            size = 8 if wire_type == _I64 else 4
+            if wire_type == _LEN:
+                size, position = _varint(message, position)
+            if size > len(message) - position:
+                raise ValueError(f"field {number} runs past the end of its message")
             value, position = message[position : position + size], position + size
         else:
             raise ValueError(f"unknown wire type {wire_type}")
-        yield number, value
+        yield number, wire_type, value
 
 
 def _varint(message: memoryview, position: int) -> tuple[int, int]:
@@ -134,8 +163,12 @@ def _varint(message: memoryview, position: int) -> tuple[int, int]:
             raise ValueError("a varint longer than 64 bits")
 
 
-def _all(message: memoryview, number: int) -> list:
-    return [value for field_number, value in _fields(message) if field_number == number]
+def _all(message: memoryview, number: int, wire_types: tuple[int, ...] = (_LEN,)) -> list:
+    return [
+        value
+        for field_number, value in _typed_fields(message, {number: wire_types})
+        if field_number == number
+    ]
 
 
 def _only(message: memoryview, number: int):
@@ -143,6 +176,18 @@ def _only(message: memoryview, number: int):
     if len(values) != 1:
         raise ValueError(f"expected one field {number}, found {len(values)}")
     return values[0]
+
+
+def _typed_fields(
+    message: memoryview, wire_types: dict[int, tuple[int, ...]]
+) -> Iterator[tuple[int, object]]:
+    """(field number, value) of the fields ``wire_types`` names, each checked to come in a wire type it
+    allows: a length where a number belongs would otherwise be read as a length, and the other way round."""
+    for number, wire_type, value in _fields(message):
+        if number in wire_types:
+            if wire_type not in wire_types[number]:
+                raise ValueError(f"field {number} has wire type {wire_type}, not {wire_types[number]}")
+            yield number, value
 
 
 def _text(value: memoryview) -> str:
@@ -168,32 +213,63 @@ def _ints(values: list) -> list[int]:
     return result
 
 
+# The wire types each field read here may come in; repeated numbers come one by one or packed (_LEN).
+_TENSOR_FIELDS = {
+    _TENSOR_DIMS: (_VARINT, _LEN), _TENSOR_TYPE: (_VARINT,), _TENSOR_FLOATS: (_I32, _LEN),
+    _TENSOR_INT64S: (_VARINT, _LEN), _TENSOR_NAME: (_LEN,), _TENSOR_RAW: (_LEN,),
+}  # fmt: skip
+_NODE_FIELDS = {_NODE_INPUT: (_LEN,), _NODE_OUTPUT: (_LEN,), _NODE_OP: (_LEN,), _NODE_ATTRIBUTE: (_LEN,)}
+_ATTRIBUTE_FIELDS = {
+    _ATTR_NAME: (_LEN,), _ATTR_FLOAT: (_I32,), _ATTR_INT: (_VARINT,), _ATTR_STRING: (_LEN,),
+    _ATTR_TENSOR: (_LEN,), _ATTR_INTS: (_VARINT, _LEN),
+}  # fmt: skip
+
+
 def _tensor(message: memoryview) -> tuple[str, torch.Tensor]:
     parts: dict[int, list] = {}
-    for number, value in _fields(message):
+    for number, value in _typed_fields(message, _TENSOR_FIELDS):
         parts.setdefault(number, []).append(value)
     name = _text(parts[_TENSOR_NAME][0]) if _TENSOR_NAME in parts else ""
-    dtype = _DTYPES[parts.get(_TENSOR_TYPE, [1])[0]]
+    data_type = parts.get(_TENSOR_TYPE, [1])[0]
+    if data_type not in _DTYPES:
+        raise UnsupportedGraph(
+            f"tensor {name!r} holds ONNX data type {data_type}, which this reader cannot run"
+        )
+    dtype = np.dtype(_DTYPES[data_type])
     shape = _ints(parts.get(_TENSOR_DIMS, []))
+    if any(size < 0 for size in shape):
+        raise ValueError(f"tensor {name!r} has the shape {shape}")
+    count = math.prod(shape)
     if _TENSOR_RAW in parts:
-        array = np.frombuffer(bytes(parts[_TENSOR_RAW][0]), dtype=np.dtype(dtype).newbyteorder("<"))
+        data = parts[_TENSOR_RAW][0]
+        _check_count(name, len(data), count * dtype.itemsize, "bytes")
+        array = np.frombuffer(bytes(data), dtype=dtype.newbyteorder("<"))
     elif _TENSOR_FLOATS in parts:
-        array = np.frombuffer(b"".join(bytes(value) for value in parts[_TENSOR_FLOATS]), "<f4")
+        data = b"".join(bytes(value) for value in parts[_TENSOR_FLOATS])
+        _check_count(name, len(data), count * 4, "bytes of floats")
+        array = np.frombuffer(data, "<f4")
     else:
-        array = np.array(_ints(parts.get(_TENSOR_INT64S, [])), dtype=np.int64)
+        values = _ints(parts.get(_TENSOR_INT64S, []))
+        _check_count(name, len(values), count, "integers")
+        array = np.array(values, dtype=np.int64)
     return name, torch.from_numpy(array.astype(dtype).reshape(shape))
+
+
+def _check_count(name: str, present: int, needed: int, what: str) -> None:
+    if present != needed:
+        raise ValueError(f"tensor {name!r} holds {present} {what} where its shape needs {needed}")
 
 
 def _node(message: memoryview) -> Node:
     node = Node(op="", inputs=[], outputs=[])
-    for number, value in _fields(message):
+    for number, value in _typed_fields(message, _NODE_FIELDS):
         if number == _NODE_INPUT:
             node.inputs.append(_text(value))
         elif number == _NODE_OUTPUT:
             node.outputs.append(_text(value))
         elif number == _NODE_OP:
             node.op = _text(value)
-        elif number == _NODE_ATTRIBUTE:
+        else:
             name, attribute = _attribute(value)
             node.attributes[name] = attribute
     return node
@@ -201,7 +277,7 @@ def _node(message: memoryview) -> Node:
 
 def _attribute(message: memoryview):
     name, value, ints = "", None, []
-    for number, field_value in _fields(message):
+    for number, field_value in _typed_fields(message, _ATTRIBUTE_FIELDS):
         if number == _ATTR_NAME:
             name = _text(field_value)
         elif number == _ATTR_FLOAT:
@@ -212,7 +288,7 @@ def _attribute(message: memoryview):
             value = _text(field_value)
         elif number == _ATTR_TENSOR:
             value = _tensor(field_value)[1]
-        elif number == _ATTR_INTS:
+        else:
             ints.append(field_value)
     return name, _ints(ints) if ints else value
 
