@@ -19,9 +19,7 @@ process.stdin.on("end", () => validator.validateBytes(new Uint8Array(Buffer.conc
 
 def issues(glb: bytes) -> dict:
     """The validator's issues: numErrors, numWarnings, numInfos, numHints and their messages."""
-    assert (
-        VALIDATOR.is_dir()
-    ), f"{VALIDATOR} is missing: run `make gltf-validator` (it installs it with npm)"
+    assert VALIDATOR.is_dir(), f"{VALIDATOR} is missing: run `make gltf-validator` (it installs it with npm)"
     run = subprocess.run(
         ["node", "-e", SCRIPT, str(VALIDATOR)], input=glb, capture_output=True, timeout=120, check=True
     )

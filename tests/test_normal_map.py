@@ -14,14 +14,15 @@ from glb import primitive_arrays
 from gltf_validator import assert_valid
 
 from triposr_blender.blender import materials
-from triposr_blender.core import export, texture
+from triposr_blender.core import export, result_archive, texture
 from triposr_blender.core.decimate import decimate
+from triposr_blender.core.defaults import DEFAULT_RESOLUTION
 from triposr_blender.core.mesh import Mesh
 from triposr_blender.core.shading import corner_tangents, vertex_normals
 from triposr_blender.options import MeshOptions
 from triposr_blender.server.app import npz_bytes
 from triposr_blender.worker.pipeline import mesh_from_scene
-from triposr_blender.worker.remote import mesh_result
+from triposr_blender.worker.protocol import MeshResult
 
 pytestmark = pytest.mark.blender
 
@@ -180,6 +181,8 @@ def test_an_obj_names_the_map_where_blenders_importer_reads_a_normal_map(decimat
 
 
 def test_the_servers_npz_brings_the_map_to_blender(decimated_result):
-    received = mesh_result(npz_bytes(SimpleNamespace(result=decimated_result)))
+    archive = npz_bytes(SimpleNamespace(result=decimated_result))
+    size = decimated_result.texture.image.shape[0]
+    received = MeshResult(*result_archive.from_bytes(archive, DEFAULT_RESOLUTION, texture_size=size))
 
     np.testing.assert_array_equal(received.texture.normal_image, decimated_result.texture.normal_image)

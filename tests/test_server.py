@@ -653,6 +653,15 @@ def test_a_job_lets_go_of_its_upload_when_it_ends(ending):
     assert job.request is None
 
 
+def test_a_job_cancelled_while_running_has_no_result_even_if_it_got_to_its_end_first():
+    """DELETE answered 202 (cancelled): the result of a last step that was already running is not served."""
+    table = JobTable(max_queue=4, result_ttl=60.0)
+    job = table.submit({"cmd": "generate"})
+    table.cancel(table.take(timeout=0))
+    table.finish(job, DONE, result=object())
+    assert (job.state, job.result) == (CANCELLED, None)
+
+
 def test_job_ids_cannot_be_guessed():
     table = JobTable(max_queue=100, result_ttl=60.0)
     ids = [table.submit({"cmd": "generate"}).id for _ in range(100)]

@@ -17,6 +17,16 @@ CONFIG = """
 [checks.positive_data_acceptance]
 expected-statuses = ["2xx", "400", "401", "403", "404", "409", "503"]
 """
+# The stateful phase sends valid requests (the tests above send invalid ones too): each job gets a real image.
+# DELETE on a queued or running job cancels it (202 Accepted: the job stays, visible as cancelled, until it is
+# deleted once finished), which the stateful check "use after free" takes for a deleted job still served.
+STATEFUL_CONFIG = f"""{CONFIG}
+[generation]
+mode = "positive"
+
+[checks.use_after_free]
+enabled = false
+"""
 
 
 @pytest.fixture(scope="module")
@@ -74,6 +84,7 @@ def test_a_client_driven_by_the_schema_alone_creates_follows_downloads_and_delet
         ("POST", "/v1/jobs"),
         ("GET", "/v1/health"),
         ("GET", "/v1/jobs/{job_id}"),
+        ("GET", "/v1/jobs/{job_id}/events"),
         ("DELETE", "/v1/jobs/{job_id}"),
         ("GET", "/v1/jobs/{job_id}/result.glb"),
         ("HEAD", "/v1/jobs/{job_id}/result.npz"),
@@ -94,3 +105,56 @@ def test_each_operation_answers_only_what_its_schema_documents_whatever_a_client
         case.call_and_validate(base_url=server.url)
 
     answers_as_documented()
+
+
+def job_operations(server) -> set[tuple[str, str]]:
+    """(METHOD, path) of every operation on one job, as the schema lists them."""
+    paths = server.request("GET", "/openapi.json").json()["paths"]
+    return {(method.upper(), path) for path, item in paths.items() if "{job_id}" in path for method in item}
+
+
+def test_the_created_job_links_to_every_operation_on_it_and_every_error_has_one_shape(server):
+    document = server.request("GET", "/openapi.json").json()
+    created = document["paths"]["/v1/jobs"]["post"]["responses"]["202"]
+    on_a_job = [operation for path, item in document["paths"].items() if "{job_id}" in path
+                for operation in item.values()]  # fmt: skip
+    assert {link["operationId"] for link in created["links"].values()} == {
+        op["operationId"] for op in on_a_job
+    }
+    assert all(link["parameters"] == {"job_id": "$response.body#/id"} for link in created["links"].values())
+    for item in document["paths"].values():
+        for operation in item.values():
+            for status, answer in operation["responses"].items():
+                if status.startswith(("4", "5")):
+                    assert answer["content"]["application/json"]["schema"] == {
+                        "$ref": "#/components/schemas/Error"
+                    }
+            headers = [p for p in operation.get("parameters", []) if p["in"] == "header"]
+            assert all("null" not in str(header["schema"]) for header in headers)
+
+
+def test_a_stateful_client_follows_the_links_to_every_operation_on_a_job(server):
+    """Schemathesis's stateful phase: jobs made with a real image, then followed by the id they answer."""
+    config = schemathesis.config.SchemathesisConfig.from_str(STATEFUL_CONFIG)
+    api = schemathesis.openapi.from_url(f"{server.url}/openapi.json", headers=AUTH, config=config)
+    reached = set()
+
+    class Client(api.as_state_machine()):
+        def before_call(self, case):
+            if case.operation.path == "/v1/jobs":  # no schema can say which bytes decode as an image
+                case.body = {"image": IMAGE.read_bytes(), **OPTIONS}
+
+        def get_call_kwargs(self, case):
+            return {"base_url": server.url, "headers": AUTH}
+
+        def after_call(self, response, case):
+            super().after_call(response, case)
+            reached.add((case.operation.method.upper(), case.operation.path))
+
+    Client.run(
+        settings=hypothesis.settings(
+            max_examples=6, stateful_step_count=8, deadline=None, database=None,
+            suppress_health_check=list(hypothesis.HealthCheck),
+        )
+    )  # fmt: skip
+    assert job_operations(server) <= reached, job_operations(server) - reached

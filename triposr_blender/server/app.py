@@ -59,6 +59,7 @@ from .schema import (
     JobCreated,
     JobStatus,
     add_form_rules,
+    as_the_server_answers,
     binary,
     errors,
     job_form_parameters,
@@ -321,7 +322,8 @@ def create_app(settings: ServerSettings, executor) -> FastAPI:
 
     def openapi() -> dict:
         if app.openapi_schema is None:
-            add_form_rules(generated_openapi())  # FastAPI keeps the document it made: amended once
+            # FastAPI keeps the document it made: amended once.
+            as_the_server_answers(add_form_rules(generated_openapi()))
         return app.openapi_schema
 
     app.openapi = openapi

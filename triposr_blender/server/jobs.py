@@ -149,6 +149,9 @@ class JobTable:
 
     def finish(self, job: ServerJob, state: str, result: MeshResult | None = None, error: str = "") -> None:
         with self._changed:
+            if state == DONE and job.cancel_requested.is_set():
+                # The client was told (202) that the job is cancelled: a result that came first is dropped.
+                state, result = CANCELLED, None
             job.result = result
             self._end(job, state, error)
 

@@ -191,6 +191,30 @@ def add_form_rules(document: dict) -> dict:
     return document
 
 
+def as_the_server_answers(document: dict) -> dict:
+    """What FastAPI documents by default, set to what the server does: one error shape for every status,
+    header parameters as a client sends them, and links from a created job to every operation on it."""
+    error = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+    jobs = document["paths"]["/v1/jobs"]["post"]["responses"]["202"]
+    jobs["links"] = {}
+    for path, methods in document["paths"].items():
+        for operation in methods.values():
+            # FastAPI documents its validation-error array; the server answers {"detail": "..."} instead.
+            if "422" in operation["responses"]:
+                operation["responses"]["422"]["content"] = error
+            for parameter in operation.get("parameters", []):
+                if parameter["in"] == "header":
+                    without_null(parameter["schema"])  # a header is sent or not: it has no null
+            if path.startswith("/v1/jobs/{job_id}"):
+                jobs["links"][operation["operationId"]] = {
+                    "operationId": operation["operationId"],
+                    "parameters": {"job_id": "$response.body#/id"},
+                }
+    for name in ("HTTPValidationError", "ValidationError"):
+        document["components"]["schemas"].pop(name, None)
+    return document
+
+
 def without_null(field: dict) -> None:
     """A form field is sent or left out (its default): multipart has no null to send, so the schema of an
     optional field (``T | None`` in Python) is T's alone."""
