@@ -136,9 +136,9 @@ def wait_for(check, finished: bool = False, timeout: float = JOB_TIMEOUT):
 
 
 @contextlib.contextmanager
-def serving_result(archive: bytes):
-    """A stand-in for a TripoSR server on loopback: it takes any job, says it is done, and sends ``archive``
-    as its result.npz. Yields its URL."""
+def stand_in_server(answer_get):
+    """A stand-in for a TripoSR server on loopback: it takes any job (as "job") and answers each GET with
+    ``answer_get(path)``, 200. Yields its URL."""
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_POST(self):
@@ -146,10 +146,7 @@ def serving_result(archive: bytes):
             self.answer(b'{"id": "job"}')
 
         def do_GET(self):
-            done = {"state": "done", "stage": "Done", "progress": 1.0, "position": None, "error": None}
-            self.answer(
-                f"data: {json.dumps(done)}\n\n".encode() if self.path.endswith("/events") else archive
-            )
+            self.answer(answer_get(self.path))
 
         def answer(self, body):
             self.send_response(200)
@@ -167,3 +164,10 @@ def serving_result(archive: bytes):
     finally:
         server.shutdown()
         server.server_close()
+
+
+def serving_result(archive: bytes):
+    """A stand-in server that says every job is done and sends ``archive`` as its result.npz."""
+    done = {"state": "done", "stage": "Done", "progress": 1.0, "position": None, "error": None}
+    done_event = f"data: {json.dumps(done)}\n\n".encode()
+    return stand_in_server(lambda path: done_event if path.endswith("/events") else archive)

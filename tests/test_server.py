@@ -1,7 +1,6 @@
 """The TripoSR server (python -m triposr_blender.server), as clients use it: a real server process on loopback
 (127.0.0.1 only) with the tiny fixture model, spoken to over HTTP."""
 
-import http.server
 import io
 import json
 import os
@@ -18,7 +17,16 @@ import requests
 from codes_files import codes_archive, npy, one_value_of_640_mb
 from fixture_model import FIXTURE, IMAGE, NEW_THRESHOLD, OPTIONS, core_mesh, core_mesh_at, core_scene
 from listeners import descendants, exposed, listening_addresses
-from server_harness import JOB_TIMEOUT, REPO, TOKEN, Server, serving_result, wait_for, write_token
+from server_harness import (
+    JOB_TIMEOUT,
+    REPO,
+    TOKEN,
+    Server,
+    serving_result,
+    stand_in_server,
+    wait_for,
+    write_token,
+)
 
 from triposr_blender.core.export import glb_bytes
 from triposr_blender.core.scene_codes import SceneCodes
@@ -439,38 +447,14 @@ def test_this_models_codes_with_another_channel_count_fail_the_job_with_a_messag
 # --- Clients give up ------------------------------------------------------------------------------------
 
 
-class SilentServer(http.server.BaseHTTPRequestHandler):
-    """Takes a job, then answers its event stream with 200 and no events, again and again."""
-
-    def do_POST(self):
-        self.rfile.read(int(self.headers["Content-Length"]))
-        self.answer(b'{"id": "job"}')
-
-    def do_GET(self):
-        self.answer(b"")
-
-    def answer(self, body):
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *_arguments):
-        pass
-
-
 def test_the_servers_client_gives_up_on_a_server_that_never_says_how_the_job_goes():
-    """The add-on's Server backend and batch --server: a bounded wait, then a message naming the server."""
-    silent = http.server.ThreadingHTTPServer(("127.0.0.1", 0), SilentServer)
-    threading.Thread(target=silent.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{silent.server_address[1]}"
-    try:
+    """The add-on's Server backend and batch --server: a bounded wait, then a message naming the server.
+    This one takes a job, then answers its event stream with 200 and no events, again and again."""
+    with stand_in_server(lambda path: b"") as url:
         job = RemoteClient(url, silence_limit=2.0).remesh(
             b"codes", MeshOptions(), ModelSettings(str(FIXTURE))
         )
         outcome = job.wait(timeout=30)
-    finally:
-        silent.shutdown()
     assert outcome.event == "error" and f"The TripoSR server at {url} said nothing" in outcome.message
 
 
