@@ -16,6 +16,7 @@ import json
 import os
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -115,18 +116,35 @@ def test_every_source_distribution_in_the_set_is_pure_python(pure_python_wheels)
         assert wheel.name.endswith("-none-any.whl"), f"{wheel.name} is not pure Python"
 
 
-@pytest.mark.parametrize("python", BLENDER_PYTHONS)
-@pytest.mark.parametrize("platform", PLATFORMS)
-def test_the_installer_s_set_resolves_to_wheels(tmp_path, pure_python_wheels, python, platform):
+def resolve_for(folder, wheels, python: str, platform: str) -> list[dict]:
+    """What pip installs for the installer's set on ``python`` and ``platform``, wheels only."""
     tags, platform_markers = PLATFORMS[platform]
-    resolved = pip_report(
-        tmp_path,
+    return pip_report(
+        folder,
         ["--only-binary=:all:", *(f"--platform={tag}" for tag in tags), "--python-version", python,
          "--implementation", "cp",
-         "--find-links", str(pure_python_wheels), *constraints_for(tmp_path, BLENDER_PYTHONS[python]),
+         "--find-links", str(wheels), *constraints_for(folder, BLENDER_PYTHONS[python]),
          *installer_requirements()],
         markers=marker_values(python, platform_markers),
     )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def resolutions(pure_python_wheels, tmp_path_factory):
+    """Every (Python, platform) resolved side by side: pip mostly waits on the index. Each test takes its own
+    target's answer, or its failure."""
+    targets = [(python, platform) for python in BLENDER_PYTHONS for platform in PLATFORMS]
+    with ThreadPoolExecutor(len(targets)) as pool:
+        yield {
+            target: pool.submit(resolve_for, tmp_path_factory.mktemp("resolve"), pure_python_wheels, *target)
+            for target in targets
+        }
+
+
+@pytest.mark.parametrize("python", BLENDER_PYTHONS)
+@pytest.mark.parametrize("platform", PLATFORMS)
+def test_the_installer_s_set_resolves_to_wheels(resolutions, python, platform):
+    resolved = resolutions[(python, platform)].result()
     names = {item["metadata"]["name"].lower(): item["metadata"]["version"] for item in resolved}
     assert names["numpy"] == BLENDER_PYTHONS[python]
     assert names["torch"].split("+")[0] == "2.13.0"  # a local build (+cpu) where pip is set to find one
