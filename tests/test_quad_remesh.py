@@ -14,8 +14,15 @@ from conftest import FIXTURE_IMAGE, FIXTURE_MODEL, FIXTURE_RESOLUTION, FIXTURE_T
 from mathutils.bvhtree import BVHTree
 
 from triposr_blender.blender import materials, mesh_builder, source
+from triposr_blender.blender import quad_remesh as quad_remesh_module
 from triposr_blender.blender.placement import Destination
-from triposr_blender.blender.quad_remesh import QuadRemeshError, fill_holes, quad_remesh, vertex_positions
+from triposr_blender.blender.quad_remesh import (
+    QuadRemeshError,
+    fill_holes,
+    open_edges,
+    quad_remesh,
+    vertex_positions,
+)
 from triposr_blender.core.mesh import Mesh
 from triposr_blender.ui import operators
 from triposr_blender.worker.protocol import MeshResult
@@ -116,6 +123,45 @@ def test_a_hole_quadriflow_leaves_is_closed_with_a_face_facing_out():
     top = next(polygon for polygon in mesh.polygons if polygon.center.z == 1)
     assert tuple(top.normal) == pytest.approx((0, 0, 1))
     bpy.data.meshes.remove(mesh)
+
+
+def test_a_rim_vertex_left_on_top_of_another_is_welded_so_the_sliver_closes():
+    """QuadriFlow can leave a vertex exactly on another, in a quad with a zero-length edge: the rim between
+    them is a sliver no face can fill until the two are one. Here: a tetrahedron whose apex is doubled."""
+    mesh = bpy.data.meshes.new("Sliver")
+    vertices = [(0, 0, 0), (1, 0, 0), (0, 1, 0), (0, 0, 1), (0, 0, 1)]
+    mesh.from_pydata(vertices, [], [(0, 2, 1), (0, 1, 3), (0, 3, 2), (1, 2, 4)])
+    mesh.update()
+
+    fill_holes(mesh)
+
+    assert open_edges(mesh) == 0 and len(mesh.vertices) == 4
+    bpy.data.meshes.remove(mesh)
+
+
+def test_the_quads_are_a_closed_surface(extension, new_objects):
+    """The benchmark field at resolution 200, 3,000 quads: QuadriFlow left 3 open edges there (a sliver)."""
+    model, scene = load_bench_field()
+    dense = model.extract_mesh(scene, resolution=200, threshold=THRESHOLD)
+    obj = mesh_builder.build_object(bpy.context, "Suzanne", MeshResult(dense), Destination())
+
+    quad_remesh(bpy.context, obj, 3000)
+
+    assert open_edges(obj.data) == 0 and quad_share(obj.data) >= 0.95
+
+
+def test_quads_that_stay_open_keep_the_triangles_and_say_so(triangles, monkeypatch):
+    """Whatever QuadriFlow does, the user gets a closed surface: the quads, or the triangles as they were."""
+    mesh, meshes, objects = triangles.data, len(bpy.data.meshes), len(bpy.data.objects)
+    monkeypatch.setattr(quad_remesh_module, "fill_holes", lambda mesh: None)
+    monkeypatch.setattr(quad_remesh_module, "open_edges", lambda mesh: 3)
+
+    with pytest.raises(
+        QuadRemeshError, match="Suzanne .its quads leave 3 edges open., so it keeps its triangles"
+    ):
+        quad_remesh(bpy.context, triangles, QUADS)
+
+    assert triangles.data == mesh and (len(bpy.data.meshes), len(bpy.data.objects)) == (meshes, objects)
 
 
 def edge_use(mesh) -> dict:

@@ -7,8 +7,9 @@ than the quads. The color attribute is carried over from the nearest vertex of t
 
 Blender lets QuadriFlow run only on a manifold, consistently wound mesh without very short edges, which a
 marching-cubes mesh is not quite: the copy is cleaned up until it passes the same check, and the holes
-QuadriFlow leaves where a part is thinner than its quads are filled. Where QuadriFlow still fails, the object
-keeps its triangle mesh and QuadRemeshError says what to do. Runs on Blender's main thread, and blocks it
+QuadriFlow leaves where a part is thinner than its quads are filled, so the result is closed. Where QuadriFlow
+still fails, or leaves a surface that is not closed, the object keeps its triangle mesh and QuadRemeshError
+says what to do. Runs on Blender's main thread, and blocks it
 while QuadriFlow works (seconds; see the README's figures).
 """
 
@@ -26,8 +27,9 @@ from . import materials
 from .mesh_builder import is_smooth, remove_datablocks, shade
 
 TRIANGLES_PER_QUAD = 8
-# QuadriFlow's random seed: the same mesh and count give the same quads every time.
-SEED = 0
+# QuadriFlow's random seeds, tried in turn until the surface is closed: the same mesh and count give the same
+# quads every time.
+SEEDS = (0, 1, 2)
 # Blender refuses QuadriFlow a mesh with an edge shorter than QUADRIFLOW_SHORTEST along every axis, in the
 # mesh's own units whatever its size; marching cubes makes such edges wherever the surface passes near a grid
 # point. So QuadriFlow works on a copy WORK_SIZE across whose edges shorter than SHORTEST_EDGE (the limit's
@@ -39,6 +41,8 @@ SHORTEST_EDGE = 2e-4
 # edge: such edges are split apart, leaving a pinhole QuadriFlow takes. A copy that still does not pass is
 # decimated by half and cleaned again, at most this many times in all.
 PREPARE_ATTEMPTS = 4
+# Rim vertices closer than this share of the mesh's size are one (QuadriFlow leaves exact duplicates).
+WELD_DISTANCE = 1e-6
 
 
 class QuadRemeshError(TripoSRError):
@@ -52,22 +56,20 @@ def quad_remesh(context: bpy.types.Context, obj: bpy.types.Object, quads: int) -
     if dense.uv_layers:
         raise QuadRemeshError(f"{obj.name} has a baked texture. {QUAD_REMESH_WITH_TEXTURE}")
     scale = WORK_SIZE / size_of(dense)
-    work = bpy.data.objects.new(f"{obj.name} quads", prepared_copy(context, dense, quads, scale, obj.name))
-    context.scene.collection.objects.link(work)
+    prepared = prepared_copy(context, dense, quads, scale, obj.name)
     try:
-        run_quadriflow(context, work, quads, obj.name)
-        remeshed = work.data
-        remeshed.transform(Matrix.Scale(1 / scale, 4))
-        fill_holes(remeshed)
+        remeshed = closed_quads(context, prepared, quads, scale, obj.name)
+    finally:
+        bpy.data.meshes.remove(prepared)
+    try:
         carry_colors(dense, remeshed)
         remeshed.materials.clear()
         for material in dense.materials:
             remeshed.materials.append(material)
         shade(remeshed, is_smooth(dense))
     except Exception:
-        remove_datablocks([work, work.data])
+        bpy.data.meshes.remove(remeshed)
         raise
-    bpy.data.objects.remove(work)
     obj.data = remeshed
     if dense.users == 0:
         name = dense.name
@@ -144,14 +146,42 @@ def quadriflow_takes(mesh: bpy.types.Mesh) -> bool:
     return not (np.abs(positions[:, 0] - positions[:, 1]) <= QUADRIFLOW_SHORTEST).all(axis=1).any()
 
 
-def run_quadriflow(context: bpy.types.Context, work: bpy.types.Object, quads: int, name: str) -> None:
+def closed_quads(
+    context: bpy.types.Context, prepared: bpy.types.Mesh, quads: int, scale: float, name: str
+) -> bpy.types.Mesh:
+    """QuadriFlow's quads on a copy of ``prepared``, holes filled, at the dense mesh's scale again. Where the
+    surface is still not closed, QuadriFlow runs again with the next of SEEDS; after the last one,
+    QuadRemeshError."""
+    for seed in SEEDS:
+        work = bpy.data.objects.new(f"{name} quads", prepared.copy())
+        context.scene.collection.objects.link(work)
+        try:
+            run_quadriflow(context, work, quads, name, seed)
+            remeshed = work.data
+            remeshed.transform(Matrix.Scale(1 / scale, 4))
+            fill_holes(remeshed)
+        except Exception:
+            remove_datablocks([work, work.data])
+            raise
+        bpy.data.objects.remove(work)
+        left_open = open_edges(remeshed)
+        if not left_open:
+            return remeshed
+        bpy.data.meshes.remove(remeshed)
+    # A surface with holes fails 3D printing and booleans, and shades badly: better the triangles.
+    raise QuadRemeshError(failure(name, f"its quads leave {left_open} edges open"))
+
+
+def run_quadriflow(
+    context: bpy.types.Context, work: bpy.types.Object, quads: int, name: str, seed: int
+) -> None:
     overrides = {"object": work, "active_object": work, "selected_objects": [work]}
     try:
         with context.temp_override(**overrides, selected_editable_objects=[work]):
             outcome = bpy.ops.object.quadriflow_remesh(
                 target_faces=quads,
                 mode="FACES",
-                seed=SEED,
+                seed=seed,
                 use_mesh_symmetry=False,
                 use_preserve_sharp=False,
                 use_preserve_boundary=False,
@@ -164,16 +194,24 @@ def run_quadriflow(context: bpy.types.Context, work: bpy.types.Object, quads: in
 
 def fill_holes(mesh: bpy.types.Mesh) -> None:
     """Close the small holes QuadriFlow leaves where a part is thinner than its quads (such as the gap
-    around an eye), with a face each, facing out like the faces around them."""
+    around an eye), with a face each, facing out like the faces around them. A rim vertex QuadriFlow left on
+    top of another (a zero-length edge, which makes a sliver no face can fill) is welded to it first."""
     closed = bmesh.new()
     try:
         closed.from_mesh(mesh)
-        filled = bmesh.ops.holes_fill(closed, edges=[edge for edge in closed.edges if edge.is_boundary])
-        if filled["faces"]:
-            bmesh.ops.recalc_face_normals(closed, faces=closed.faces[:])
-            closed.to_mesh(mesh)
+        rim = {vertex for edge in closed.edges if edge.is_boundary for vertex in edge.verts}
+        bmesh.ops.remove_doubles(closed, verts=list(rim), dist=WELD_DISTANCE * size_of(mesh))
+        bmesh.ops.holes_fill(closed, edges=[edge for edge in closed.edges if edge.is_boundary])
+        bmesh.ops.recalc_face_normals(closed, faces=closed.faces[:])
+        closed.to_mesh(mesh)
     finally:
         closed.free()
+
+
+def open_edges(mesh: bpy.types.Mesh) -> int:
+    """Edges with one face (a hole's rim) or more than two: zero for a closed surface."""
+    use = np.bincount(corners(mesh)[1], minlength=len(mesh.edges))
+    return int(((use == 1) | (use > 2)).sum())
 
 
 def failure(name: str, reason: str) -> str:
