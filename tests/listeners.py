@@ -15,9 +15,10 @@ def descendants(pid: int) -> set[int]:
         current = todo.pop()
         found.add(current)
         for task in Path(f"/proc/{current}/task").glob("*"):
-            children = task / "children"
-            if children.is_file():
-                todo.extend(int(child) for child in children.read_text().split())
+            try:
+                todo.extend(int(child) for child in (task / "children").read_text().split())
+            except OSError:  # the thread or the process ended meanwhile (or the kernel lacks the file)
+                continue
     return found
 
 

@@ -163,12 +163,9 @@ def _varint(message: memoryview, position: int) -> tuple[int, int]:
             raise ValueError("a varint longer than 64 bits")
 
 
-def _all(message: memoryview, number: int, wire_types: tuple[int, ...] = (_LEN,)) -> list:
-    return [
-        value
-        for field_number, value in _typed_fields(message, {number: wire_types})
-        if field_number == number
-    ]
+def _all(message: memoryview, number: int) -> list:
+    """Every field ``number`` of ``message``: each length-delimited (a message, a text or packed values)."""
+    return [value for _number, value in _typed_fields(message, {number: (_LEN,)})]
 
 
 def _only(message: memoryview, number: int):
