@@ -22,7 +22,7 @@ import numpy as np
 
 from .errors import TripoSRError
 from .mesh import BakedTexture, Mesh
-from .scene_codes import CODES_ENTRY, SceneCodes, read_entry
+from .scene_codes import CODES_ENTRY, MAX_CODES_BYTES, NPY_HEADER_BYTES, SceneCodes, read_entry
 
 MAX_VERTICES_PER_SQUARE_CELL = 64
 FLOAT_BYTES = 8  # float64 at most; anything narrower is smaller
@@ -47,22 +47,42 @@ def to_bytes(mesh: Mesh, texture: BakedTexture | None, codes: bytes) -> bytes:
     return buffer.getvalue()
 
 
-def from_bytes(data: bytes, resolution: int, texture_size: int) -> tuple[Mesh, BakedTexture | None, bytes]:
-    """(mesh, texture or None, scene codes or b"") of an archive made for a job that asked for
-    ``resolution`` and ``texture_size`` (0: no texture). ResultError says what is wrong with it."""
+def entry_limits(resolution: int, texture_size: int) -> dict[str, int]:
+    """The most bytes each entry of the archive may hold, for a job that asked for ``resolution`` and
+    ``texture_size``."""
     max_vertices = MAX_VERTICES_PER_SQUARE_CELL * resolution**2
     # A closed surface has about twice as many faces as vertices; open pieces have fewer.
     max_faces = 2 * max_vertices
+    return {
+        "vertices.npy": 3 * max_vertices * FLOAT_BYTES,
+        "faces.npy": 3 * max_faces * 8,
+        "vertex_colors.npy": 3 * max_vertices * FLOAT_BYTES,
+        "corner_uvs.npy": 6 * max_faces * FLOAT_BYTES,
+        "texture.npy": texture_size * texture_size * 4,
+        "normal_map.npy": texture_size * texture_size * 3,
+    }
+
+
+def max_bytes(resolution: int, texture_size: int) -> int:
+    """The largest archive such a job comes back as, to bound a download before it is read: every entry at
+    its limit, the scene codes, and room for the archive's headers (deflate grows nothing by more)."""
+    return sum(entry_limits(resolution, texture_size).values()) + MAX_CODES_BYTES + 16 * NPY_HEADER_BYTES
+
+
+def from_bytes(data: bytes, resolution: int, texture_size: int) -> tuple[Mesh, BakedTexture | None, bytes]:
+    """(mesh, texture or None, scene codes or b"") of an archive made for a job that asked for
+    ``resolution`` and ``texture_size`` (0: no texture). ResultError says what is wrong with it."""
+    limits = entry_limits(resolution, texture_size)
     holder = f"meshes at resolution {resolution}"
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             names = set(archive.namelist())
-            vertices = read_entry(archive, "vertices.npy", 3 * max_vertices * FLOAT_BYTES, "f", holder)
-            faces = read_entry(archive, "faces.npy", 3 * max_faces * 8, "iu", holder)
-            colors = read_entry(archive, "vertex_colors.npy", 3 * max_vertices * FLOAT_BYTES, "f", holder)
+            vertices = read_entry(archive, "vertices.npy", limits["vertices.npy"], "f", holder)
+            faces = read_entry(archive, "faces.npy", limits["faces.npy"], "iu", holder)
+            colors = read_entry(archive, "vertex_colors.npy", limits["vertex_colors.npy"], "f", holder)
             texture = None
             if "texture.npy" in names or "corner_uvs.npy" in names:
-                texture = _read_texture(archive, names, max_faces, texture_size)
+                texture = _read_texture(archive, names, limits, texture_size)
             codes = SceneCodes.from_bytes(data, "Its scene codes").to_bytes() if CODES_ENTRY in names else b""
     except TripoSRError:
         raise
@@ -76,15 +96,15 @@ def from_bytes(data: bytes, resolution: int, texture_size: int) -> tuple[Mesh, B
     return mesh, texture, codes
 
 
-def _read_texture(archive: zipfile.ZipFile, names: set, max_faces: int, size: int) -> BakedTexture:
+def _read_texture(archive: zipfile.ZipFile, names: set, limits: dict[str, int], size: int) -> BakedTexture:
     if not size:
         raise ResultError("it holds a texture, and the job asked for colors on the vertices")
     holder = f"{size} px textures"
-    corner_uvs = read_entry(archive, "corner_uvs.npy", max_faces * 6 * FLOAT_BYTES, "f", holder)
-    image = read_entry(archive, "texture.npy", size * size * 4, "u", holder)
+    corner_uvs = read_entry(archive, "corner_uvs.npy", limits["corner_uvs.npy"], "f", holder)
+    image = read_entry(archive, "texture.npy", limits["texture.npy"], "u", holder)
     normal = None
     if "normal_map.npy" in names:
-        normal = read_entry(archive, "normal_map.npy", size * size * 3, "u", holder)
+        normal = read_entry(archive, "normal_map.npy", limits["normal_map.npy"], "u", holder)
     _check_shape("its UV layout", corner_uvs, (None, 3, 2))
     _check_finite("its UV layout", corner_uvs)
     _check_shape("its texture", image, (size, size, 4), np.uint8)
