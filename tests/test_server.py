@@ -28,6 +28,7 @@ from server_harness import (
     write_token,
 )
 
+from triposr_blender.core import result_archive
 from triposr_blender.core.export import glb_bytes
 from triposr_blender.core.scene_codes import SceneCodes
 from triposr_blender.options import GenerateOptions, MeshOptions
@@ -486,6 +487,19 @@ def test_a_servers_result_that_is_not_a_mesh_ends_the_job_with_one_message_namin
     assert outcome.event == "error", outcome
     assert outcome.message.startswith(f"The TripoSR server at {url} sent a result that cannot be used: ")
     assert "Traceback" not in outcome.message
+
+
+def test_a_result_larger_than_any_the_job_can_make_is_refused_before_it_is_read(monkeypatch):
+    """The archive's entries are bounded before inflating; the download itself is bounded before reading."""
+    monkeypatch.setattr(result_archive, "max_bytes", lambda resolution, texture_size: 1 << 20)
+    with serving_result(bytes(2 << 20)) as url:
+        outcome = (
+            RemoteClient(url).remesh(b"codes", MeshOptions(), ModelSettings(str(FIXTURE))).wait(timeout=30)
+        )
+    assert outcome.event == "error"
+    assert outcome.message.startswith(
+        f"The TripoSR server at {url} sent more than 1 MB for /v1/jobs/job/result.npz"
+    )
 
 
 # --- When things go wrong ----------------------------------------------------------------------------------

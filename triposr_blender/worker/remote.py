@@ -147,7 +147,8 @@ class RemoteClient(Backend):
                 self._cancel_on_server(server_id)
             status = self._until_finished(job, server_id)
             if status["state"] == "done":
-                archive = self._request("GET", f"/v1/jobs/{server_id}/result.npz", raw=True)
+                limit = result_archive.max_bytes(options.resolution, options.texture_size)
+                archive = self._request("GET", f"/v1/jobs/{server_id}/result.npz", raw=True, limit=limit)
                 self._end(job, {"event": "result", **self._mesh_result(archive, options).as_message()})
             elif status["state"] == "cancelled":
                 self._end(job, {"event": "cancelled"})
@@ -224,7 +225,10 @@ class RemoteClient(Backend):
     def _headers(self) -> dict:
         return {"Authorization": f"Bearer {self.token}"} if self.token else {}
 
-    def _request(self, method: str, path: str, form: tuple | None = None, raw: bool = False):
+    def _request(
+        self, method: str, path: str, form: tuple | None = None, raw: bool = False, limit: int | None = None
+    ):
+        """The answer's body (JSON, or the bytes when ``raw``); a body over ``limit`` bytes is refused."""
         headers = self._headers()
         body = None
         if form is not None:
@@ -233,11 +237,17 @@ class RemoteClient(Backend):
         request = urllib.request.Request(self.url + path, data=body, headers=headers, method=method)
         try:
             with urllib.request.urlopen(request, timeout=REQUEST_TIMEOUT) as response:
-                data = response.read()
+                data = response.read() if limit is None else response.read(limit + 1)
         except urllib.error.HTTPError as error:
             raise ServerError(refusal_message(self.url, error)) from error
         except (urllib.error.URLError, OSError) as error:
             raise ServerUnreachable(unreachable_message(self.url, error)) from error
+        if limit is not None and len(data) > limit:
+            raise ServerError(
+                f"The TripoSR server at {self.url} sent more than {limit >> 20} MB for {path}, more than "
+                "such a result can be: nothing was made. Check that it runs this version of the add-on, and "
+                "its log."
+            )
         return data if raw else json.loads(data)
 
 
