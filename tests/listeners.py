@@ -26,10 +26,16 @@ def socket_inodes(pids: set[int]) -> set[str]:
     inodes = set()
     for pid in pids:
         try:
-            links = [os.readlink(link) for link in Path(f"/proc/{pid}/fd").iterdir()]
+            fds = list(Path(f"/proc/{pid}/fd").iterdir())
         except OSError:  # ended meanwhile
             continue
-        inodes.update(link[8:-1] for link in links if link.startswith("socket:["))
+        for fd in fds:
+            try:
+                link = os.readlink(fd)
+            except OSError:  # this one closed meanwhile: the process's other sockets still count
+                continue
+            if link.startswith("socket:["):
+                inodes.add(link[8:-1])
     return inodes
 
 
