@@ -136,19 +136,26 @@ def wait_for(check, finished: bool = False, timeout: float = JOB_TIMEOUT):
 
 
 @contextlib.contextmanager
-def stand_in_server(answer_get):
-    """A stand-in for a TripoSR server on loopback: it takes any job (as "job") and answers each GET with
-    ``answer_get(path)``, 200. Yields its URL."""
+def stand_in_server(answer_get, on_request=lambda method, path: None):
+    """A stand-in for a TripoSR server on loopback: it takes any job (as "job") and any cancel, answers each
+    GET with ``answer_get(path)``, 200, and each DELETE with 204; it tells ``on_request`` of each request
+    before answering. Yields its URL."""
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_POST(self):
-            self.rfile.read(int(self.headers["Content-Length"]))
+            self.rfile.read(int(self.headers["Content-Length"] or 0))
             self.answer(b'{"id": "job"}')
 
         def do_GET(self):
             self.answer(answer_get(self.path))
 
+        def do_DELETE(self):
+            on_request("DELETE", self.path)
+            self.send_response(204)
+            self.end_headers()
+
         def answer(self, body):
+            on_request(self.command, self.path)
             self.send_response(200)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
@@ -166,8 +173,10 @@ def stand_in_server(answer_get):
         server.server_close()
 
 
-def serving_result(archive: bytes):
+DONE = {"state": "done", "stage": "Done", "progress": 1.0, "position": None, "error": None}
+DONE_EVENT = f"data: {json.dumps(DONE)}\n\n".encode()
+
+
+def serving_result(archive: bytes, on_request=lambda method, path: None):
     """A stand-in server that says every job is done and sends ``archive`` as its result.npz."""
-    done = {"state": "done", "stage": "Done", "progress": 1.0, "position": None, "error": None}
-    done_event = f"data: {json.dumps(done)}\n\n".encode()
-    return stand_in_server(lambda path: done_event if path.endswith("/events") else archive)
+    return stand_in_server(lambda path: DONE_EVENT if path.endswith("/events") else archive, on_request)

@@ -18,6 +18,7 @@ from codes_files import codes_archive, npy, one_value_of_640_mb
 from fixture_model import FIXTURE, IMAGE, NEW_THRESHOLD, OPTIONS, core_mesh, core_mesh_at, core_scene
 from listeners import descendants, exposed, listening_addresses
 from server_harness import (
+    DONE_EVENT,
     JOB_TIMEOUT,
     REPO,
     TOKEN,
@@ -146,6 +147,7 @@ def test_every_request_but_health_needs_the_token_the_docs_and_schema_too(server
         ("POST", "/v1/jobs"),
         ("GET", f"/v1/jobs/{job_id}"),
         ("GET", f"/v1/jobs/{job_id}/result.glb"),
+        ("POST", f"/v1/jobs/{job_id}/cancel"),
         ("DELETE", f"/v1/jobs/{job_id}"),
         ("GET", "/docs"),
         ("GET", "/redoc"),
@@ -459,6 +461,36 @@ def test_the_servers_client_gives_up_on_a_server_that_never_says_how_the_job_goe
     assert outcome.event == "error" and f"The TripoSR server at {url} said nothing" in outcome.message
 
 
+def test_the_client_deletes_a_job_on_the_server_once_its_result_is_here():
+    """A server keeps a result until it expires (an hour by default): the client frees it at once."""
+    heard = []
+    with serving_result(result_archive_of(), lambda method, path: heard.append(f"{method} {path}")) as url:
+        outcome = RemoteClient(url).remesh(b"codes", MeshOptions(), ModelSettings(str(FIXTURE))).wait(30)
+    assert outcome.event == "result"
+    assert heard[-2:] == ["GET /v1/jobs/job/result.npz", "DELETE /v1/jobs/job"]
+
+
+def test_a_job_the_user_cancelled_ends_cancelled_even_when_the_server_finished_it_first():
+    """The cancel reaches the server as its job ends (or reaches a server too old to cancel): no mesh is
+    made from the result all the same."""
+    cancel_arrived = threading.Event()
+
+    def on_request(method, path):
+        if (method, path) == ("POST", "/v1/jobs/job/cancel"):
+            cancel_arrived.set()
+
+    def answer_get(path):
+        assert cancel_arrived.wait(30)
+        return DONE_EVENT if path.endswith("/events") else result_archive_of()
+
+    with stand_in_server(answer_get, on_request) as url:
+        client = RemoteClient(url)
+        job = client.remesh(b"codes", MeshOptions(), ModelSettings(str(FIXTURE)))
+        client.cancel(job)
+        outcome = job.wait(timeout=30)
+    assert outcome.event == "cancelled"
+
+
 def result_archive_of(**changes) -> bytes:
     """The fixture's mesh as a server's result.npz, with some arrays replaced."""
     mesh = core_mesh()
@@ -518,10 +550,29 @@ def test_a_full_queue_is_503_with_retry_after_and_a_cancel_ends_a_running_job(ow
     assert own_server.request("GET", f"/v1/jobs/{queued}").json()["position"] == 0, "it runs next"
     assert own_server.request("GET", f"/v1/jobs/{running}").json()["position"] is None, "it runs"
 
-    cancelled = own_server.request("DELETE", f"/v1/jobs/{running}")
+    cancelled = own_server.request("POST", f"/v1/jobs/{running}/cancel")
     assert cancelled.status_code == 202
     assert own_server.wait(running)["state"] == "cancelled"
     assert own_server.wait(queued)["state"] == "done", "the worker stuck on the cancelled job was replaced"
+    again = own_server.request("POST", f"/v1/jobs/{running}/cancel")
+    assert again.status_code == 409 and again.json()["detail"].startswith("The job has ended already")
+
+
+@needs_proc
+def test_delete_forgets_a_running_job_at_once_and_a_client_following_it_hears_it_cancelled(own_server):
+    os.kill(own_server.worker_pid(), signal.SIGSTOP)
+    job_id = own_server.submit().json()["id"]
+    own_server.wait(job_id, until=("running",))
+    with own_server.request("GET", f"/v1/jobs/{job_id}/events", stream=True) as stream:
+        deleted = own_server.request("DELETE", f"/v1/jobs/{job_id}")
+        heard = [
+            json.loads(line[6:]) for line in stream.iter_lines(decode_unicode=True) if line[:6] == "data: "
+        ]
+
+    assert deleted.status_code == 202
+    assert own_server.request("GET", f"/v1/jobs/{job_id}").status_code == 404
+    assert own_server.request("POST", f"/v1/jobs/{job_id}/cancel").status_code == 404
+    assert heard[-1]["state"] == "cancelled"
 
 
 @needs_proc
@@ -652,12 +703,19 @@ def test_a_job_lets_go_of_its_upload_when_it_ends(ending):
 
 
 def test_a_job_cancelled_while_running_has_no_result_even_if_it_got_to_its_end_first():
-    """DELETE answered 202 (cancelled): the result of a last step that was already running is not served."""
+    """A cancel answered 202: the result of a last step that was already running is not served."""
     table = JobTable(max_queue=4, result_ttl=60.0)
     job = table.submit({"cmd": "generate"})
     table.cancel(table.take(timeout=0))
     table.finish(job, DONE, result=object())
     assert (job.state, job.result) == (CANCELLED, None)
+
+
+def test_delete_forgets_a_queued_job_at_once_and_it_ends_cancelled_for_whoever_follows_it():
+    table = JobTable(max_queue=4, result_ttl=60.0)
+    job = table.submit(JobRequest(GENERATE, b"image", GenerateOptions()))
+    table.delete(job)
+    assert (table.get(job.id), table.queued, job.state) == (None, 0, CANCELLED)
 
 
 def test_job_ids_cannot_be_guessed():

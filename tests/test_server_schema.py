@@ -18,14 +18,9 @@ CONFIG = """
 expected-statuses = ["2xx", "400", "401", "403", "404", "409", "503"]
 """
 # The stateful phase sends valid requests (the tests above send invalid ones too): each job gets a real image.
-# DELETE on a queued or running job cancels it (202 Accepted: the job stays, visible as cancelled, until it is
-# deleted once finished), which the stateful check "use after free" takes for a deleted job still served.
 STATEFUL_CONFIG = f"""{CONFIG}
 [generation]
 mode = "positive"
-
-[checks.use_after_free]
-enabled = false
 """
 
 
@@ -85,6 +80,7 @@ def test_a_client_driven_by_the_schema_alone_creates_follows_downloads_and_delet
         ("GET", "/v1/health"),
         ("GET", "/v1/jobs/{job_id}"),
         ("GET", "/v1/jobs/{job_id}/events"),
+        ("POST", "/v1/jobs/{job_id}/cancel"),
         ("DELETE", "/v1/jobs/{job_id}"),
         ("GET", "/v1/jobs/{job_id}/result.glb"),
         ("HEAD", "/v1/jobs/{job_id}/result.npz"),

@@ -9,14 +9,17 @@ OpenAPI document at /openapi.json is the contract, and ``schema`` declares it:
     GET    /v1/jobs/{id}/events         the same as Server-Sent Events; Last-Event-ID resumes
     GET    /v1/jobs/{id}/result.glb     the coloured mesh (COLOR_0, or baseColorTexture when baked); HEAD too
     GET    /v1/jobs/{id}/result.npz     the arrays Blender builds from, and the scene codes; HEAD too
-    DELETE /v1/jobs/{id}                cancels a queued or running job (202), deletes a finished one (204)
+    POST   /v1/jobs/{id}/cancel         cancels a queued or running job (202); it ends as "cancelled"
+    DELETE /v1/jobs/{id}                forgets the job and its results (204), cancelling it first if it has
+                                        not ended (202)
 
 Every request but health needs ``Authorization: Bearer <token>`` when the server has a token (the docs and
 the schema too), checked before the body is read; a server without one answers only this machine's requests
 (``guard``). Every error is {"detail": "..."}: 400 (an image or scene codes that cannot be used), 401
 (token), 403 (a request from beyond this machine to a server without a token), 404 (no such job, or
-expired), 408 (an upload that stalled), 409 (no result yet), 413 (upload too large), 415 (not multipart),
-422 (an unknown field, or a value out of range), 503 with Retry-After (queue full). No file path is ever taken
+expired), 408 (an upload that stalled), 409 (no result yet, or nothing left to cancel), 413 (upload too
+large), 415 (not multipart), 422 (an unknown field, or a value out of range), 503 with Retry-After (queue
+full). No file path is ever taken
 from a client, and none is shown to one.
 """
 
@@ -81,7 +84,8 @@ DESCRIPTION = """One image in, a coloured 3D mesh out, on the server's GPUs (Tri
    202, its `id`, and its URL in `Location`. Saved scene codes as `codes` make a new mesh without the encoder.
 2. Follow it: `GET /v1/jobs/{id}` now and then, or its Server-Sent Events at `/v1/jobs/{id}/events`.
 3. Once `done`: `GET /v1/jobs/{id}/result.glb` (or `result.npz`).
-4. `DELETE /v1/jobs/{id}`: cancels a job that has not ended, deletes one that has, with its results.
+4. `POST /v1/jobs/{id}/cancel` stops a job (it ends `cancelled`); `DELETE /v1/jobs/{id}` forgets it and its
+   results (a job that has not ended is cancelled first).
 
 With a token (`--token-file`), every request but `/v1/health` sends `Authorization: Bearer <token>`.
 Every error is `{"detail": "..."}`. Results are kept until they expire (`--result-ttl`).
@@ -280,6 +284,20 @@ def create_app(settings: ServerSettings, executor) -> FastAPI:
         npz_bytes,
     )
 
+    @app.post(
+        "/v1/jobs/{job_id}/cancel",
+        status_code=202,
+        response_model=JobStatus,
+        responses=errors(*GUARDED, 404, 409),
+        **protected,
+    )
+    def cancel(job_id: str) -> dict:
+        job = job_of(job_id)
+        if job.state in FINISHED:
+            raise HTTPException(409, f"The job has ended already (it is {job.state}): nothing to cancel.")
+        table.cancel(job)
+        return table.status(job)
+
     @app.delete(
         "/v1/jobs/{job_id}",
         status_code=202,
@@ -292,11 +310,9 @@ def create_app(settings: ServerSettings, executor) -> FastAPI:
     )
     def delete(job_id: str) -> Response:
         job = job_of(job_id)
-        if job.state in FINISHED:
-            table.delete(job)
-            return Response(status_code=204)
-        table.cancel(job)
-        return JSONResponse(table.status(job), status_code=202)
+        finished = job.state in FINISHED
+        table.delete(job)
+        return Response(status_code=204) if finished else JSONResponse(table.status(job), status_code=202)
 
     @app.options("/{path:path}", include_in_schema=False)
     def allowed_methods(path: str) -> Response:

@@ -132,12 +132,15 @@ class JobTable:
         return job.status(self.position(job))
 
     def delete(self, job: ServerJob) -> None:
-        """Forget a finished job, its result and its files, now."""
+        """Forget the job, its result and its files, now; one that has not ended is cancelled first (a
+        client still following its events hears it end)."""
         with self._changed:
+            self.cancel(job)
             self._jobs.pop(job.id, None)
 
     def cancel(self, job: ServerJob) -> None:
-        """A queued job ends at once; a running one when its executor sees the request."""
+        """A queued job ends at once; a running one when its executor sees the request; an ended one stays
+        as it ended."""
         with self._changed:
             if job in self._queue:
                 self._queue.remove(job)

@@ -86,7 +86,7 @@ ERROR_STATUSES = {
     403: "Refused: a server without a token answers this machine's requests only",
     404: "No such job, or its results expired",
     408: "The upload stalled",
-    409: "The job has no result (yet)",
+    409: "The job has no result (yet), or has ended already (nothing to cancel)",
     413: "The upload is larger than the server takes",
     415: "The body is not multipart/form-data",
     422: "A form field is unknown, or its value is out of range",

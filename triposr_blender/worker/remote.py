@@ -92,7 +92,12 @@ class RemoteClient(Backend):
 
     def _cancel_on_server(self, server_id: str) -> None:
         with contextlib.suppress(ServerError):  # gone or unreachable: the job's thread reports how it ended
-            self._request("DELETE", f"/v1/jobs/{server_id}")
+            self._request("POST", f"/v1/jobs/{server_id}/cancel", raw=True)
+
+    def _forget_on_server(self, server_id: str) -> None:
+        """The job has ended and its result is here: the server need not keep it until it expires."""
+        with contextlib.suppress(ServerError):
+            self._request("DELETE", f"/v1/jobs/{server_id}", raw=True)  # 204: no body
 
     def stop(self) -> None:
         for job in list(self._jobs.values()):
@@ -146,14 +151,16 @@ class RemoteClient(Backend):
             if job.cancel_requested:  # cancelled while it was uploading
                 self._cancel_on_server(server_id)
             status = self._until_finished(job, server_id)
-            if status["state"] == "done":
+            if status["state"] == "cancelled" or job.cancel_requested:  # a result that came first is dropped
+                ending = {"event": "cancelled"}
+            elif status["state"] == "done":
                 limit = result_archive.max_bytes(options.resolution, options.texture_size)
                 archive = self._request("GET", f"/v1/jobs/{server_id}/result.npz", raw=True, limit=limit)
-                self._end(job, {"event": "result", **self._mesh_result(archive, options).as_message()})
-            elif status["state"] == "cancelled":
-                self._end(job, {"event": "cancelled"})
+                ending = {"event": "result", **self._mesh_result(archive, options).as_message()}
             else:
-                self._end(job, {"event": "error", "kind": "ServerJobFailed", "message": status["error"]})
+                ending = {"event": "error", "kind": "ServerJobFailed", "message": status["error"]}
+            self._forget_on_server(server_id)
+            self._end(job, ending)
         except ServerError as error:
             self._end(job, {"event": "error", "kind": "ServerError", "message": str(error)})
         except Exception as error:  # a damaged answer: the job must end, with a message
