@@ -31,13 +31,13 @@ os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # Ray on 127.0.0.1 only (
 import ray  # noqa: E402
 from batch_harness import TINY_MODEL_ARGS, image_copies, run_batch  # noqa: E402
 
-from triposr_blender import batch  # noqa: E402
+from triposr_blender.batch import command  # noqa: E402
 
 
 def seconds_on_ray(images: Path, out: Path, workers: list[str]) -> float:
     started = time.perf_counter()
     with contextlib.redirect_stderr(io.StringIO()):  # Ray Data's progress lines
-        code = batch.main(list(map(str, [images, "--out", out, "--ray", *workers, *TINY_MODEL_ARGS])))
+        code = command.main(list(map(str, [images, "--out", out, "--ray", *workers, *TINY_MODEL_ARGS])))
     assert code == 0
     return time.perf_counter() - started
 

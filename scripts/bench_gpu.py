@@ -106,9 +106,9 @@ def build_in_blender(mesh, resolution: int, device: torch.device) -> None:
     try:
         import bpy
 
+        from triposr_blender.backends.types import MeshResult
         from triposr_blender.blender import mesh_builder
         from triposr_blender.blender.placement import Destination
-        from triposr_blender.worker.protocol import MeshResult
     except ImportError as error:
         print(f"mesh to a Blender object: skipped ({error})")
         return

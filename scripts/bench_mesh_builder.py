@@ -12,10 +12,10 @@ import bpy
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from triposr_blender.backends.types import MeshResult
 from triposr_blender.blender import materials, mesh_builder
 from triposr_blender.blender.placement import Destination
 from triposr_blender.core.mesh import Mesh
-from triposr_blender.worker.protocol import MeshResult
 
 
 def grid_mesh(triangles: int) -> Mesh:

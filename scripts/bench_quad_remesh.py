@@ -28,10 +28,10 @@ sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
 from bench_field import THRESHOLD, load_bench_field  # noqa: E402
 
+from triposr_blender.backends.types import MeshResult  # noqa: E402
 from triposr_blender.blender import mesh_builder  # noqa: E402
 from triposr_blender.blender.placement import Destination  # noqa: E402
 from triposr_blender.blender.quad_remesh import corners, quad_remesh, vertex_positions  # noqa: E402
-from triposr_blender.worker.protocol import MeshResult  # noqa: E402
 
 
 def main() -> None:

@@ -26,17 +26,17 @@ sys.path[:0] = [str(REPO), str(REPO / "tests")]
 from fixture_model import IMAGE, OPTIONS  # noqa: E402
 from server_harness import TOKEN, Server  # noqa: E402
 
+from triposr_blender.backends.remote import RemoteClient  # noqa: E402
+from triposr_blender.backends.types import ImageFile, ModelSettings  # noqa: E402
 from triposr_blender.options import GenerateOptions  # noqa: E402
 from triposr_blender.worker.client import WorkerClient  # noqa: E402
-from triposr_blender.worker.protocol import ModelSettings  # noqa: E402
-from triposr_blender.worker.remote import RemoteClient  # noqa: E402
 
 JOB_TIMEOUT = 120
 
 
 def seconds_per_job(client, jobs: int) -> list[float]:
     """Jobs one after another (after one to warm up), each timed from submit to result."""
-    options, image = GenerateOptions(**OPTIONS), {"path": str(IMAGE)}
+    options, image = GenerateOptions(**OPTIONS), ImageFile(str(IMAGE))
     model = ModelSettings(str(REPO / "tests" / "fixtures" / "triposr-tiny-a"), device="cpu")
     client.generate(image, options, model).wait(JOB_TIMEOUT)
     times = []
@@ -50,7 +50,7 @@ def seconds_per_job(client, jobs: int) -> list[float]:
 
 def throughput(url: str, clients: int = 20) -> float:
     """Jobs per second with ``clients`` clients at once, each sending one job."""
-    options, image = GenerateOptions(**OPTIONS), {"path": str(IMAGE)}
+    options, image = GenerateOptions(**OPTIONS), ImageFile(str(IMAGE))
     started = time.perf_counter()
 
     def one():

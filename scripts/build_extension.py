@@ -18,7 +18,7 @@ REPO = Path(__file__).resolve().parent.parent
 PACKAGE = REPO / "triposr_blender"
 FILES_BESIDE_PACKAGE = ("blender_manifest.toml", "requirements.txt", "LICENSE")
 # The optional extras need FastAPI or Ray, which are never installed into Blender: they stay out of the zip.
-EXTRAS_OUTSIDE_BLENDER = ("server", "batch_ray.py", "ray_cluster.py")
+EXTRAS_OUTSIDE_BLENDER = ("server", "on_ray.py", "ray_cluster.py")
 IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", ".*", *EXTRAS_OUTSIDE_BLENDER)
 
 

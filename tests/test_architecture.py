@@ -4,6 +4,7 @@ Every import counts, also one inside a function: a lazy import may save start-up
 """
 
 import ast
+import re
 import sys
 from pathlib import Path
 
@@ -13,31 +14,39 @@ PACKAGE = Path(__file__).resolve().parent.parent / "triposr_blender"
 NAME = PACKAGE.name
 
 ARCHITECTURE = PACKAGE.parent / "ARCHITECTURE.md"
+STANDARD_LIBRARY = "the standard library"
 
 
-def documented_layers() -> dict[str, set[str]]:
-    """ARCHITECTURE.md's table: each layer (a sub-package, or a module at the top) and the layers it may
-    import. The test enforces exactly what the document says."""
+def cell_items(cell: str) -> set[str]:
+    return {item.strip().strip("`") for item in cell.split(",")} - {""}
+
+
+def unit_name(cell: str) -> str:
+    """A row's part as the test names it: "core", "backends/remote", "batch/plan", "" for ``__init__.py``."""
+    name = cell.strip("`").removesuffix("/").removesuffix(".py")
+    return "" if name == "__init__" else name
+
+
+def documented_parts() -> dict[str, dict]:
+    """ARCHITECTURE.md's table: each part (a sub-package, a module in one, or a module at the top), the parts
+    it may import, whether it may import bpy, and the requirements files its packages come from. The test
+    enforces exactly what the document says."""
     rows = [line for line in ARCHITECTURE.read_text(encoding="utf-8").splitlines() if line.startswith("| `")]
-    layers = {}
+    parts = {}
     for row in rows:
-        cells = [cell.strip() for cell in row.strip("|").split("|")]
-        name = cells[0].strip("`").removesuffix("/").removesuffix(".py")
+        name, _what, may_import, bpy, packages, _why = (cell.strip() for cell in row.strip("|").split("|"))
         allowed = (
-            set()
-            if cells[2] == "nothing of the package"
-            else {item.strip().strip("`") for item in cells[2].split(",")}
+            set() if may_import == "nothing of the package" else set(map(unit_name, cell_items(may_import)))
         )
-        layers["" if name == "__init__" else name] = allowed
-    return layers
+        parts[unit_name(name)] = {
+            "may import": allowed,
+            "bpy": bpy == "yes",
+            "requirements": () if packages == STANDARD_LIBRARY else tuple(sorted(cell_items(packages))),
+        }
+    return parts
 
 
-MAY_IMPORT = documented_layers()
-# The layers that run outside Blender too (the worker process, plain Python): bpy is never theirs.
-WITHOUT_BPY = {
-    *("core", "options", "worker", "vendor_install", "server"),
-    *("batch_plan", "batch_ray", "ray_cluster", "batch"),
-}
+PARTS = documented_parts()
 # What Blender's own process imports when the add-on registers: none of it may pull PyTorch in.
 IN_BLENDER = f"{NAME}.ui"
 
@@ -50,9 +59,13 @@ def module_name(path: Path) -> str:
 MODULES = {module_name(path): path for path in PACKAGE.rglob("*.py")}
 
 
-def layer(module: str) -> str:
-    parts = module.split(".")
-    return parts[1] if len(parts) > 1 else ""
+def part(module: str) -> str:
+    """The most specific row of the table that places ``module``."""
+    path = module.split(".")[1:]
+    for length in range(len(path), 0, -1):
+        if "/".join(path[:length]) in PARTS:
+            return "/".join(path[:length])
+    return ""
 
 
 def imports(module: str, top_level_only: bool = False) -> set[str]:
@@ -78,20 +91,22 @@ def package_imports(module: str, top_level_only: bool = False) -> set[str]:
     return {name for name in imports(module, top_level_only) if name in MODULES and name != module}
 
 
-def test_every_layer_of_the_package_is_in_the_architecture_document():
-    assert {layer(module) for module in MODULES} == set(MAY_IMPORT)
+def test_every_part_of_the_table_exists_and_every_module_has_its_row():
+    top_level = {module.split(".")[1] for module in MODULES if "." in module}
+    assert top_level <= {name.split("/")[0] for name in PARTS}, "a module or sub-package no row places"
+    assert {part(module) for module in MODULES} == set(PARTS), "a row that places no module"
 
 
 def test_no_module_imports_a_packages_main():
     assert not [module for module in MODULES for name in package_imports(module) if name.endswith("__main__")]
 
 
-def test_every_layer_imports_only_the_layers_below_it():
+def test_every_part_imports_only_the_parts_its_row_names():
     wrong = [
         f"{module} imports {imported}"
         for module in MODULES
         for imported in package_imports(module)
-        if layer(imported) != layer(module) and layer(imported) not in MAY_IMPORT[layer(module)]
+        if part(imported) != part(module) and part(imported) not in PARTS[part(module)]["may import"]
     ]
     assert not wrong, "\n".join(wrong)
 
@@ -117,11 +132,11 @@ def test_there_is_no_import_cycle():
     assert not cycles, "\n".join(cycles)
 
 
-def test_the_layers_that_run_outside_blender_never_import_bpy():
+def test_only_the_parts_whose_row_says_so_import_bpy():
     wrong = [
         module
         for module in MODULES
-        if layer(module) in WITHOUT_BPY and any(name.split(".")[0] == "bpy" for name in imports(module))
+        if not PARTS[part(module)]["bpy"] and any(name.split(".")[0] == "bpy" for name in imports(module))
     ]
     assert not wrong
 
@@ -144,14 +159,8 @@ def test_what_blender_imports_at_registration_never_reaches_pytorch():
 BLENDER_MODULES = {"bpy", "bpy_extras", "bmesh", "mathutils", "addon_utils"}
 
 
-# The optional extras, each with its own requirements file; never installed into Blender.
-EXTRAS = {
-    "server": ("requirements-server.txt", "requirements-ray.txt"),
-    "batch_ray": ("requirements-ray.txt",),
-    "ray_cluster": ("requirements-ray.txt",),
-}
-# Import names of the extras' packages where they differ from the distribution's.
-EXTRA_IMPORT_NAMES = {"python_multipart": "multipart"}
+# Import names of packages where they differ from the distribution's.
+IMPORT_NAMES = {"python_multipart": "multipart"}
 
 
 def declared_in(*files: str) -> set[str]:
@@ -159,7 +168,7 @@ def declared_in(*files: str) -> set[str]:
 
     lines = [line for name in files for line in vendor_install.read_requirements(PACKAGE.parent / name)]
     names = {vendor_install.import_name(line) for line in lines}
-    return {EXTRA_IMPORT_NAMES.get(name, name) for name in names}
+    return {IMPORT_NAMES.get(name, name) for name in names}
 
 
 def third_party_imports(modules) -> set[str]:
@@ -167,12 +176,32 @@ def third_party_imports(modules) -> set[str]:
     return imported - set(sys.stdlib_module_names) - BLENDER_MODULES - {NAME, ""}
 
 
-def test_every_package_the_add_on_imports_is_declared_in_requirements_txt():
-    in_blender = [module for module in MODULES if layer(module) not in EXTRAS]
-    assert third_party_imports(in_blender) - declared_in("requirements.txt") == set()
+def test_every_package_a_part_imports_comes_from_the_requirements_its_row_names():
+    for name, documented in PARTS.items():
+        modules = [module for module in MODULES if part(module) == name]
+        undeclared = third_party_imports(modules) - declared_in(*documented["requirements"])
+        assert not undeclared, f"{name or '__init__.py'} imports {undeclared}"
 
 
-def test_every_package_an_extra_imports_is_declared_in_its_requirements():
-    for extra, files in EXTRAS.items():
-        modules = [module for module in MODULES if layer(module) == extra]
-        assert third_party_imports(modules) - declared_in("requirements.txt", *files) == set(), extra
+def test_the_extras_are_never_in_blenders_requirements():
+    """The server, the batch on Ray and Ray itself need packages requirements.txt never installs."""
+    in_blender = {
+        name for name, documented in PARTS.items() if documented["requirements"] == ("requirements.txt",)
+    }
+    for name in ("server", "batch/on_ray", "ray_cluster"):
+        assert name not in in_blender
+
+
+ENVIRONMENT_VARIABLE = re.compile(r"\"(TRIPOSR_[A-Z_]+)\"")
+NAMES_ENVIRONMENT_VARIABLES = {"options", "dependencies", "vendor_install"}
+
+
+def test_each_environment_variable_is_named_once_in_the_installer_or_the_options():
+    named = [
+        (variable, part(module))
+        for module, path in MODULES.items()
+        for variable in ENVIRONMENT_VARIABLE.findall(path.read_text(encoding="utf-8"))
+    ]
+    variables = [variable for variable, _ in named]
+    assert len(variables) == len(set(variables)), "a variable named twice"
+    assert {where for _, where in named} <= NAMES_ENVIRONMENT_VARIABLES

@@ -7,7 +7,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import bpy
@@ -18,13 +17,14 @@ from conftest import FIXTURE_IMAGE, FIXTURE_MODEL, REPO
 from fixture_model import NEW_THRESHOLD, core_mesh_at, write_exr
 from glb import read_glb
 
-from triposr_blender import batch, batch_blender, batch_plan
-from triposr_blender.batch_plan import expand_inputs
+from triposr_blender.backends.types import ImageFile, MeshResult
+from triposr_blender.batch import command as batch_cli
+from triposr_blender.batch import in_blender, plan
+from triposr_blender.batch.plan import expand_inputs
 from triposr_blender.blender import mesh_builder, source
 from triposr_blender.blender.placement import Destination
 from triposr_blender.core.mesh import Mesh
 from triposr_blender.core.scene_codes import SceneCodes
-from triposr_blender.worker.protocol import MeshResult
 
 pytestmark = [pytest.mark.blender, pytest.mark.usefixtures("own_dependency_folder")]
 
@@ -53,9 +53,9 @@ def test_help_documents_every_option():
 
 
 def test_run_as_a_script_by_its_path_as_blender_runs_it_the_batch_finds_its_package(tmp_path):
-    # `blender -b --python <extension>/batch.py -- ...` runs the file outside its package; from another
-    # folder, the package is not importable by name either.
-    script = REPO / "triposr_blender" / "batch.py"
+    # `blender -b --python <extension>/batch/__main__.py -- ...` runs the file outside its package; from
+    # another folder, the package is not importable by name either.
+    script = REPO / "triposr_blender" / "batch" / "__main__.py"
     result = run_python(script, "--", "--help", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "--one-blend" in result.stdout
@@ -63,7 +63,7 @@ def test_run_as_a_script_by_its_path_as_blender_runs_it_the_batch_finds_its_pack
 
 def test_an_unknown_argument_is_a_usage_error_that_names_the_closest_option(tmp_path):
     result = run_batch(FIXTURE_IMAGE, "--fromat", "obj")
-    assert result.returncode == batch.EXIT_USAGE
+    assert result.returncode == batch_cli.EXIT_USAGE
     assert "unrecognized arguments: --fromat (did you mean --format?)" in result.stderr
     assert "--help" in result.stderr
 
@@ -74,14 +74,14 @@ def test_a_model_folder_named_relative_to_where_the_batch_started_is_passed_on_a
     (tmp_path / "tsr").mkdir()
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("TRIPOSR_MODEL", "tsr")
-    assert batch.build_parser().parse_args(["a.png"]).model == str(tmp_path / "tsr")
-    assert batch.build_parser().parse_args(["a.png", "--model", "tsr"]).model == str(tmp_path / "tsr")
+    assert batch_cli.build_parser().parse_args(["a.png"]).model == str(tmp_path / "tsr")
+    assert batch_cli.build_parser().parse_args(["a.png", "--model", "tsr"]).model == str(tmp_path / "tsr")
 
 
 def test_arguments_are_those_after_the_double_dash():
-    blender_command = ["blender", "-b", "--python", "batch.py", "--", "a.png", "--format", "obj"]
-    assert batch.batch_arguments(blender_command) == ["a.png", "--format", "obj"]
-    assert batch.batch_arguments(["batch.py", "a.png"]) == ["a.png"]
+    blender_command = ["blender", "-b", "--python", "batch/__main__.py", "--", "a.png", "--format", "obj"]
+    assert batch_cli.batch_arguments(blender_command) == ["a.png", "--format", "obj"]
+    assert batch_cli.batch_arguments(["__main__.py", "a.png"]) == ["a.png"]
 
 
 # Inputs and output names
@@ -93,7 +93,7 @@ def test_a_folder_gives_its_images_sorted_but_not_its_subfolders(tmp_path):
     (tmp_path / "notes.txt").touch()
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / "c.png").touch()
-    images, problems = batch_plan.expand_inputs([str(tmp_path)])
+    images, problems = plan.expand_inputs([str(tmp_path)])
     assert [image.name for image in images] == ["A.JPG", "b.png"]
     assert problems == []
 
@@ -103,14 +103,14 @@ def test_patterns_recurse_with_double_star_and_a_file_named_twice_is_converted_o
     (tmp_path / "sub" / "c.png").touch()
     (tmp_path / "d.webp").touch()
     inputs = [f"{tmp_path}/**/*.png", str(tmp_path / "sub" / "c.png"), str(tmp_path)]
-    images, _ = batch_plan.expand_inputs(inputs)
+    images, _ = plan.expand_inputs(inputs)
     assert [image.relative_to(tmp_path).as_posix() for image in images] == ["sub/c.png", "d.webp"]
 
 
 def test_inputs_that_give_no_image_are_reported_as_failed(tmp_path):
     (tmp_path / "empty").mkdir()
     inputs = [str(tmp_path / "missing.png"), str(tmp_path / "*.jpg"), str(tmp_path / "empty")]
-    images, problems = batch_plan.expand_inputs(inputs)
+    images, problems = plan.expand_inputs(inputs)
     assert images == []
     assert [(item.input, item.status) for item in problems] == [(text, "failed") for text in inputs]
     assert [item.error for item in problems] == [
@@ -122,15 +122,15 @@ def test_inputs_that_give_no_image_are_reported_as_failed(tmp_path):
 
 def test_images_with_the_same_name_get_numbered_outputs():
     images = [Path("a/chair.png"), Path("b/chair.png"), Path("Chair.jpg"), Path("table.png")]
-    assert batch_plan.output_names(images) == ["chair", "chair_2", "Chair_3", "table"]
+    assert plan.output_names(images) == ["chair", "chair_2", "Chair_3", "table"]
 
 
 def test_the_worker_reads_image_files_itself_and_gets_exr_pixels_read_by_blender(tmp_path):
     exr = write_exr(tmp_path / "render.exr")
     images = set(bpy.data.images)
 
-    assert batch_blender.image_for_worker(FIXTURE_IMAGE) == {"path": str(FIXTURE_IMAGE)}
-    assert batch_blender.image_for_worker(exr)["pixels"].shape == (96, 96, 4)
+    assert in_blender.image_for_worker(FIXTURE_IMAGE) == ImageFile(str(FIXTURE_IMAGE))
+    assert in_blender.image_for_worker(exr).pixels.shape == (96, 96, 4)
     assert set(bpy.data.images) == images
 
 
@@ -159,7 +159,7 @@ IMPORTERS = {
 @pytest.mark.parametrize("file_format", sorted(IMPORTERS))
 def test_each_format_exports_the_mesh_with_its_vertex_colours(fixture_object, file_format, tmp_path):
     output = tmp_path / f"chair.{file_format}"
-    batch_blender.export_object(output, file_format)
+    in_blender.export_object(output, file_format)
     existing = set(bpy.data.objects)
     IMPORTERS[file_format](output)
     (imported,) = [obj for obj in bpy.data.objects if obj not in existing and obj.type == "MESH"]
@@ -172,13 +172,13 @@ def test_each_format_exports_the_mesh_with_its_vertex_colours(fixture_object, fi
 
 def test_blend_export_holds_the_object(fixture_object, tmp_path):
     output = tmp_path / "chair.blend"
-    batch_blender.export_object(output, "blend")
+    in_blender.export_object(output, "blend")
     with bpy.data.libraries.load(str(output)) as (data_from, _data_to):
         assert "chair" in data_from.objects
 
 
 def test_exporting_leaves_only_the_finished_files(fixture_object, tmp_path):
-    batch_blender.export_object(tmp_path / "chair.obj", "obj")
+    in_blender.export_object(tmp_path / "chair.obj", "obj")
     assert sorted(path.name for path in tmp_path.iterdir()) == ["chair.mtl", "chair.obj"]
 
 
@@ -187,7 +187,7 @@ def test_exporting_leaves_only_the_finished_files(fixture_object, tmp_path):
 
 def test_a_batch_converts_the_good_images_and_reports_the_bad_ones(first_run):
     result, _images, out, report = first_run
-    assert result.returncode == batch.EXIT_FAILED, result.stderr
+    assert result.returncode == batch_cli.EXIT_FAILED, result.stderr
     assert sorted(path.name for path in out.iterdir()) == ["disc.glb", "square.glb"]
     items = statuses(report)
     assert set(items) == {"disc.png", "square.png", "truncated.png", "notes.png"}
@@ -230,7 +230,7 @@ def test_skip_existing_does_no_work_the_second_time(first_run, tmp_path):
     assert {path.name: path.stat().st_mtime_ns for path in out.iterdir()} == written
     assert "0 done, 2 skipped, 2 failed" in result.stderr
     # The bad images are tried again, and fail again.
-    assert result.returncode == batch.EXIT_FAILED
+    assert result.returncode == batch_cli.EXIT_FAILED
     assert items["notes.png"]["status"] == "failed"
 
 
@@ -262,7 +262,7 @@ def test_a_model_that_cannot_load_stops_the_run_at_once_with_its_message_said_on
     report = tmp_path / "report.json"
     images = image_copies(tmp_path / "images", 3)
     result = run_batch(images, "--model", tmp_path / "no-model", "--report", report, "--out", tmp_path)
-    assert result.returncode == batch.EXIT_FAILED
+    assert result.returncode == batch_cli.EXIT_FAILED
     items = statuses(report).values()
     assert {item["status"] for item in items} == {"failed"}
     assert all("no-model" in item["error"] and "StopBatch" not in item["error"] for item in items)
@@ -330,7 +330,7 @@ def test_an_existing_output_is_never_replaced_unless_overwrite_says_so(tmp_path)
     (tmp_path / f"{FIXTURE_IMAGE.stem}.glb").write_bytes(b"the user's own file")
 
     refused = run_batch(FIXTURE_IMAGE, "--out", tmp_path, *TINY_MODEL_ARGS)
-    assert refused.returncode == batch.EXIT_USAGE
+    assert refused.returncode == batch_cli.EXIT_USAGE
     assert "1 output(s) already exist" in refused.stderr and "--overwrite to replace them" in refused.stderr
     assert (tmp_path / f"{FIXTURE_IMAGE.stem}.glb").read_bytes() == b"the user's own file"
 
@@ -348,7 +348,7 @@ def test_an_output_folder_that_cannot_be_written_stops_the_run_before_the_first_
 
     result = run_batch(FIXTURE_IMAGE, "--out", tmp_path / out, *TINY_MODEL_ARGS)
 
-    assert result.returncode == batch.EXIT_USAGE
+    assert result.returncode == batch_cli.EXIT_USAGE
     assert message.format(out=tmp_path / out) in result.stderr
     assert "Loading model" not in result.stderr
 
@@ -371,7 +371,7 @@ def test_another_name_for_an_image_already_in_the_run_is_reported_as_skipped(tmp
 
 def test_a_nan_threshold_is_a_usage_error():
     result = run_batch(FIXTURE_IMAGE, "--threshold", "nan")
-    assert result.returncode == batch.EXIT_USAGE
+    assert result.returncode == batch_cli.EXIT_USAGE
     assert "argument --threshold: must be a finite number, not nan" in result.stderr
 
 
@@ -418,8 +418,8 @@ class InterruptedExporter(bpy.types.Operator):
     bl_label = "Interrupted export"
 
     def execute(self, context):
-        os.kill(os.getpid(), signal.SIGINT)
-        time.sleep(1.0)  # the KeyboardInterrupt arrives here, inside the operator, as it would mid-write
+        # What Python does when Ctrl+C arrives mid-write: the SIGINT handler runs here, inside the operator.
+        signal.getsignal(signal.SIGINT)(signal.SIGINT, None)
         return {"FINISHED"}
 
 
@@ -427,15 +427,15 @@ def test_ctrl_c_during_an_export_stops_the_run_with_exit_130(tmp_path, monkeypat
     """Blender turns a KeyboardInterrupt inside an operator into a RuntimeError; that must not pass for a
     failed image."""
     bpy.utils.register_class(InterruptedExporter)
-    monkeypatch.setitem(batch_blender.EXPORTERS, "glb", lambda filepath: bpy.ops.test.interrupted_export())
+    monkeypatch.setitem(in_blender.EXPORTERS, "glb", lambda filepath: bpy.ops.test.interrupted_export())
     images, report = image_folder(tmp_path / "images"), tmp_path / "report.json"
     arguments = [images / "disc.png", images / "square.png", "--out", tmp_path / "out", "--report", report]
     try:
-        code = batch.main(list(map(str, [*arguments, *TINY_MODEL_ARGS])))
+        code = batch_cli.main(list(map(str, [*arguments, *TINY_MODEL_ARGS])))
     finally:
         bpy.utils.unregister_class(InterruptedExporter)
 
-    assert code == batch.EXIT_INTERRUPTED
+    assert code == batch_cli.EXIT_INTERRUPTED
     assert [item["status"] for item in json.loads(report.read_text())["images"]] == ["pending", "pending"]
 
 

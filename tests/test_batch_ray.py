@@ -1,4 +1,4 @@
-"""The batch on a Ray cluster (``--ray``, batch_ray.py): a local Ray of 2 CPUs on 127.0.0.1 only, the tiny
+"""The batch on a Ray cluster (``--ray``, on_ray.py): a local Ray of 2 CPUs on 127.0.0.1 only, the tiny
 fixture model, and the batch in Blender to hold it to."""
 
 import contextlib
@@ -20,8 +20,8 @@ from listeners import descendants, exposed, listening_addresses
 from ray_harness import without_a_cluster
 from server_harness import free_port
 
-from triposr_blender import batch
-from triposr_blender.batch_plan import expand_inputs
+from triposr_blender.batch import command as batch_cli
+from triposr_blender.batch.plan import expand_inputs
 
 ray = pytest.importorskip("ray")
 
@@ -33,7 +33,7 @@ WORKERS = ["--concurrency", "2", "--cpus-per-worker", "0.5"]
 
 def run_on_ray(*arguments, workers=WORKERS, model=TINY_MODEL_ARGS):
     """The batch with --ray in this process, which is connected to the local Ray already."""
-    return batch.main(list(map(str, [*arguments, "--ray", *workers, *model])))
+    return batch_cli.main(list(map(str, [*arguments, "--ray", *workers, *model])))
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +43,7 @@ def both_runs(tmp_path_factory, local_ray):
     images = image_folder(root / "images")
     report = root / "blender.json"
     in_blender = run_batch(images, "--out", root / "blender", "--report", report, *TINY_MODEL_ARGS)
-    assert in_blender.returncode == batch.EXIT_FAILED, in_blender.stderr
+    assert in_blender.returncode == batch_cli.EXIT_FAILED, in_blender.stderr
     exit_code = run_on_ray(images, "--out", root / "ray", "--report", root / "ray.json")
     return root, images, exit_code
 
@@ -60,7 +60,7 @@ def test_a_bad_image_fails_alone_and_the_report_names_it(both_runs):
     root, _images, exit_code = both_runs
     on_ray, in_blender = statuses(root / "ray.json"), statuses(root / "blender.json")
 
-    assert exit_code == batch.EXIT_FAILED
+    assert exit_code == batch_cli.EXIT_FAILED
     assert (
         {name: item["status"] for name, item in on_ray.items()}
         == {name: item["status"] for name, item in in_blender.items()}
@@ -84,7 +84,7 @@ def test_skip_existing_resumes_a_run_where_it_stopped(both_runs, tmp_path):
     assert (items["disc.png"]["status"], items["square.png"]["status"]) == ("done", "skipped")
     assert (out / "square.glb").stat().st_mtime_ns == square
     assert_same_coloured_mesh(out / "disc.glb", root / "ray" / "disc.glb")
-    assert exit_code == batch.EXIT_FAILED, "the bad images are tried again, and fail again"
+    assert exit_code == batch_cli.EXIT_FAILED, "the bad images are tried again, and fail again"
 
 
 def test_scene_codes_saved_on_ray_make_new_meshes_in_another_format_through_file_system_urls(
@@ -117,7 +117,7 @@ def test_the_command_joins_a_cluster_at_its_address_and_ctrl_c_stops_its_job(loc
     run.send_signal(signal.SIGINT)  # Ctrl+C
     _, stderr = run.communicate(timeout=120)
 
-    assert run.returncode == batch.EXIT_INTERRUPTED, stderr
+    assert run.returncode == batch_cli.EXIT_INTERRUPTED, stderr
     items = statuses(report).values()
     done = sorted(item["output"] for item in items if item["status"] == "done")
     assert done and "pending" in {item["status"] for item in items}
@@ -180,9 +180,9 @@ def wait_until(condition, timeout=120.0, interval=0.2):
 )  # fmt: skip
 def test_what_a_run_cannot_do_is_a_usage_error_that_says_what_to_do(arguments, message, capsys):
     with pytest.raises(SystemExit) as stopped:
-        batch.main([str(FIXTURE_IMAGE), *arguments])
+        batch_cli.main([str(FIXTURE_IMAGE), *arguments])
 
-    assert stopped.value.code == batch.EXIT_USAGE
+    assert stopped.value.code == batch_cli.EXIT_USAGE
     assert message in capsys.readouterr().err
 
 
@@ -232,23 +232,23 @@ def test_an_address_where_no_cluster_answers_fails_in_seconds_with_one_message()
     address = f"127.0.0.1:{free_port()}"
     started = time.monotonic()
     run = run_without_a_cluster("--ray", address)
-    assert run.returncode == batch.EXIT_FAILED
+    assert run.returncode == batch_cli.EXIT_FAILED
     assert f"error: No Ray cluster answers at {address}" in run.stderr and "Traceback" not in run.stderr
     assert time.monotonic() - started < 60
 
 
 def test_ray_auto_without_a_cluster_says_how_to_start_one():
     run = run_without_a_cluster("--ray", "auto")
-    assert run.returncode == batch.EXIT_FAILED
+    assert run.returncode == batch_cli.EXIT_FAILED
     assert "error: No Ray cluster runs on this machine" in run.stderr and "ray start --head" in run.stderr
     assert "Traceback" not in run.stderr
 
 
 def test_an_image_named_as_a_path_and_as_a_file_url_is_converted_once():
-    from triposr_blender import batch_ray
+    from triposr_blender.batch import on_ray
 
     inputs, problems = expand_inputs(
-        [str(FIXTURE_IMAGE), f"file://{FIXTURE_IMAGE}"], expand_url=batch_ray.expand_url
+        [str(FIXTURE_IMAGE), f"file://{FIXTURE_IMAGE}"], expand_url=on_ray.expand_url
     )
     assert inputs == [FIXTURE_IMAGE]
     assert [(item.input, item.status) for item in problems] == [(f"file://{FIXTURE_IMAGE}", "skipped")]

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 from glb import assert_same_coloured_mesh, buffer_view_bytes, primitive_arrays
 
-from triposr_blender import batch_blender
+from triposr_blender.backends.types import MeshResult
+from triposr_blender.batch import in_blender
 from triposr_blender.blender import mesh_builder
 from triposr_blender.blender.placement import Destination
 from triposr_blender.core import export
 from triposr_blender.core.texture import bake_texture
-from triposr_blender.worker.protocol import MeshResult
 
 pytestmark = pytest.mark.blender
 
@@ -36,7 +36,7 @@ def write(folder, files):
 
 def test_a_glb_holds_what_blenders_exporter_writes_for_the_batchs_object(empty_file, mesh, tmp_path):
     obj = mesh_builder.build_object(bpy.context, "chair", MeshResult(mesh), Destination())
-    batch_blender.export_object(tmp_path / "blender.glb", "glb")
+    in_blender.export_object(tmp_path / "blender.glb", "glb")
     (tmp_path / "core.glb").write_bytes(export.glb_bytes(mesh, size=2.0, name="chair"))
     mesh_builder.remove_object(obj)
 

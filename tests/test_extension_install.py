@@ -53,8 +53,8 @@ def test_the_zip_holds_only_what_runs_in_blender(extension_zip):
     """The server and the batch on Ray need FastAPI or Ray, never installed into Blender."""
     names = zipfile.ZipFile(extension_zip).namelist()
     assert not [name for name in names if name.startswith("server/")]
-    assert not {"batch_ray.py", "ray_cluster.py"} & set(names)
-    assert "batch.py" in names and "batch_plan.py" in names and "batch_blender.py" in names
+    assert not {"batch/on_ray.py", "ray_cluster.py"} & set(names)
+    assert {"batch/__main__.py", "batch/command.py", "batch/plan.py", "batch/in_blender.py"} <= set(names)
 
 
 def test_the_manifests_permissions_name_every_use_of_the_network_and_of_files():

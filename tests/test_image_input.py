@@ -23,7 +23,7 @@ def with_data_window(exr: bytes, width: int, height: int) -> bytes:
 
 def test_an_exr_file_is_sent_as_pixels_read_by_blender(tmp_path):
     name, sent = image_input.file_input(str(write_exr(tmp_path / "render.exr")))
-    assert name == "render" and sent["pixels"].shape == (96, 96, 4)
+    assert name == "render" and sent.pixels.shape == (96, 96, 4)
 
 
 def test_an_exr_with_more_pixels_than_an_input_may_have_is_refused_before_blender_decodes_it(tmp_path):

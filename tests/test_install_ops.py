@@ -18,10 +18,10 @@ from fixture_model import FIXTURE
 from tiny_wheel import build_wheel
 
 from triposr_blender import dependencies, vendor_install
+from triposr_blender.backends.types import ModelSettings
 from triposr_blender.ui import install_ops, status
 from triposr_blender.ui.session import SESSION
 from triposr_blender.worker.client import worker_environment
-from triposr_blender.worker.protocol import ModelSettings
 
 pytestmark = pytest.mark.blender
 

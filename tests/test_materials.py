@@ -14,12 +14,12 @@ from fixture_model import FIXTURE
 from glb import accessor_array, buffer_view_bytes, read_glb
 from PIL import Image
 
-from triposr_blender import batch_blender
+from triposr_blender.backends.types import MeshResult
+from triposr_blender.batch import in_blender
 from triposr_blender.blender import materials, mesh_builder
 from triposr_blender.blender.placement import Destination
 from triposr_blender.core import TripoSR
 from triposr_blender.core.texture import bake_texture
-from triposr_blender.worker.protocol import MeshResult
 
 pytestmark = pytest.mark.blender
 
@@ -146,7 +146,7 @@ def test_batch_exports_bring_their_texture_along_when_the_files_move(textured, t
     _, texture = textured
     exported = tmp_path / "exported"
     exported.mkdir()
-    batch_blender.export_object(exported / f"sample.{file_format}", file_format)
+    in_blender.export_object(exported / f"sample.{file_format}", file_format)
     moved = exported.rename(tmp_path / "moved")
 
     bpy.ops.wm.read_factory_settings(use_empty=True)
@@ -171,7 +171,7 @@ def test_usd_outputs_of_one_run_share_their_textures_folder(empty_file, generate
     generated, texture = generated_and_texture
     for name in ("first", "second"):
         mesh_builder.build_object(empty_file, name, generated, Destination())
-        batch_blender.export_object(tmp_path / f"{name}.usd", "usd")
+        in_blender.export_object(tmp_path / f"{name}.usd", "usd")
 
     assert sorted(path.name for path in tmp_path.iterdir()) == ["first.usd", "second.usd", "textures"]
     assert sorted(path.name for path in (tmp_path / "textures").iterdir()) == [

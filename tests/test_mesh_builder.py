@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 from shapes import TETRAHEDRON
 
+from triposr_blender.backends.types import MeshResult
 from triposr_blender.blender import materials, mesh_builder
 from triposr_blender.blender.placement import Destination
 from triposr_blender.core.color import srgb_to_linear
 from triposr_blender.core.mesh import Mesh
 from triposr_blender.core.result_archive import ResultError
-from triposr_blender.worker.protocol import MeshResult
 
 pytestmark = pytest.mark.blender
 

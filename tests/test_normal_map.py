@@ -13,6 +13,7 @@ from fixture_model import OPTIONS, core_model, core_scene
 from glb import primitive_arrays
 from gltf_validator import assert_valid
 
+from triposr_blender.backends.types import MeshResult
 from triposr_blender.blender import materials
 from triposr_blender.core import export, result_archive, texture
 from triposr_blender.core.decimate import decimate
@@ -20,9 +21,8 @@ from triposr_blender.core.defaults import DEFAULT_RESOLUTION
 from triposr_blender.core.mesh import Mesh
 from triposr_blender.core.shading import corner_tangents, vertex_normals
 from triposr_blender.options import MeshOptions
-from triposr_blender.server.app import npz_bytes
+from triposr_blender.server.routes.results import npz_bytes
 from triposr_blender.worker.pipeline import mesh_from_scene
-from triposr_blender.worker.protocol import MeshResult
 
 pytestmark = pytest.mark.blender
 

@@ -13,6 +13,7 @@ from bench_field import THRESHOLD, load_bench_field
 from conftest import FIXTURE_IMAGE, FIXTURE_MODEL, FIXTURE_RESOLUTION, FIXTURE_THRESHOLD, REPO
 from mathutils.bvhtree import BVHTree
 
+from triposr_blender.backends.types import MeshResult
 from triposr_blender.blender import materials, mesh_builder, source
 from triposr_blender.blender import quad_remesh as quad_remesh_module
 from triposr_blender.blender.placement import Destination
@@ -25,7 +26,6 @@ from triposr_blender.blender.quad_remesh import (
 )
 from triposr_blender.core.mesh import Mesh
 from triposr_blender.ui import operators
-from triposr_blender.worker.protocol import MeshResult
 
 pytestmark = pytest.mark.blender
 

@@ -28,12 +28,12 @@ def test_the_download_sizes_are_those_the_panel_shows(machine, build, system):
 
 
 def test_the_servers_defaults_are_the_codes():
-    from triposr_blender.server import app
+    from triposr_blender.server import settings
 
-    assert f"--max-queue {app.DEFAULT_MAX_QUEUE}" in README
-    assert f"--max-upload-mb {app.DEFAULT_MAX_UPLOAD_MB}" in README
-    assert f"--idle-timeout {app.DEFAULT_IDLE_TIMEOUT:g}" in README
-    assert "results are kept for an hour" in README and app.DEFAULT_RESULT_TTL == 3600
+    assert f"--max-queue {settings.DEFAULT_MAX_QUEUE}" in README
+    assert f"--max-upload-mb {settings.DEFAULT_MAX_UPLOAD_MB}" in README
+    assert f"--idle-timeout {settings.DEFAULT_IDLE_TIMEOUT:g}" in README
+    assert "results are kept for an hour" in README and settings.DEFAULT_RESULT_TTL == 3600
 
 
 def test_the_api_sections_status_codes_are_the_schemas():

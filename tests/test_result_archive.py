@@ -8,11 +8,12 @@ import zipfile
 import numpy as np
 import pytest
 
+from triposr_blender.backends.types import MeshResult
 from triposr_blender.core import result_archive
 from triposr_blender.core.mesh import BakedTexture, Mesh
 from triposr_blender.core.result_archive import ResultError
 from triposr_blender.core.scene_codes import SceneCodes
-from triposr_blender.worker.protocol import MeshResult
+from triposr_blender.worker import protocol
 
 RESOLUTION, TEXTURE_SIZE = 256, 512
 
@@ -130,5 +131,5 @@ def test_a_normal_map_is_checked_as_the_texture_is(normal_map, message):
 
 def test_a_result_hands_its_arrays_on_without_copying_them():
     mesh, baked, _ = read(result_archive.to_bytes(tetrahedron(), texture(), b""), TEXTURE_SIZE)
-    message = MeshResult(mesh, baked).as_message()
+    message = protocol.result_message(MeshResult(mesh, baked))
     assert message["mesh"]["vertices"] is mesh.vertices and message["texture"]["image"] is baked.image

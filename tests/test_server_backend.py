@@ -15,13 +15,14 @@ from fixture_model import FIXTURE, IMAGE, NEW_THRESHOLD, OPTIONS, core_mesh, cor
 from glb import read_glb
 from server_harness import REPO, TOKEN, Server, serving_result
 
-from triposr_blender import batch, dependencies
+from triposr_blender import dependencies
+from triposr_blender.backends.remote import RemoteClient
+from triposr_blender.backends.types import ImageFile, ModelSettings
+from triposr_blender.batch import command as batch_cli
 from triposr_blender.blender import source
 from triposr_blender.options import GenerateOptions
 from triposr_blender.ui import status
 from triposr_blender.ui.session import SESSION
-from triposr_blender.worker.protocol import ModelSettings
-from triposr_blender.worker.remote import RemoteClient
 
 pytestmark = pytest.mark.blender
 
@@ -155,7 +156,7 @@ def test_a_batch_on_a_server_that_sends_a_broken_result_writes_nothing_and_says_
         result = subprocess.run(
             list(map(str, command)), cwd=REPO, capture_output=True, text=True, timeout=300
         )
-    assert result.returncode == batch.EXIT_FAILED, result.stderr
+    assert result.returncode == batch_cli.EXIT_FAILED, result.stderr
     assert f"The TripoSR server at {url} sent a result that cannot be used: its normal map" in result.stderr
     assert "Traceback" not in result.stdout + result.stderr
     assert not list((tmp_path / "out").iterdir())
@@ -176,9 +177,9 @@ def test_the_clients_cancel_reaches_the_server_and_a_waiting_job_shows_its_place
         os.kill(server.worker_pid(), signal.SIGSTOP)  # the first job runs and stays running
         client = RemoteClient(server.url, TOKEN)
         options = GenerateOptions(**OPTIONS)
-        running = client.generate({"path": str(IMAGE)}, options, ModelSettings(str(FIXTURE)))
+        running = client.generate(ImageFile(str(IMAGE)), options, ModelSettings(str(FIXTURE)))
         until(running, lambda job: job.stage not in ("Sending to the server", "Waiting in the queue"))
-        waiting = client.generate({"path": str(IMAGE)}, options, ModelSettings(str(FIXTURE)))
+        waiting = client.generate(ImageFile(str(IMAGE)), options, ModelSettings(str(FIXTURE)))
         until(waiting, lambda job: "queue" in job.stage)
 
         client.cancel(running)
@@ -200,7 +201,7 @@ def test_cancel_reaches_the_backend_running_the_jobs_after_the_preference_change
     SESSION.stop()
     worker = SESSION.worker()  # this computer's worker: no server is set yet
     job = worker.generate(
-        {"path": str(IMAGE)}, GenerateOptions(**OPTIONS), ModelSettings(str(FIXTURE), "cpu")
+        ImageFile(str(IMAGE)), GenerateOptions(**OPTIONS), ModelSettings(str(FIXTURE), "cpu")
     )
     SESSION.active.append(job)
     monkeypatch.setenv("TRIPOSR_SERVER", server.url)  # the preference changes while the job runs
@@ -219,10 +220,10 @@ def test_a_server_on_the_network_is_not_used_with_online_access_off(server):
     offline = ModelSettings(str(FIXTURE), offline=True)
     beyond = RemoteClient("http://gpu-box.studio.example:8700", TOKEN)
 
-    refused = beyond.generate({"path": str(IMAGE)}, GenerateOptions(**OPTIONS), offline).wait(10)
+    refused = beyond.generate(ImageFile(str(IMAGE)), GenerateOptions(**OPTIONS), offline).wait(10)
 
     assert refused.event == "error" and "Blender's online access is off" in refused.message
     local = RemoteClient(server.url, TOKEN).generate(
-        {"path": str(IMAGE)}, GenerateOptions(**OPTIONS), offline
+        ImageFile(str(IMAGE)), GenerateOptions(**OPTIONS), offline
     )
     assert local.wait(120).event == "result"

@@ -15,11 +15,11 @@ from conftest import FIXTURE_IMAGE
 from ui_text_rules import BLENDER_TERMS, BRITISH
 
 from triposr_blender import dependencies
+from triposr_blender.backends.backend import Job
+from triposr_blender.backends.types import ModelState
 from triposr_blender.ui import install_ops, panel, preferences
 from triposr_blender.ui.session import SESSION
-from triposr_blender.worker.backend import Job
 from triposr_blender.worker.client import WorkerClient
-from triposr_blender.worker.protocol import ModelState
 
 pytestmark = pytest.mark.blender
 

@@ -12,7 +12,7 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -20,13 +20,20 @@ import pytest
 from fixture_model import FIXTURE, IMAGE, NEW_THRESHOLD, OPTIONS, core_mesh, core_mesh_at, core_scene
 from PIL import Image
 
+from triposr_blender.backends.types import (
+    ImageFile,
+    ImagePixels,
+    ModelSettings,
+    ModelState,
+    Outcome,
+    Progress,
+)
 from triposr_blender.core.model import ENCODE_STAGE
 from triposr_blender.core.scene_codes import SceneCodes
 from triposr_blender.options import GenerateOptions, MeshOptions
 from triposr_blender.worker import pipeline, protocol
 from triposr_blender.worker.__main__ import Worker
 from triposr_blender.worker.client import WorkerClient, WorkerStartError
-from triposr_blender.worker.protocol import ModelSettings, ModelState
 
 MODEL = ModelSettings(str(FIXTURE), device="cpu")
 FAST_MODEL = replace(MODEL, cpu_fast=True)
@@ -35,15 +42,20 @@ FIRST_STAGE = "Starting"
 
 
 def generate(client: WorkerClient, image=None, model=MODEL, **options):
-    image = image or {"path": str(IMAGE)}
+    image = image or ImageFile(str(IMAGE))
     return client.generate(image, GenerateOptions(**{**OPTIONS, **options}), model)
 
 
-def events_until_done(job) -> list[dict]:
+def events_until_done(job) -> list[Progress | Outcome]:
+    """Every event of the job, as its backend typed them: its progress, then how it ended."""
     events = []
-    while not events or events[-1]["event"] not in ("result", "error", "cancelled"):
+    while not events or not isinstance(events[-1], Outcome):
         events.append(job.events.get(timeout=JOB_TIMEOUT))
     return events
+
+
+def stages(events) -> list[str]:
+    return [event.stage for event in events if isinstance(event, Progress)]
 
 
 def started_job(client: WorkerClient):
@@ -84,15 +96,15 @@ def own_client():
 def test_a_job_reports_progress_then_returns_the_core_mesh(own_client):
     events = events_until_done(generate(own_client))
 
-    *progress, result = events
+    *progress, outcome = events
     assert own_client.model_state.loaded, "the model the job loaded is known when the job ends"
-    assert {event["event"] for event in progress} == {"progress"}
-    assert [event["stage"] for event in progress][:2] == [FIRST_STAGE, "Loading model"]
-    assert all(0.0 <= event["fraction"] <= 1.0 for event in progress)
-    mesh, expected = result["mesh"], core_mesh()
-    np.testing.assert_array_equal(mesh["vertices"], expected.vertices)
-    np.testing.assert_array_equal(mesh["faces"], expected.faces)
-    np.testing.assert_array_equal(mesh["vertex_colors"], expected.vertex_colors)
+    assert {type(event) for event in progress} == {Progress}
+    assert stages(progress)[:2] == [FIRST_STAGE, "Loading model"]
+    assert all(0.0 <= event.fraction <= 1.0 for event in progress)
+    mesh, expected = outcome.result.mesh, core_mesh()
+    np.testing.assert_array_equal(mesh.vertices, expected.vertices)
+    np.testing.assert_array_equal(mesh.faces, expected.faces)
+    np.testing.assert_array_equal(mesh.vertex_colors, expected.vertex_colors)
 
 
 def test_the_model_stays_loaded_in_the_same_worker_between_jobs(client):
@@ -102,7 +114,7 @@ def test_the_model_stays_loaded_in_the_same_worker_between_jobs(client):
     events = events_until_done(generate(client))
 
     assert client.pid == pid
-    assert "Loading model" not in [event.get("stage") for event in events]
+    assert "Loading model" not in stages(events)
     assert client.model_state.loaded and client.model_state.device == "cpu"
     assert client.model_state.memory_bytes > 0
 
@@ -115,14 +127,14 @@ def test_the_faster_cpu_mode_reloads_the_model_with_int8_layers_and_generates(cl
 
     assert not exact.cpu_fast and fast.cpu_fast
     assert fast.memory_bytes < exact.memory_bytes, "int8 weights take less memory, and are counted"
-    assert "Loading model" not in [event.get("stage") for event in events]
-    assert events[-1]["event"] == "result" and len(events[-1]["mesh"]["faces"]) > 0
+    assert "Loading model" not in stages(events)
+    assert events[-1].event == "result" and len(events[-1].result.mesh.faces) > 0
 
 
 def test_an_image_can_be_sent_as_pixels(client):
     pixels = np.asarray(Image.open(IMAGE).convert("RGB"), dtype=np.float32) / 255
 
-    from_pixels = generate(client, image={"pixels": pixels}).wait(JOB_TIMEOUT)
+    from_pixels = generate(client, image=ImagePixels(pixels)).wait(JOB_TIMEOUT)
 
     np.testing.assert_array_equal(from_pixels.result.mesh.faces, core_mesh().faces)
 
@@ -143,7 +155,7 @@ def test_a_failing_job_is_explained_and_the_worker_serves_on(client, tmp_path, i
     generate(client).wait(JOB_TIMEOUT)
     pid = client.pid
 
-    outcome = generate(client, image={"path": str(path)}, **options).wait(JOB_TIMEOUT)
+    outcome = generate(client, image=ImageFile(str(path)), **options).wait(JOB_TIMEOUT)
 
     assert outcome.event == "error" and outcome.kind == kind
     assert advice in outcome.message
@@ -197,7 +209,7 @@ def test_a_cancel_during_encoding_stops_the_encoder_between_layers(tmp_path):
     """Encoding takes half a minute on a CPU with the real model: a cancel must not wait for its end."""
     events = CancellingEvents(ENCODE_STAGE)
     events.worker = Worker(io.StringIO(), events, tmp_path)
-    command = {"cmd": "generate", "id": 1, "model": MODEL.as_message(), "image": {"path": str(IMAGE)}}
+    command = {"cmd": "generate", "id": 1, "model": asdict(MODEL), "image": {"path": str(IMAGE)}}
 
     events.worker.run_job({**command, "options": OPTIONS})
 
@@ -387,7 +399,7 @@ def test_the_folder_of_a_killed_client_is_removed_by_the_next_one():
     code = (
         "import os, signal\n"
         "from triposr_blender.worker.client import WorkerClient\n"
-        "from triposr_blender.worker.protocol import ModelSettings, ModelState\n"
+        "from triposr_blender.backends.types import ModelSettings, ModelState\n"
         "client = WorkerClient()\n"
         "client.load(ModelSettings('no-such-model'))\n"
         "print(client._folder, flush=True)\n"
@@ -407,7 +419,7 @@ def test_the_folder_of_a_killed_client_is_removed_by_the_next_one():
 
 def test_offline_a_photo_needing_a_background_model_not_downloaded_yet_is_explained(client, tmp_path):
     offline = replace(MODEL, offline=True, rembg_home=str(tmp_path / "rembg"))
-    photo = {"path": str(Path(__file__).resolve().parent.parent / "examples" / "teapot.png")}
+    photo = ImageFile(str(Path(__file__).resolve().parent.parent / "examples" / "teapot.png"))
 
     outcome = generate(client, image=photo, model=offline, remove_background=True).wait(JOB_TIMEOUT)
 
@@ -423,9 +435,8 @@ def test_a_second_generate_changing_only_mesh_options_reuses_the_encoded_image(c
 
     events = events_until_done(generate(client, threshold=NEW_THRESHOLD))
 
-    stages = {event.get("stage") for event in events}
-    assert "Reusing the encoded image" in stages and ENCODE_STAGE not in stages
-    np.testing.assert_array_equal(events[-1]["mesh"]["faces"], core_mesh_at(NEW_THRESHOLD).faces)
+    assert "Reusing the encoded image" in stages(events) and ENCODE_STAGE not in stages(events)
+    np.testing.assert_array_equal(events[-1].result.mesh.faces, core_mesh_at(NEW_THRESHOLD).faces)
 
 
 def test_a_result_keeps_its_scene_codes_and_remesh_makes_a_new_mesh_from_them_without_the_image(client):

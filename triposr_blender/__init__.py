@@ -6,6 +6,12 @@ bpy, and Blender must start fast whether or not the dependencies are installed y
 describes the layers below.
 """
 
+# The backends that come with the extension, this computer's worker process and a TripoSR server: imported
+# here, the root of every use of the package, so that ``backends.backend_for`` can choose among them (it
+# takes every subclass imported) while the panel and the batch name neither.
+from .backends import remote as _server_backend  # noqa: F401
+from .worker import client as _worker_backend  # noqa: F401
+
 
 def register() -> None:
     from . import ui

@@ -1,8 +1,8 @@
 """Every option of a generation, once: its default, limits, label and help text. No bpy, no torch.
 
-Blender's properties (``ui/properties.py``), the batch's command line (``batch.py``), the worker's messages
-(``worker/protocol.py``) and the server's form fields are all made from these, so a default, a range or a
-tooltip changes here and nowhere else. The model's own recommended values (resolution 256, threshold 25,
+Blender's properties (``ui/properties.py``), the batch's command line (``batch/command.py``), the worker's
+messages (``worker/protocol.py``) and the server's form fields are all made from these, so a default, a range
+or a tooltip changes here and nowhere else. The model's own recommended values (resolution 256, threshold 25,
 foreground ratio 0.85) come from ``core.defaults``, where the core's functions take them too.
 """
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import glob
 import importlib
 import io
 import json
@@ -1093,7 +1094,7 @@ class TargetLock:
         if time.time() - holder["touched"] > LOCK_STALE_AFTER_S:
             return True
         here = holder.get("host") == socket.gethostname() and isinstance(holder.get("pid"), int)
-        return here and not _process_runs(holder["pid"])
+        return here and not process_alive(holder["pid"])
 
     def _take_over(self, holder: dict) -> None:
         """Move the stale lock aside; if another process replaced it meanwhile, put that one back."""
@@ -1114,17 +1115,36 @@ class TargetLock:
                 os.utime(self.path)
 
 
-def _process_runs(pid: int) -> bool:
-    """Whether process ``pid`` runs on this host; on Windows the lock's age alone decides."""
-    if os.name == "nt":
-        return True
+def process_alive(pid: int) -> bool:
+    """Whether a process with this id runs on this machine (as any user)."""
+    if os.name == "nt":  # os.kill(pid, 0) would end the process there
+        import ctypes
+
+        kernel32 = ctypes.windll.kernel32
+        handle = kernel32.OpenProcess(0x1000, False, pid)  # PROCESS_QUERY_LIMITED_INFORMATION
+        if not handle:
+            return kernel32.GetLastError() == 5  # access denied: it runs, as another user
+        exit_code = ctypes.c_ulong()
+        kernel32.GetExitCodeProcess(handle, ctypes.byref(exit_code))
+        kernel32.CloseHandle(handle)
+        return exit_code.value == 259  # STILL_ACTIVE
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
-        pass  # another user's process
+        return True  # it runs, as another user
     return True
+
+
+def remove_folders_of_ended_processes(parent: Path, prefix: str) -> None:
+    """Remove the folders named ``<prefix><pid>-…`` in ``parent`` whose process no longer runs: what a run
+    killed before its own clean-up left behind."""
+    pattern = re.compile(rf"{re.escape(prefix)}(\d+)-")
+    for folder in Path(parent).glob(f"{glob.escape(prefix)}*"):
+        match = pattern.match(folder.name)
+        if match and folder.is_dir() and not process_alive(int(match[1])):
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def remove_folder(folder: Path) -> None:

@@ -13,6 +13,7 @@ import struct
 import bpy
 import numpy as np
 
+from ..backends.types import ImageFile, ImageInput, ImagePixels
 from ..core.defaults import MAX_IMAGE_PIXELS
 
 # Image formats the worker's reader (Pillow) cannot open: Blender reads them and sends their pixels.
@@ -32,14 +33,14 @@ def is_image_empty(obj: bpy.types.Object) -> bool:
     return obj.type == "EMPTY" and obj.empty_display_type == "IMAGE" and obj.data is not None
 
 
-def file_input(path: str) -> tuple[str, dict]:
+def file_input(path: str) -> tuple[str, ImageInput]:
     """The object's name and the image file as the worker takes it: its path, or, for a format only Blender
     reads, its pixels."""
     name = os.path.splitext(os.path.basename(path))[0]
     if not worker_reads(path):
         with image_loaded(path) as image:
-            return name, {"pixels": image_pixels(image)}
-    return name, {"path": path}
+            return name, ImagePixels(image_pixels(image))
+    return name, ImageFile(path)
 
 
 def worker_reads(path: str) -> bool:
@@ -113,14 +114,14 @@ def hdr_size(header: bytes) -> tuple[int, int] | None:
     return (int(match[2]), int(match[1])) if match else None
 
 
-def image_input(image: bpy.types.Image) -> tuple[str, dict]:
+def image_input(image: bpy.types.Image) -> tuple[str, ImageInput]:
     """The worker reads an image's file when it matches what Blender shows, and gets its pixels otherwise."""
     name = os.path.splitext(image.name)[0]
     path = bpy.path.abspath(image.filepath, library=image.library) if image.filepath else ""
     unchanged = image.source == "FILE" and not image.packed_file and not image.is_dirty
     if unchanged and os.path.isfile(path) and worker_reads(path):
-        return name, {"path": path}
-    return name, {"pixels": image_pixels(image)}
+        return name, ImageFile(path)
+    return name, ImagePixels(image_pixels(image))
 
 
 def image_pixels(image: bpy.types.Image) -> np.ndarray:

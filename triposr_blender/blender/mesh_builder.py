@@ -8,10 +8,10 @@ import bpy
 import numpy as np
 from mathutils import Matrix
 
+from ..backends.types import MeshResult
 from ..core.orientation import transform
 from ..core.result_archive import ResultError
 from ..options import GenerateOptions
-from ..worker.protocol import MeshResult
 from . import materials, placement, source
 
 

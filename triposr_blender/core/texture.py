@@ -18,6 +18,7 @@ from collections.abc import Callable
 import numpy as np
 import xatlas
 
+from .color import to_uint8
 from .mesh import BakedTexture, Mesh
 from .normal_map import FLAT_NORMAL, NormalBake
 from .progress import BAKE_STAGE, RASTERIZE_STAGE, UNWRAP_STAGE, Progress, report
@@ -257,15 +258,11 @@ def dilate(rgb: np.ndarray, filled: np.ndarray, steps: int) -> tuple[np.ndarray,
 
 def to_rgba8(rgb: np.ndarray, filled: np.ndarray) -> np.ndarray:
     rgba = np.zeros((*filled.shape, 4), np.uint8)
-    rgba[..., :3] = to_bytes(rgb)
+    rgba[..., :3] = to_uint8(rgb)
     rgba[..., 3] = np.where(filled, 255, 0)
     return rgba
 
 
 def to_normal_rgb8(encoded: np.ndarray, filled: np.ndarray) -> np.ndarray:
     """A normal map as 8-bit RGB: texels outside the layout hold the flat normal."""
-    return to_bytes(np.where(filled[..., None], encoded, FLAT_NORMAL))
-
-
-def to_bytes(values: np.ndarray) -> np.ndarray:
-    return np.rint(np.clip(values, 0.0, 1.0) * 255.0).astype(np.uint8)
+    return to_uint8(np.where(filled[..., None], encoded, FLAT_NORMAL))

@@ -15,22 +15,22 @@ from pathlib import Path
 
 import uvicorn
 
+from ..backends.addresses import is_loopback
 from ..core.defaults import DEFAULT_MODEL_SOURCE
 from ..core.errors import TripoSRError
 from ..options import absolute_model_source
-from ..worker.remote import is_loopback
-from .app import (
+from .app import create_app
+from .guard import MAX_HEADER_BYTES, guarded_protocol
+from .local import LocalExecutor, resolve_devices
+from .settings import (
     DEFAULT_IDLE_TIMEOUT,
     DEFAULT_MAX_QUEUE,
     DEFAULT_MAX_UPLOAD_MB,
     DEFAULT_RESULT_TTL,
     ServerConfigError,
     ServerSettings,
-    create_app,
     read_token,
 )
-from .guard import MAX_HEADER_BYTES, guarded_protocol
-from .local import LocalExecutor, resolve_devices
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2

@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from ..worker.remote import is_loopback
+from ..backends.addresses import is_loopback
 
 PUBLIC_PATHS = frozenset({"/v1/health"})
 MAX_HEADER_BYTES = 64 << 10

@@ -12,16 +12,17 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
+from ..backends.backend import GENERATE, REMESH
+from ..backends.types import MeshResult
 from ..core.progress import job_fraction
 from ..options import GenerateOptions, MeshOptions
-from ..worker.backend import GENERATE, REMESH
-from ..worker.protocol import MeshResult
 
 QUEUED, RUNNING, DONE, FAILED, CANCELLED = "queued", "running", "done", "failed", "cancelled"
 # Every change of any job's status takes the next number (next() on a count is atomic): the threads that
 # change a job never lose one another's change, and a job's numbers only rise.
 REVISIONS = itertools.count(1)
 FINISHED = frozenset({DONE, FAILED, CANCELLED})
+TAKE_TIMEOUT = 0.5  # seconds an executor's idle thread waits for a job before it looks whether it must stop
 
 
 @dataclass(frozen=True)

@@ -10,14 +10,11 @@ from __future__ import annotations
 
 import threading
 
-import numpy as np
-
-from ..worker.backend import REMESH
+from ..backends.backend import REMESH
+from ..backends.types import EncodedImage, ModelSettings
 from ..worker.client import WorkerClient
-from ..worker.protocol import ModelSettings
-from .jobs import CANCELLED, DONE, FAILED, JobTable, ServerJob
+from .jobs import CANCELLED, DONE, FAILED, TAKE_TIMEOUT, JobTable, ServerJob
 
-TAKE_TIMEOUT = 0.5  # how often an idle device's thread looks whether the server is stopping
 FOLLOW_INTERVAL = 0.1
 
 
@@ -62,7 +59,7 @@ class DeviceWorker:
         if request.kind == REMESH:
             work = self.client.remesh(request.data, request.options, self.settings)
         else:
-            work = self.client.generate(image_data(request.data), request.options, self.settings)
+            work = self.client.generate(EncodedImage(request.data), request.options, self.settings)
         while (outcome := work.poll()) is None:
             if job.cancel_requested.is_set():
                 self.client.cancel(work)
@@ -101,8 +98,3 @@ class LocalExecutor:
 
     def loaded(self) -> bool:
         return bool(self.workers) and all(worker.client.model_state.loaded for worker in self.workers)
-
-
-def image_data(data: bytes) -> dict:
-    """An uploaded image file as the pipeline takes it: its bytes, read by the core as any file is."""
-    return {"data": np.frombuffer(data, np.uint8)}

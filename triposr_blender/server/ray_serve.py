@@ -24,24 +24,22 @@ from pathlib import Path
 from ray import serve
 
 from .. import ray_cluster
+from ..backends.backend import REMESH
+from ..backends.types import EncodedImage, MeshResult, ModelSettings
 from ..core import progress
 from ..core.defaults import DEFAULT_MODEL_SOURCE
 from ..worker import pipeline
-from ..worker.backend import REMESH
-from ..worker.protocol import MeshResult, ModelSettings
-from .app import (
+from .app import create_app
+from .jobs import CANCELLED, DONE, FAILED, TAKE_TIMEOUT, JobRequest, JobTable
+from .settings import (
     DEFAULT_MAX_QUEUE,
     DEFAULT_MAX_UPLOAD_MB,
     DEFAULT_RESULT_TTL,
     ServerSettings,
-    create_app,
     read_token,
 )
-from .jobs import CANCELLED, DONE, FAILED, JobRequest, JobTable
-from .local import image_data
 
 MODEL_DEPLOYMENT = "TripoSRModel"
-TAKE_TIMEOUT = 0.5
 RUNNING_STAGE = "Running on the cluster"
 
 
@@ -57,7 +55,7 @@ class TripoSRModel:
         if request.kind == REMESH:
             return self.pipeline.remesh(request.data, request.options, self.settings, progress.ignore)
         return self.pipeline.generate(
-            image_data(request.data), request.options, self.settings, progress.ignore
+            EncodedImage(request.data), request.options, self.settings, progress.ignore
         )
 
 

@@ -1,7 +1,7 @@
-"""The API's contract as OpenAPI publishes it: the job form (made from options.py), the response models, the
-error shape, and the statuses each operation answers with. Clients generated from ``/openapi.json`` and
-API tools rely on exactly this, so the routes in ``app`` are declared with it and the tests hold the server's
-answers to it (Schemathesis).
+"""The API's contract as OpenAPI publishes it, and its text, written here once: the description, the job form
+(made from options.py), the response models, the error shape, and the statuses each operation answers with.
+Clients generated from ``/openapi.json`` and API tools rely on exactly this, so the routes in ``routes`` are
+declared with it and the tests hold the server's answers to it (Schemathesis).
 """
 
 from __future__ import annotations
@@ -79,6 +79,20 @@ def errors(*statuses: int) -> dict:
     """OpenAPI's description of these error statuses, all in the one error shape."""
     return {status: {"model": Error, "description": ERROR_STATUSES[status]} for status in statuses}
 
+
+API_VERSION = 1
+DESCRIPTION = """One image in, a coloured 3D mesh out, on the server's GPUs (TripoSR).
+
+1. `POST /v1/jobs` with the image file as `image` (multipart/form-data) and any of Generate's options:
+   202, its `id`, and its URL in `Location`. Saved scene codes as `codes` make a new mesh without the encoder.
+2. Follow it: `GET /v1/jobs/{id}` now and then, or its Server-Sent Events at `/v1/jobs/{id}/events`.
+3. Once `done`: `GET /v1/jobs/{id}/result.glb` (or `result.npz`).
+4. `POST /v1/jobs/{id}/cancel` stops a job (it ends `cancelled`); `DELETE /v1/jobs/{id}` forgets it and its
+   results (a job that has not ended is cancelled first).
+
+With a token (`--token-file`), every request but `/v1/health` sends `Authorization: Bearer <token>`.
+Every error is `{"detail": "..."}`. Results are kept until they expire (`--result-ttl`).
+"""
 
 ERROR_STATUSES = {
     400: "The image or the scene codes cannot be used (not an image, damaged codes, another model's)",

@@ -17,13 +17,12 @@ import numpy as np
 from bpy.props import FloatVectorProperty, StringProperty
 
 from .. import dependencies
+from ..backends.backend import BackendStartError, Job
+from ..backends.types import ImageFile, ImageInput, Outcome
 from ..blender import mesh_builder, placement, source
 from ..blender.image_input import InputError, file_input, image_input, is_image_empty
 from ..blender.quad_remesh import QuadRemeshError, quad_remesh
 from ..options import GenerateOptions, OptionError
-from ..worker.backend import Job
-from ..worker.client import WorkerStartError
-from ..worker.protocol import Outcome
 from . import preference_values, properties
 from .properties import (
     MESH_OPTION_NAMES,
@@ -42,12 +41,12 @@ class UserError(Exception):
 
 
 # What a job's submit may raise, each a message for the user.
-SUBMIT_ERRORS = (UserError, InputError, OptionError, WorkerStartError)
+SUBMIT_ERRORS = (UserError, InputError, OptionError, BackendStartError)
 
 
 def missing_dependencies_message() -> str | None:
-    if preference_values.server_connection(bpy.context) is not None:
-        return None  # the server runs the model
+    if not preference_values.connection(bpy.context).runs_here:
+        return None  # a server runs the model
     missing = dependencies.status().missing
     if not missing:
         return None
@@ -239,7 +238,7 @@ class TRIPOSR_OT_generate(WorkerJobOperator, bpy.types.Operator):
         active = context.active_object
         return active if active is not None and is_image_empty(active) else None
 
-    def input_image(self, context) -> tuple[str, dict]:
+    def input_image(self, context) -> tuple[str, ImageInput]:
         """The object's name and the image as the worker takes it."""
         if self.filepath:
             path = os.path.abspath(bpy.path.abspath(self.filepath))
@@ -284,9 +283,11 @@ class TRIPOSR_OT_generate(WorkerJobOperator, bpy.types.Operator):
         return placement.Destination(picture=frame)
 
 
-def input_key(name: str, image: dict, chosen: GenerateOptions) -> tuple:
+def input_key(name: str, image: ImageInput, chosen: GenerateOptions) -> tuple:
     """What a generation's scene codes depend on: the image and how it is prepared (not the mesh options)."""
-    content = image["path"] if "path" in image else hashlib.sha256(image["pixels"].tobytes()).hexdigest()
+    content = (
+        image.path if isinstance(image, ImageFile) else hashlib.sha256(image.pixels.tobytes()).hexdigest()
+    )
     return name, content, chosen.remove_background, chosen.foreground_ratio
 
 

@@ -1,4 +1,5 @@
-"""What the add-on's preferences say, resolved for the operators: the model, its cache, the device.
+"""What the add-on's preferences say, resolved for the operators: where the model runs, the model, its cache,
+the device.
 
 Kept apart from ``preferences``, which draws them (and with them the dependency box, whose Remove button
 needs these values too).
@@ -9,6 +10,8 @@ import os
 import bpy
 
 from .. import dependencies
+from ..backends.backend import Connection
+from ..backends.types import ModelSettings
 from ..core.defaults import DEFAULT_CHUNK_SIZE, DEFAULT_MODEL_SOURCE
 from ..core.orientation import DEFAULT_FRONT_AXIS
 from ..options import (  # an environment's server wins, for farms
@@ -17,7 +20,6 @@ from ..options import (  # an environment's server wins, for farms
     ENV_SERVER_TOKEN,
     absolute_model_source,
 )
-from ..worker.protocol import ModelSettings
 
 ADDON = __package__.rpartition(".")[0]  # the extension's package, as Blender knows the add-on
 
@@ -58,16 +60,17 @@ def model_settings(context, device: str = "DEFAULT") -> ModelSettings:
     )
 
 
-def server_connection(context) -> tuple[str, str] | None:
-    """(address, token) of the TripoSR server the model runs on; None when it runs on this computer."""
+def connection(context) -> Connection:
+    """Where the model runs: the TripoSR server that TRIPOSR_SERVER or the preferences name (with its
+    token), else this computer's worker, which imports the installed dependencies."""
     preferences = addon_preferences(context)
-    url = os.environ.get(ENV_SERVER, "")
-    if not url and preferences is not None and preferences.backend == "SERVER":
-        url = preferences.server_url.strip()
-    if not url:
-        return None
+    address = os.environ.get(ENV_SERVER, "")
+    if not address and preferences is not None and preferences.backend == "SERVER":
+        address = preferences.server_url.strip()
+    if not address:
+        return Connection(pythonpath=tuple(dependencies.dependency_paths()))
     token = os.environ.get(ENV_SERVER_TOKEN) or (preferences.server_token if preferences else "")
-    return url, token.strip()
+    return Connection(address, token.strip())
 
 
 def front_axis(context) -> str:

@@ -83,7 +83,7 @@ class TripoSRPreferences(bpy.types.AddonPreferences):
         layout = self.layout
         layout.use_property_split = True
         draw_backend(layout.box(), self)
-        if preference_values.server_connection(context) is not None:
+        if not preference_values.connection(context).runs_here:
             status.draw_model_status(layout.box())
             return
         draw_model_source(layout.box(), self)

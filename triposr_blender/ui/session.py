@@ -1,12 +1,9 @@
-"""The worker process every operator of this Blender session shares, the jobs the UI shows, and redrawing."""
+"""The backend every operator of this Blender session shares, the jobs the UI shows, and redrawing."""
 
 import bpy
 
-from .. import dependencies
-from ..worker.backend import Backend, Job
-from ..worker.client import WorkerClient
-from ..worker.protocol import ModelState
-from ..worker.remote import RemoteClient
+from ..backends.backend import Backend, Job, backend_for
+from ..backends.types import ModelState
 from . import preference_values
 
 # The editors that show the add-on's progress: the sidebar panel and the preferences.
@@ -14,8 +11,8 @@ AREAS_SHOWING_PROGRESS = ("VIEW_3D", "PREFERENCES")
 
 
 class Session:
-    """One worker (started on the first job, model loaded until Unload), or the TripoSR server the
-    preferences name, and the jobs the UI follows."""
+    """The backend the preferences name (this computer's worker, started on the first job, model loaded until
+    Unload, or a TripoSR server), and the jobs the UI follows."""
 
     def __init__(self):
         self.client: Backend | None = None
@@ -24,23 +21,13 @@ class Session:
         self.last_codes: dict[tuple, bytes] = {}
 
     def worker(self) -> Backend:
-        """The client of where the model runs now: this computer's worker, or the server."""
-        server = preference_values.server_connection(bpy.context)
-        wanted = RemoteClient if server else WorkerClient
-        if (
-            isinstance(self.client, RemoteClient)
-            and server
-            and (self.client.url, self.client.token) != server
-        ):
-            self.stop()  # another server, or another token
-        if self.client is not None and not isinstance(self.client, wanted):
-            self.stop()  # the backend changed
+        """The backend that runs the model where the preferences say now: the one running, unless they
+        changed (then it is stopped, and its jobs with it). BackendStartError if none can run there."""
+        connection = preference_values.connection(bpy.context)
+        if self.client is not None and self.client.connection != connection:
+            self.stop()
         if self.client is None:
-            self.client = (
-                RemoteClient(*server)
-                if server
-                else WorkerClient(pythonpath=tuple(dependencies.dependency_paths()))
-            )
+            self.client = backend_for(connection)
         return self.client
 
     @property

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import bpy
 
 from .. import dependencies
-from ..worker.protocol import ModelState
+from ..backends.types import ModelState
 from . import install_ops, preference_values
 from .install_ops import (
     OFFLINE_MESSAGE,
@@ -136,10 +136,11 @@ def draw_dependencies(layout, context) -> bool:
 
     In the preferences it also shows what is installed, with Refresh, Reinstall and Remove.
     """
-    server = preference_values.server_connection(context)
-    if server is not None:  # the server runs the model: nothing to install on this computer
+    connection = preference_values.connection(context)
+    if not connection.runs_here:  # a server runs the model: nothing to install on this computer
         layout.label(
-            text=f"Model runs on the TripoSR server at {server[0]}: nothing to install here.", icon="URL"
+            text=f"Model runs on the TripoSR server at {connection.address}: nothing to install here.",
+            icon="URL",
         )
         return True
     status = dependencies.status()

@@ -82,7 +82,7 @@ class Worker:
             self.cancelled.discard(job_id)
         # The model's state goes first: a client that sees the job end knows the model the job left behind.
         if models.state() != state_before:
-            self.send("model", state=models.state().as_message())
+            self.send("model", state=protocol.model_state_message(models.state()))
         self.send(event, id=job_id, **fields)
 
     def failure(self, command: dict, error: Exception) -> tuple[str, dict]:

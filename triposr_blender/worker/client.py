@@ -12,10 +12,11 @@ logged and skipped; if reading fails in any way, the worker is stopped and its j
 and a worker that gives no sign of life for ``stall_timeout`` seconds while it has jobs is stopped too.
 """
 
+from __future__ import annotations
+
 import contextlib
 import itertools
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -26,11 +27,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..backends.backend import GENERATE, LOAD, REMESH, Backend, BackendStartError, Connection, Job
+from ..backends.types import CANCELLED, ImageInput, ModelSettings, ModelState, Outcome
 from ..options import GenerateOptions, MeshOptions
-from ..vendor_install import no_console_window
+from ..vendor_install import no_console_window, remove_folders_of_ended_processes
 from . import protocol
-from .backend import GENERATE, LOAD, REMESH, Backend, Job
-from .protocol import ModelSettings, ModelState
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent
 WORKER_MODULE = f"{PACKAGE_DIR.name}.worker"
@@ -42,10 +43,9 @@ STALL_TIMEOUT = 20 * 60.0
 # Each client's folder for the arrays in transit: triposr-<pid of the client>-<random>, so that the folders of
 # clients that were killed can be told apart from those of running ones, and removed.
 FOLDER_PREFIX = "triposr-"
-FOLDER_PATTERN = re.compile(rf"{FOLDER_PREFIX}(\d+)-")
 
 
-class WorkerStartError(Exception):
+class WorkerStartError(BackendStartError):
     """The worker process could not be started; the text says why."""
 
 
@@ -80,6 +80,7 @@ class WorkerClient(Backend):
         cancel_grace: float = 1.0,
         stall_timeout: float = STALL_TIMEOUT,
     ):
+        self.connection = Connection(pythonpath=pythonpath)
         self.python = python or sys.executable
         self.pythonpath = (str(PACKAGE_DIR.parent), *pythonpath)
         self.cancel_grace = cancel_grace
@@ -94,6 +95,14 @@ class WorkerClient(Backend):
         self._job_ids = itertools.count(1)
         self._starts = itertools.count(1)
         self._lock = threading.RLock()
+
+    @classmethod
+    def serves(cls, connection: Connection) -> bool:
+        return connection.runs_here
+
+    @classmethod
+    def connect(cls, connection: Connection) -> WorkerClient:
+        return cls(pythonpath=connection.pythonpath)
 
     @property
     def running(self) -> bool:
@@ -113,7 +122,7 @@ class WorkerClient(Backend):
     def busy(self) -> bool:
         return bool(self._jobs)
 
-    def generate(self, image: dict, options: GenerateOptions, model: ModelSettings) -> Job:
+    def generate(self, image: ImageInput, options: GenerateOptions, model: ModelSettings) -> Job:
         return self._submit(GENERATE, protocol.generate_command(image, options, model), model)
 
     def remesh(self, codes: bytes, options: MeshOptions, model: ModelSettings) -> Job:
@@ -149,7 +158,7 @@ class WorkerClient(Backend):
             job.cancel_requested = True
             if job in self._deferred:  # never sent: it ends here
                 self._deferred.remove(job)
-                self._finish(job, {"event": "cancelled", "id": job.id})
+                self._finish(job, Outcome(CANCELLED))
                 return
             process = self._process
             self._send({"cmd": "cancel", "id": job.id})
@@ -206,7 +215,7 @@ class WorkerClient(Backend):
 
     def _start(self, environment: dict[str, str]) -> None:
         if self._folder is None:
-            remove_folders_of_ended_clients()
+            remove_folders_of_ended_processes(Path(tempfile.gettempdir()), FOLDER_PREFIX)
             self._folder = Path(tempfile.mkdtemp(prefix=f"{FOLDER_PREFIX}{os.getpid()}-"))
         log_path = self._folder / f"worker-{next(self._starts)}.log"
         try:
@@ -271,19 +280,19 @@ class WorkerClient(Backend):
             if stalled:
                 process.popen.kill()
 
-    def _dispatch(self, event: dict) -> None:
-        if event["event"] == "model":
-            self.model_state = ModelState.from_message(event["state"])
+    def _dispatch(self, message: dict) -> None:
+        if message["event"] == "model":
+            self.model_state = protocol.model_state_of(message["state"])
             return
         with self._lock:
-            job = self._jobs.get(event.get("id"))
+            job = self._jobs.get(message.get("id"))
             if job is None:
                 return
-            if event["event"] in protocol.TERMINAL_EVENTS:
+            if message["event"] in protocol.TERMINAL_EVENTS:
                 del self._jobs[job.id]
                 job.finished.set()
                 self._retire_for_deferred_jobs()
-        job.events.put(event)
+        job.events.put(protocol.event_of(message))
 
     def _retire_for_deferred_jobs(self) -> None:
         """Once the worker has only deferred jobs left, ask it to quit: they go to a new one (on its exit)."""
@@ -302,25 +311,23 @@ class WorkerClient(Backend):
             self._deferred.clear()
             for job in orphans:
                 if job.cancel_requested:
-                    self._finish(job, {"event": "cancelled", "id": job.id})
+                    self._finish(job, Outcome(CANCELLED))
                 elif process.killed_to_cancel or process.retiring:
                     self._resend(job)  # queued behind a cancelled job, or deferred: on a fresh worker
                 else:
                     message = process.failure or worker_died_message(exit_code, process.log_path)
-                    self._finish(
-                        job, {"event": "error", "id": job.id, "kind": "WorkerDied", "message": message}
-                    )
+                    self._finish(job, Outcome.failed("WorkerDied", message))
 
     def _resend(self, job: WorkerJob) -> None:
         try:
             self._send_job(job)
         except WorkerStartError as error:
-            self._finish(job, {"event": "error", "id": job.id, "kind": "WorkerDied", "message": str(error)})
+            self._finish(job, Outcome.failed("WorkerDied", str(error)))
 
-    def _finish(self, job: Job, event: dict) -> None:
+    def _finish(self, job: Job, outcome: Outcome) -> None:
         del self._jobs[job.id]
         job.finished.set()
-        job.events.put(event)
+        job.events.put(outcome)
 
     def _kill_unless_finished(self, job: Job, process: _Process) -> None:
         with self._lock:
@@ -328,36 +335,6 @@ class WorkerClient(Backend):
                 return
             process.killed_to_cancel = True
         process.popen.kill()
-
-
-def remove_folders_of_ended_clients() -> None:
-    """Remove the array folders that clients killed before their ``stop`` left behind."""
-    for folder in Path(tempfile.gettempdir()).glob(f"{FOLDER_PREFIX}*"):
-        match = FOLDER_PATTERN.match(folder.name)
-        if match and folder.is_dir() and not process_alive(int(match[1])):
-            shutil.rmtree(folder, ignore_errors=True)
-
-
-def process_alive(pid: int) -> bool:
-    """Whether a process with this id runs on this machine."""
-    if os.name == "nt":  # os.kill(pid, 0) would end the process there
-        import ctypes
-
-        kernel32 = ctypes.windll.kernel32
-        handle = kernel32.OpenProcess(0x1000, False, pid)  # PROCESS_QUERY_LIMITED_INFORMATION
-        if not handle:
-            return kernel32.GetLastError() == 5  # access denied: it runs, as another user
-        exit_code = ctypes.c_ulong()
-        kernel32.GetExitCodeProcess(handle, ctypes.byref(exit_code))
-        kernel32.CloseHandle(handle)
-        return exit_code.value == 259  # STILL_ACTIVE
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # it runs, as another user
-    return True
 
 
 def append_to_log(log_path: Path, line: str) -> None:

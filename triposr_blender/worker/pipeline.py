@@ -18,11 +18,13 @@ from pathlib import Path
 
 import numpy as np
 
+from ..backends.types import EncodedImage, ImageFile, ImageInput, MeshResult, ModelSettings, ModelState
+from ..core.color import to_uint8
 from ..core.errors import InvalidImageError, ModelLoadError, TripoSRError
 from ..core.progress import PREPARING, REUSING_CODES, Progress
 from ..core.scene_codes import SceneCodes
 from ..options import GenerateOptions, MeshOptions, OptionError
-from .protocol import MeshResult, ModelSettings, ModelState
+from . import protocol
 
 # Scene codes kept in the worker, so that another Generate of a recent image changing only mesh options skips
 # the encoder (2 MB each for the released model).
@@ -105,16 +107,16 @@ def check_downloaded(source: str) -> None:
         raise ModelLoadError(offline_message(source))
 
 
-def pil_image(spec: dict):
+def pil_image(image: ImageInput):
     """The input as the core accepts it: a file path, a file's bytes, or a PIL image of Blender's pixels."""
-    if "path" in spec:
-        return spec["path"]
-    if "data" in spec:
-        return spec["data"].tobytes()
+    if isinstance(image, ImageFile):
+        return image.path
+    if isinstance(image, EncodedImage):
+        return image.data
     from PIL import Image
 
-    pixels = np.clip(np.nan_to_num(spec["pixels"]), 0.0, 1.0)
-    return Image.fromarray((pixels * 255 + 0.5).astype(np.uint8), "RGBA" if pixels.shape[2] == 4 else "RGB")
+    pixels = to_uint8(image.pixels)
+    return Image.fromarray(pixels, "RGBA" if pixels.shape[2] == 4 else "RGB")
 
 
 class ModelCache:
@@ -263,19 +265,19 @@ class CodesCache:
         self._codes.clear()
 
 
-def codes_key(image: dict, options: GenerateOptions, settings: ModelSettings, model) -> str:
+def codes_key(image: ImageInput, options: GenerateOptions, settings: ModelSettings, model) -> str:
     """What the scene codes of an image depend on: its content (not its name), how it is prepared, and the
     model and precision that encode it."""
     digest = hashlib.sha256()
-    if "path" in image:
+    if isinstance(image, ImageFile):
         try:
-            digest.update(Path(image["path"]).read_bytes())
+            digest.update(Path(image.path).read_bytes())
         except OSError as error:  # explained as the core explains a file it cannot open
-            raise InvalidImageError.unreadable(f"The file {image['path']}", error) from error
-    elif "data" in image:
-        digest.update(image["data"].tobytes())
+            raise InvalidImageError.unreadable(f"The file {image.path}", error) from error
+    elif isinstance(image, EncodedImage):
+        digest.update(image.data)
     else:
-        pixels = np.ascontiguousarray(image["pixels"])
+        pixels = np.ascontiguousarray(image.pixels)
         digest.update(repr(pixels.shape).encode() + pixels.tobytes())
     encoding = [options.remove_background, options.foreground_ratio, settings.source, settings.device]
     encoding += [str(model.dtype), model.cpu_fast]
@@ -298,7 +300,7 @@ class Pipeline:
         return model
 
     def generate(
-        self, image: dict, options: GenerateOptions, settings: ModelSettings, progress: Progress
+        self, image: ImageInput, options: GenerateOptions, settings: ModelSettings, progress: Progress
     ) -> MeshResult:
         """One image to a mesh, with its scene codes; the encoder is skipped for an image encoded
         recently, alike."""
@@ -334,14 +336,16 @@ class Jobs:
 
     def generate(self, request: dict, progress: Progress) -> dict:
         options = GenerateOptions.from_dict(request["options"])
-        settings = ModelSettings.from_message(request["model"])
-        return self.pipeline.generate(request["image"], options, settings, progress).as_message()
+        image, settings = protocol.image_of(request["image"]), protocol.settings_of(request["model"])
+        return protocol.result_message(self.pipeline.generate(image, options, settings, progress))
 
     def remesh(self, request: dict, progress: Progress) -> dict:
         options = MeshOptions.from_dict(request["options"])
-        settings = ModelSettings.from_message(request["model"])
-        return self.pipeline.remesh(request["codes"].tobytes(), options, settings, progress).as_message()
+        settings = protocol.settings_of(request["model"])
+        return protocol.result_message(
+            self.pipeline.remesh(request["codes"].tobytes(), options, settings, progress)
+        )
 
     def load(self, request: dict, progress: Progress) -> dict:
-        state = self.pipeline.load(ModelSettings.from_message(request["model"]), progress)
-        return {"model": state.as_message()}
+        state = self.pipeline.load(protocol.settings_of(request["model"]), progress)
+        return {"model": protocol.model_state_message(state)}

@@ -1,4 +1,5 @@
-"""The messages between a worker client (Blender, the batch) and the worker process, and their types.
+"""The messages between a worker client (Blender, the batch) and the worker process: the one place where the
+seam's types (``backends.types``) become dicts, and back.
 
 One JSON object per line. A numpy array anywhere in a message travels as {"npy": path}: pipes are slow for
 megabytes, files are not. The receiving side loads it and deletes the file.
@@ -31,118 +32,38 @@ import dataclasses
 import itertools
 import json
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ..core.defaults import DEFAULT_CHUNK_SIZE
+from ..backends.types import (
+    CANCELLED,
+    ERROR,
+    RESULT,
+    EncodedImage,
+    ImageFile,
+    ImageInput,
+    ImagePixels,
+    MeshResult,
+    ModelSettings,
+    ModelState,
+    Outcome,
+    Progress,
+)
 from ..core.mesh import BakedTexture, Mesh
 from ..options import GenerateOptions, MeshOptions
 
-TERMINAL_EVENTS = frozenset({"result", "error", "cancelled"})
+TERMINAL_EVENTS = frozenset({RESULT, ERROR, CANCELLED})
 _file_numbers = itertools.count()
 
 
-@dataclass(frozen=True)
-class ModelSettings:
-    """Which model the worker loads and how (the add-on preferences, or the batch's options, resolved)."""
-
-    source: str  # a folder with config.yaml and model.ckpt, or a Hugging Face repo id
-    device: str = "auto"
-    chunk_size: int = DEFAULT_CHUNK_SIZE
-    cpu_fast: bool = False  # encode with int8 layers on the CPU (core/cpu_fast.py)
-    cache_dir: str = ""  # empty: Hugging Face's default cache
-    offline: bool = False  # Blender's Allow Online Access is off: use only what is downloaded
-    rembg_home: str = ""  # where background removal keeps its model; empty: rembg's own (U2NET_HOME)
-
-    def as_message(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_message(cls, message: dict) -> ModelSettings:
-        return cls(**message)
-
-    def environment(self) -> dict[str, str]:
-        """Variables huggingface_hub and rembg read once: a change needs a new worker."""
-        variables = {"HF_HUB_CACHE": self.cache_dir} if self.cache_dir else {}
-        if self.rembg_home:
-            variables["U2NET_HOME"] = self.rembg_home
-        if self.offline:
-            variables["HF_HUB_OFFLINE"] = "1"
-        return variables
-
-
-@dataclass(frozen=True)
-class ModelState:
-    """The model as the panel shows it: loaded or not, which, where, and the memory it holds here."""
-
-    loaded: bool = False
-    source: str = ""
-    device: str = ""  # where it runs, for people: "cpu", "cuda:0", "the server (cuda:0, cuda:1)"
-    memory_bytes: int | None = None  # None where it holds none of this computer's memory (a server)
-    cpu_fast: bool = False  # whether the encoder runs with int8 layers
-
-    def as_message(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_message(cls, message: dict) -> ModelState:
-        return cls(**message)
-
-
-@dataclass(frozen=True)
-class MeshResult:
-    """What a generation gives back: the mesh in TripoSR's model space, its baked texture if asked for, and
-    the scene codes it was made from (``core.scene_codes`` bytes; empty when not kept)."""
-
-    mesh: Mesh
-    texture: BakedTexture | None = None
-    codes: bytes = b""
-
-    def as_message(self) -> dict:
-        # Not dataclasses.asdict, which deep-copies every array: the arrays are handed on as they are.
-        message = {"mesh": _fields_of(self.mesh)}
-        if self.texture is not None:
-            message["texture"] = _fields_of(self.texture)
-        if self.codes:
-            message["codes"] = np.frombuffer(self.codes, np.uint8)
-        return message
-
-    @classmethod
-    def from_message(cls, message: dict) -> MeshResult:
-        texture = message.get("texture")
-        codes = message["codes"].tobytes() if "codes" in message else b""
-        return cls(Mesh(**message["mesh"]), BakedTexture(**texture) if texture else None, codes)
-
-
-def _fields_of(instance) -> dict:
-    """A dataclass instance's fields by name, the values themselves (no copies)."""
-    return {field.name: getattr(instance, field.name) for field in dataclasses.fields(instance)}
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """How a job ended: with its result, with an error for the user, or cancelled."""
-
-    event: str  # "result", "error" or "cancelled"
-    result: MeshResult | None = None  # a generation's
-    model: ModelState | None = None  # a load's: the model's state
-    kind: str = ""  # an error's: what failed (ModelLoadError, WorkerDied, ...)
-    message: str = ""  # an error's: what to tell the user
-
-    @classmethod
-    def from_event(cls, event: dict) -> Outcome:
-        if event["event"] == "error":
-            return cls("error", kind=event["kind"], message=event["message"])
-        if event["event"] == "result" and "mesh" in event:
-            return cls("result", result=MeshResult.from_message(event))
-        model = event.get("model")
-        return cls(event["event"], model=ModelState.from_message(model) if model is not None else None)
-
-
-def generate_command(image: dict, options: GenerateOptions, model: ModelSettings) -> dict:
-    return {"cmd": "generate", "image": image, "options": options.as_dict(), "model": model.as_message()}
+def generate_command(image: ImageInput, options: GenerateOptions, model: ModelSettings) -> dict:
+    return {
+        "cmd": "generate",
+        "image": image_message(image),
+        "options": options.as_dict(),
+        "model": dataclasses.asdict(model),
+    }
 
 
 def remesh_command(codes: bytes, options: MeshOptions, model: ModelSettings) -> dict:
@@ -150,12 +71,75 @@ def remesh_command(codes: bytes, options: MeshOptions, model: ModelSettings) -> 
         "cmd": "remesh",
         "codes": np.frombuffer(codes, np.uint8),
         "options": options.as_dict(),
-        "model": model.as_message(),
+        "model": dataclasses.asdict(model),
     }
 
 
 def load_command(model: ModelSettings) -> dict:
-    return {"cmd": "load", "model": model.as_message()}
+    return {"cmd": "load", "model": dataclasses.asdict(model)}
+
+
+def image_message(image: ImageInput) -> dict:
+    if isinstance(image, ImageFile):
+        return {"path": image.path}
+    if isinstance(image, EncodedImage):
+        return {"data": np.frombuffer(image.data, np.uint8)}
+    return {"pixels": image.pixels}
+
+
+def image_of(message: dict) -> ImageInput:
+    if "path" in message:
+        return ImageFile(message["path"])
+    if "data" in message:
+        return EncodedImage(message["data"].tobytes())
+    return ImagePixels(message["pixels"])
+
+
+def settings_of(message: dict) -> ModelSettings:
+    return ModelSettings(**message)
+
+
+def model_state_message(state: ModelState) -> dict:
+    return dataclasses.asdict(state)
+
+
+def model_state_of(message: dict) -> ModelState:
+    return ModelState(**message)
+
+
+def result_message(result: MeshResult) -> dict:
+    """A generation's result as the worker sends it: the arrays themselves, never copies (not
+    ``dataclasses.asdict``, which deep-copies every array)."""
+    message = {"mesh": _fields_of(result.mesh)}
+    if result.texture is not None:
+        message["texture"] = _fields_of(result.texture)
+    if result.codes:
+        message["codes"] = np.frombuffer(result.codes, np.uint8)
+    return message
+
+
+def result_of(message: dict) -> MeshResult:
+    texture = message.get("texture")
+    codes = message["codes"].tobytes() if "codes" in message else b""
+    return MeshResult(Mesh(**message["mesh"]), BakedTexture(**texture) if texture else None, codes)
+
+
+def _fields_of(instance) -> dict:
+    """A dataclass instance's fields by name, the values themselves (no copies)."""
+    return {field.name: getattr(instance, field.name) for field in dataclasses.fields(instance)}
+
+
+def event_of(message: dict) -> Progress | Outcome:
+    """A job's event as the worker sent it, typed: its progress, or how it ended."""
+    event = message["event"]
+    if event == "progress":
+        return Progress(message["stage"], message["fraction"])
+    if event == ERROR:
+        return Outcome.failed(message["kind"], message["message"])
+    if event == RESULT and "mesh" in message:
+        return Outcome(RESULT, result=result_of(message))
+    model = message.get("model")
+    return Outcome(event, model=model_state_of(model) if model is not None else None)
 
 
 def encode(message: dict, folder: Path) -> str:

@@ -10,7 +10,6 @@ import contextlib
 import dataclasses
 import functools
 import os
-import re
 import shutil
 import sys
 import tempfile
@@ -21,17 +20,15 @@ from typing import NoReturn
 
 import bpy
 
-from .batch_plan import CODES_SUFFIX, STAGING_PREFIX, LocalFolder, ProgressBar
-from .blender import materials, mesh_builder
-from .blender.image_input import InputError, file_input
-from .blender.placement import ROW_SPACING, Destination
-from .blender.quad_remesh import QuadRemeshError, quad_remesh
-from .dependencies import dependency_paths
-from .options import ENV_SERVER_TOKEN, GenerateOptions
-from .worker.backend import Backend
-from .worker.client import WorkerClient, process_alive
-from .worker.protocol import ModelSettings
-from .worker.remote import RemoteClient
+from ..backends.backend import Backend, BackendStartError, Connection, backend_for
+from ..blender import materials, mesh_builder
+from ..blender.image_input import InputError, file_input
+from ..blender.placement import ROW_SPACING, Destination
+from ..blender.quad_remesh import QuadRemeshError, quad_remesh
+from ..dependencies import dependency_paths
+from ..options import ENV_SERVER_TOKEN, GenerateOptions
+from ..vendor_install import remove_folders_of_ended_processes
+from .plan import CODES_SUFFIX, STAGING_PREFIX, LocalFolder, ProgressBar, model_settings
 
 # The worker's error kinds (exception class names) that would fail every image alike.
 ERRORS_THAT_STOP_THE_BATCH = frozenset({"ModelLoadError", "MissingDependencies"})
@@ -39,8 +36,6 @@ PROGRESS_INTERVAL = 0.1  # seconds between progress bar updates
 # Exporters that need a baked texture as a file beside them: OBJ refers to it, FBX embeds a copy. glTF and
 # USD write the packed image themselves, a .blend packs it.
 FORMATS_WITH_TEXTURE_FILES = ("obj", "fbx")
-# The pid in a staging folder's name tells the folders of runs killed mid-export from those of runs going on.
-STAGING_PATTERN = re.compile(rf"{re.escape(STAGING_PREFIX)}(\d+)-")
 
 
 # The runner's side of batch.main: outputs on this computer, inputs that are local paths.
@@ -69,7 +64,7 @@ class BlenderBatch:
         self.report = report
         self.interruption = interruption
         self.progress = ProgressBar(len(report.items))
-        self.model = ModelSettings(source=args.model, device=args.device, cpu_fast=args.cpu_fast)
+        self.model = model_settings(args, args.device)
         self.options = GenerateOptions.from_attributes(args)
         self.worker: Backend | None = None
 
@@ -99,7 +94,8 @@ class BlenderBatch:
         else:
             bpy.ops.wm.read_homefile(use_empty=True)
         if not blend:
-            remove_staging_of_ended_runs(self.out)
+            # The pid in a staging folder's name tells those of runs killed mid-export from those going on.
+            remove_folders_of_ended_processes(self.out, STAGING_PREFIX)
 
     def _convert(self, item, name):
         output = self.args.one_blend or self.out / f"{name}.{self.args.format}"
@@ -174,11 +170,18 @@ class BlenderBatch:
         return outcome.result
 
     def _worker(self):
-        if self.worker is None and self.args.server:
-            self.worker = RemoteClient(self.args.server, os.environ.get(ENV_SERVER_TOKEN, ""))
-        elif self.worker is None:
-            self.worker = WorkerClient(pythonpath=tuple(dependency_paths()))
+        if self.worker is None:
+            try:
+                self.worker = backend_for(self.connection())
+            except BackendStartError as error:
+                raise StopBatch(str(error)) from error
         return self.worker
+
+    def connection(self):
+        """--server's (its token in TRIPOSR_SERVER_TOKEN), else this computer's worker."""
+        if self.args.server:
+            return Connection(self.args.server, os.environ.get(ENV_SERVER_TOKEN, ""))
+        return Connection(pythonpath=tuple(dependency_paths()))
 
     def _destination(self):
         """At the origin; in a --one-blend file, next in a row along +X, so the meshes do not overlap."""
@@ -259,14 +262,6 @@ def exporter_output_kept_back():
             sys.stdout.flush()
             os.dup2(kept, 1)
             os.close(kept)
-
-
-def remove_staging_of_ended_runs(folder):
-    """Remove the staging folders that runs killed mid-export left in ``folder``."""
-    for staging in folder.glob(f"{STAGING_PREFIX}*"):
-        match = STAGING_PATTERN.match(staging.name)
-        if match and staging.is_dir() and not process_alive(int(match[1])):
-            shutil.rmtree(staging, ignore_errors=True)
 
 
 def move_into(source, folder):

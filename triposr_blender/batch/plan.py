@@ -1,7 +1,7 @@
 """What a batch run converts, where each output goes, and the report of what became of each input.
 
-The batch's two ways of running share this: in Blender (``batch_blender``) and on a Ray cluster
-(``batch_ray``). No bpy and no third-party import: Blender's Python and a Ray environment both run it.
+The batch's two ways of running share this: in Blender (``in_blender``) and on a Ray cluster (``on_ray``).
+No bpy, and nothing third-party but numpy: Blender's Python and a Ray environment both run it.
 """
 
 import glob
@@ -16,7 +16,8 @@ import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .options import IMAGE_EXTENSIONS
+from ..backends.types import ModelSettings
+from ..options import IMAGE_EXTENSIONS
 
 # --save-codes writes each image's scene codes beside its output under this suffix; --from-codes reads them.
 CODES_SUFFIX = ".triposr.npz"
@@ -322,3 +323,8 @@ class Interruption:
     def _interrupt(self, _signum, _frame):
         self.requested = True
         raise KeyboardInterrupt
+
+
+def model_settings(args, device):
+    """The model a batch run loads, as its arguments ask, on ``device``."""
+    return ModelSettings(source=args.model, device=device, cpu_fast=args.cpu_fast)

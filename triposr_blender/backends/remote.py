@@ -1,24 +1,24 @@
 """The TripoSR-server backend: the jobs of ``backend.Backend`` (generate, remesh, load, cancel), run by a
-server, so Blender's operators, the batch and the panel run unchanged against one (the Server backend of the
-preferences, ``TRIPOSR_SERVER``, ``batch --server``). Only the standard library and numpy: it runs in
-Blender's own Python, where no PyTorch needs to be installed.
+server, so Blender's operators, the batch and the panel run unchanged against one (an http:// or https://
+address: the Server backend of the preferences, ``TRIPOSR_SERVER``, ``batch --server``). Only the standard
+library and numpy: it runs in Blender's own Python, where no PyTorch needs to be installed.
 
 The server runs its own model; of the model settings it takes, one applies here: with Blender's online
 access off, only a server on this computer is used.
 
 Each job has a thread that uploads, follows the job's status as the server streams it (Server-Sent Events:
-its place in the queue, then its stage and progress) and downloads the result; its events go to the job's
-queue as the worker's would. Cancel goes out at once, on a request of its own. Nothing waits for ever: every
-request has a timeout, and a server that says nothing of the job for ``silence_limit`` seconds fails it,
-naming the server: out of reach, or answering without events (a status or the stream's keep-alive, which
-comes every 15 s, is a sign of life; a stream that closes without one is not).
+its place in the queue, then its stage and progress) and downloads the result; its progress and outcome go
+to the job's queue, typed, as the worker's do. Cancel goes out at once, on a request of its own. Nothing
+waits for ever: every request has a timeout, and a server that says nothing of the job for
+``silence_limit`` seconds fails it, naming the server: out of reach, or answering without events (a status
+or the stream's keep-alive, which comes every 15 s, is a sign of life; a stream that closes without one is
+not).
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
-import ipaddress
 import itertools
 import json
 import secrets
@@ -28,14 +28,25 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
-import numpy as np
-
 from ..core import result_archive
+from ..core.color import to_uint8
 from ..core.errors import TripoSRError
 from ..core.export import png_bytes
 from ..options import GenerateOptions, MeshOptions
-from .backend import GENERATE, LOAD, REMESH, Backend, Job
-from .protocol import MeshResult, ModelSettings, ModelState
+from .addresses import is_loopback
+from .backend import GENERATE, LOAD, REMESH, Backend, Connection, Job
+from .types import (
+    CANCELLED,
+    RESULT,
+    EncodedImage,
+    ImageFile,
+    ImageInput,
+    MeshResult,
+    ModelSettings,
+    ModelState,
+    Outcome,
+    Progress,
+)
 
 REQUEST_TIMEOUT = 60.0  # seconds for one HTTP request (an upload of a large image included), or stream line
 RECONNECT_INTERVAL = 1.0
@@ -51,6 +62,7 @@ class RemoteClient(Backend):
     """Runs jobs on a TripoSR server at ``url`` (``http(s)://host:port``), sending ``token`` if given."""
 
     def __init__(self, url: str, token: str = "", silence_limit: float = SILENCE_LIMIT):
+        self.connection = Connection(url, token)
         self.url = url.rstrip("/")
         self.token = token
         self.silence_limit = silence_limit
@@ -68,8 +80,16 @@ class RemoteClient(Backend):
     def can_unload(self) -> bool:
         return False  # the model lives on the server: nothing of this computer's to free
 
-    def generate(self, image: dict, options: GenerateOptions, model: ModelSettings) -> Job:
-        """Upload ``image`` ({"path"}, {"data"} or {"pixels"}, as the worker takes it) with ``options``."""
+    @classmethod
+    def serves(cls, connection: Connection) -> bool:
+        return urllib.parse.urlsplit(connection.address).scheme.lower() in ("http", "https")
+
+    @classmethod
+    def connect(cls, connection: Connection) -> RemoteClient:
+        return cls(connection.address, connection.token)
+
+    def generate(self, image: ImageInput, options: GenerateOptions, model: ModelSettings) -> Job:
+        """Upload ``image`` with ``options``."""
         return self._start(GENERATE, model, {"image": ("image.png", image_bytes(image))}, options)
 
     def remesh(self, codes: bytes, options: MeshOptions, model: ModelSettings) -> Job:
@@ -120,7 +140,7 @@ class RemoteClient(Backend):
             f"Blender's online access is off, and the TripoSR server at {self.url} is on the network. Allow "
             "it in Preferences > System > Network > Allow Online Access, or use a server on this computer."
         )
-        self._end(job, {"event": "error", "kind": "Offline", "message": message})
+        self._end(job, Outcome.failed("Offline", message))
         return True
 
     def _start(self, kind: str, model: ModelSettings, files: dict, options: MeshOptions) -> Job:
@@ -138,10 +158,10 @@ class RemoteClient(Backend):
         try:
             state = self.health()
         except ServerError as error:
-            self._end(job, {"event": "error", "kind": "ServerError", "message": str(error)})
+            self._end(job, Outcome.failed("ServerError", str(error)))
             return
         self.model_state = server_model_state(state)
-        self._end(job, {"event": "result", "model": self.model_state.as_message()})
+        self._end(job, Outcome(RESULT, model=self.model_state))
 
     def _follow(self, job: Job, files: dict, options: MeshOptions) -> None:
         """Upload, follow, download: the job's whole life on the server, as events."""
@@ -152,20 +172,20 @@ class RemoteClient(Backend):
                 self._cancel_on_server(server_id)
             status = self._until_finished(job, server_id)
             if status["state"] == "cancelled" or job.cancel_requested:  # a result that came first is dropped
-                ending = {"event": "cancelled"}
+                ending = Outcome(CANCELLED)
             elif status["state"] == "done":
                 limit = result_archive.max_bytes(options.resolution, options.texture_size)
                 archive = self._request("GET", f"/v1/jobs/{server_id}/result.npz", raw=True, limit=limit)
-                ending = {"event": "result", **self._mesh_result(archive, options).as_message()}
+                ending = Outcome(RESULT, result=self._mesh_result(archive, options))
             else:
-                ending = {"event": "error", "kind": "ServerJobFailed", "message": status["error"]}
+                ending = Outcome.failed("ServerJobFailed", status["error"])
             self._forget_on_server(server_id)
             self._end(job, ending)
         except ServerError as error:
-            self._end(job, {"event": "error", "kind": "ServerError", "message": str(error)})
+            self._end(job, Outcome.failed("ServerError", str(error)))
         except Exception as error:  # a damaged answer: the job must end, with a message
             message = f"The TripoSR server's answer could not be read ({type(error).__name__}: {error})."
-            self._end(job, {"event": "error", "kind": "ServerError", "message": message})
+            self._end(job, Outcome.failed("ServerError", message))
 
     def _mesh_result(self, archive: bytes, options: MeshOptions) -> MeshResult:
         """The server's result, checked as untrusted input before anything is built from it."""
@@ -193,7 +213,7 @@ class RemoteClient(Backend):
                     stage = status["stage"]
                     if status["state"] == "queued":
                         stage = f"Waiting in the server's queue (position {status['position'] + 1})"
-                    job.events.put({"event": "progress", "stage": stage, "fraction": status["progress"]})
+                    job.events.put(Progress(stage, status["progress"]))
                 unreachable = None
             except ServerUnreachable as error:
                 unreachable = error
@@ -222,12 +242,12 @@ class RemoteClient(Backend):
         except (urllib.error.URLError, OSError) as error:
             raise ServerUnreachable(unreachable_message(self.url, error)) from error
 
-    def _end(self, job: Job, event: dict) -> None:
+    def _end(self, job: Job, outcome: Outcome) -> None:
         with self._lock:
             self._jobs.pop(job.id, None)
             self._server_ids.pop(job.id, None)
         job.finished.set()
-        job.events.put({"id": job.id, **event})
+        job.events.put(outcome)
 
     def _headers(self) -> dict:
         return {"Authorization": f"Bearer {self.token}"} if self.token else {}
@@ -291,28 +311,14 @@ def server_model_state(health: dict) -> ModelState:
     return ModelState(loaded=loaded, source=health.get("model", ""), device=f"the server ({devices})")
 
 
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` (a name or an address, IPv6 with or without brackets) is this computer."""
-    host = host.strip("[]").lower()
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return False  # a host name: it may resolve to anything
-    mapped = getattr(address, "ipv4_mapped", None)
-    return address.is_loopback or bool(mapped and mapped.is_loopback)
-
-
-def image_bytes(image: dict) -> bytes:
+def image_bytes(image: ImageInput) -> bytes:
     """The image as the server takes it: the file's own bytes, or Blender's pixels as a PNG."""
-    if "path" in image:
-        with open(image["path"], "rb") as file:
+    if isinstance(image, ImageFile):
+        with open(image.path, "rb") as file:
             return file.read()
-    if "data" in image:
-        return image["data"].tobytes()
-    pixels = np.rint(np.clip(image["pixels"], 0.0, 1.0) * 255).astype(np.uint8)
-    return png_bytes(pixels)
+    if isinstance(image, EncodedImage):
+        return image.data
+    return png_bytes(to_uint8(image.pixels))
 
 
 def multipart(fields: dict, files: dict) -> tuple[bytes, str]:

@@ -1,52 +1,18 @@
-"""Headless batch: many images in, one coloured mesh file out per image (or all of them in one .blend).
-
-Run it with Blender, or with Python and the ``bpy`` wheel, or over a Ray cluster; the batch's own arguments
-follow ``--``::
-
-    blender -b --python <extension folder>/batch.py -- INPUT... [options]
-    python -m triposr_blender.batch -- INPUT... [options]
-    python -m triposr_blender.batch -- INPUT... --ray [ADDRESS] [options]
-
-This module is the command line; ``batch_blender`` runs it in Blender, ``batch_ray`` on Ray, and both share
-``batch_plan`` (inputs, output names, the report). ``--help`` documents every option. The model loads once
-per run (on Ray, once per worker). A bad image is reported and skipped and
-the run goes on; the exit status is 1 when any image failed, 2 for a usage error and 130 when interrupted.
-Each output is written to a temporary name first and moved into place when complete, so ``--skip-existing``
-can resume an interrupted run without trusting a half-written file. A file the run did not make is never
-replaced unless ``--overwrite`` says so, and every output folder is checked before the first image.
-"""
+"""The batch's command line: its arguments, one top-level handler, then one runner (``in_blender`` or
+``on_ray``), which share ``plan``. ``__main__`` runs it; the package's docstring says how."""
 
 import argparse
 import difflib
-import importlib
 import os
 import sys
 import traceback
 from pathlib import Path
 
-
-def _import_package():
-    """The extension package this file belongs to, when Blender runs the file as a plain script.
-
-    Installed, the package is ``bl_ext.<repository>.triposr_blender`` and is already imported when the
-    extension is enabled; otherwise it is imported from its folder under its folder's name.
-    """
-    folder = Path(__file__).resolve().parent
-    for module in list(sys.modules.values()):
-        module_file = getattr(module, "__file__", None)
-        if module_file and Path(module_file).resolve() == folder / "__init__.py":
-            return module
-    sys.path.insert(0, str(folder.parent))
-    return importlib.import_module(folder.name)
-
-
-if __name__ == "__main__" and not __package__:
-    # Run as a script (``blender -b --python batch.py``), this file is outside its package and its relative
-    # imports below would fail: run the package's own copy of this module instead.
-    sys.exit(importlib.import_module(_import_package().__name__ + ".batch").main())
-
-from . import options
-from .batch_plan import (
+from .. import options
+from ..core.defaults import CPU_FAST_DESCRIPTION, DEFAULT_MODEL_SOURCE
+from ..core.errors import TripoSRError
+from ..options import ENV_DEBUG, ENV_MODEL, ENV_SERVER, IMAGE_EXTENSIONS, absolute_model_source
+from .plan import (
     CODES_SUFFIX,
     Interruption,
     Item,
@@ -57,9 +23,6 @@ from .batch_plan import (
     is_url,
     output_names,
 )
-from .core.defaults import CPU_FAST_DESCRIPTION, DEFAULT_MODEL_SOURCE
-from .core.errors import TripoSRError
-from .options import ENV_DEBUG, ENV_MODEL, ENV_SERVER, IMAGE_EXTENSIONS, absolute_model_source
 
 # Formats Blender's exporters write; the core's own writer (core/export.py) writes those of RAY_FORMATS too.
 FORMATS = ("glb", "obj", "ply", "fbx", "usd", "blend")
@@ -103,7 +66,7 @@ read and write; local paths must be the same on every node of the cluster (share
 EPILOG = """\
 examples:
   python -m triposr_blender.batch -- photos/ --out meshes --format obj
-  blender -b --python batch.py -- 'concept/*.png' --one-blend props.blend --skip-existing
+  blender -b --python batch/__main__.py -- 'concept/*.png' --one-blend props.blend --skip-existing
   python -m triposr_blender.batch -- photos/ --out meshes --threshold 20 --overwrite
   python -m triposr_blender.batch -- chair.png --model ./TripoSR --device cpu --report report.json
   python -m triposr_blender.batch -- s3://studio/photos --out s3://studio/meshes --ray --report run.json
@@ -191,7 +154,9 @@ def add_option(parser, option):
 def build_parser():
     bpy = sys.modules.get("bpy")  # imported already when Blender runs this file
     inside_blender = bpy is not None and bool(bpy.app.binary_path)  # empty in the bpy wheel
-    prog = "blender -b --python batch.py --" if inside_blender else "python -m triposr_blender.batch --"
+    prog = (
+        "blender -b --python batch/__main__.py --" if inside_blender else "python -m triposr_blender.batch --"
+    )
     parser = _Parser(
         prog=prog,
         description=DESCRIPTION.format(extensions=" ".join(IMAGE_EXTENSIONS)),
@@ -341,7 +306,7 @@ def local_path(text):
 
 
 def batch_arguments(argv):
-    """The arguments after ``--``: before it, Blender's own (``-b --python batch.py``) or Python's."""
+    """The arguments after ``--``: before it, Blender's own (``-b --python …/__main__.py``) or Python's."""
     if "--" in argv:
         return argv[argv.index("--") + 1 :]
     return argv[1:]
@@ -381,7 +346,7 @@ def os_error_message(error):
 def run(argv):
     """The batch, from its arguments to its exit status.
 
-    A runner (``batch_blender`` or ``batch_ray``) offers ``run(args, plan, report, interruption)``, the
+    A runner (``in_blender`` or ``on_ray``) offers ``run(args, plan, report, interruption)``, the
     ``output_folder`` class that checks --out, and ``expand_url`` for inputs in object storage (or None).
     """
     parser = build_parser()
@@ -409,11 +374,11 @@ def run(argv):
 
 
 def blender_runner(args, parser):
-    """The batch in Blender (``batch_blender``), after refusing what only the Ray batch does."""
+    """The batch in Blender (``in_blender``), after refusing what only the Ray batch does."""
     refuse_ray_only_arguments(args, parser)
-    from . import batch_blender
+    from . import in_blender
 
-    return batch_blender
+    return in_blender
 
 
 def refuse_ray_only_arguments(args, parser):
@@ -430,7 +395,7 @@ def refuse_ray_only_arguments(args, parser):
 
 
 def ray_runner(args, parser):
-    """The batch on a Ray cluster (``batch_ray``), after refusing what needs Blender or this computer."""
+    """The batch on a Ray cluster (``on_ray``), after refusing what needs Blender or this computer."""
     needs_blender = "--one-blend" if args.one_blend else f"--format {args.format}"
     if args.one_blend or args.format not in RAY_FORMATS:
         parser.error(
@@ -446,14 +411,14 @@ def ray_runner(args, parser):
         )
     check_texture_format(args, parser)
     try:
-        from . import batch_ray
+        from . import on_ray
     except ImportError as error:
         parser.error(
             f"--ray needs Ray, which is not installed in this Python ({error}): install the extra with "
             "`pip install -r requirements-ray.txt` (or `pip install .[ray]`) in a Python of its own, not "
             "in Blender's"
         )
-    return batch_ray
+    return on_ray
 
 
 def check_texture_format(args, parser):
@@ -473,12 +438,3 @@ def _settings(args):
     settings.update(remove_background=args.remove_background, foreground_ratio=args.foreground_ratio)
     settings["target"] = str(args.one_blend) if args.one_blend else f"{args.out}/*.{args.format}"
     return settings
-
-
-if __name__ == "__main__":
-    exit_code = main()
-    if "bpy" in sys.modules:  # the batch ran in the bpy module
-        from .batch_blender import exit_bpy_module
-
-        exit_bpy_module(exit_code)
-    sys.exit(exit_code)

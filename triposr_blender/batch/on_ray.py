@@ -27,11 +27,18 @@ import numpy as np
 import pyarrow.fs
 import ray
 
-from . import ray_cluster
-from .batch_plan import CODES_SUFFIX, STAGING_PREFIX, OutputError, empty_folder, file_name, is_url
-from .core import progress
-from .options import GenerateOptions
-from .worker.protocol import ModelSettings
+from .. import ray_cluster
+from ..core import progress
+from ..options import GenerateOptions
+from .plan import (
+    CODES_SUFFIX,
+    STAGING_PREFIX,
+    OutputError,
+    empty_folder,
+    file_name,
+    is_url,
+    model_settings,
+)
 
 REPORT_INTERVAL = 2.0  # seconds between saves of the report: a run may have tens of thousands of images
 # A model worker that dies (its node lost, a crash, out of memory) is started again and its image tried again,
@@ -121,7 +128,7 @@ def dataset(args, todo, run_tag):
     return prepared.map(
         Converter,
         fn_constructor_kwargs={
-            "model": model_settings(args, workers["num_gpus"]),
+            "model": worker_model_settings(args, workers["num_gpus"]),
             "options": options,
             "out": absolute(args.out),
             "file_format": args.format,
@@ -160,10 +167,9 @@ def worker_resources(args):
     }
 
 
-def model_settings(args, gpus):
+def worker_model_settings(args, gpus):
     """The model each worker loads: on a GPU Ray gave it, or on its CPUs."""
-    device = args.device if args.device != "auto" or gpus else "cpu"
-    return ModelSettings(source=args.model, device=device, cpu_fast=args.cpu_fast)
+    return model_settings(args, args.device if args.device != "auto" or gpus else "cpu")
 
 
 def prepare(row, options, from_codes):
@@ -187,8 +193,8 @@ def prepare(row, options, from_codes):
 
 def prepared_pixels(location, options):
     """The image cut out and centred, as the worker process prepares it for the encoder."""
-    from .core import preprocess_image
-    from .core.errors import InvalidImageError
+    from ..core import preprocess_image
+    from ..core.errors import InvalidImageError
 
     if file_name(location).lower().endswith((".exr", ".hdr")):
         raise InvalidImageError("EXR and HDR images are read by Blender: convert them without --ray.")
@@ -202,7 +208,7 @@ def prepared_pixels(location, options):
 
 def failure_message(error, device):
     """The worker's own message for a failure, with the fix that applies on a cluster."""
-    from .worker import pipeline
+    from ..worker import pipeline
 
     if isinstance(error, ImportError):
         return (
@@ -216,7 +222,7 @@ class Converter:
     """A model worker (a Ray actor): loads the model once, then makes and writes each input's mesh."""
 
     def __init__(self, model, options, out, file_format, size, save_codes, run_tag):
-        from .worker import pipeline
+        from ..worker import pipeline
 
         self.settings, self.options = model, options
         self.file_format, self.size = file_format, size
@@ -247,8 +253,8 @@ class Converter:
 
     def convert(self, row):
         """One input's mesh, written; -> where its main file is."""
-        from .core import export
-        from .worker import pipeline
+        from ..core import export
+        from ..worker import pipeline
 
         scene, codes = self.encode(row)
         kept = codes if self.save_codes else None  # compressing them costs a second: only when saved
@@ -262,7 +268,7 @@ class Converter:
         """The scene codes of a prepared image, or those saved with --save-codes (this model's only)."""
         from PIL import Image
 
-        from .worker import pipeline
+        from ..worker import pipeline
 
         if row["shape"].any():
             pixels = np.frombuffer(row["data"], np.uint8).reshape(row["shape"])
