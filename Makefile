@@ -19,7 +19,7 @@ DEMO_OUT ?= demo_out
 #   make demo TRIPOSR_MODEL=tests/fixtures/triposr-tiny-a DEMO_ARGS="--resolution 48 --threshold 0.4145"
 DEMO_ARGS ?=
 
-.PHONY: setup demo test test-lts gltf-validator bench lint extension release clean
+.PHONY: setup demo test test-lts gltf-validator browser bench lint extension release clean
 
 setup: $(STAMP)
 
@@ -44,7 +44,15 @@ $(GLTF_VALIDATOR):
 
 gltf-validator: $(GLTF_VALIDATOR)
 
-test: $(STAMP) $(U2NET_HOME)/u2netp.onnx $(GLTF_VALIDATOR)
+# Debian's Chromium, in which tests/test_contact_sheet.py opens the batch's contact sheet as a reviewer does:
+# installed where apt-get can (as root); elsewhere that one test is skipped, outside CI.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { test "$$(id -u)" = 0 && command -v apt-get >/dev/null 2>&1 && \
+	  { apt-get install -y -q chromium >/dev/null 2>&1 || \
+	    { apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null; }; }; } || \
+	  echo "Chromium is not installed (apt-get install chromium): the contact sheet's browser test is skipped."
+
+test: $(STAMP) $(U2NET_HOME)/u2netp.onnx $(GLTF_VALIDATOR) browser
 	$(PY) -m pytest
 
 # The Blender-side tests (marked `blender`) against the Blender 4.2 LTS bpy wheel (Python 3.11, numpy 1.26), in a
@@ -62,7 +70,7 @@ test-lts: $(LTS_STAMP) $(GLTF_VALIDATOR)
 	$(LTS_VENV)/bin/python -m pytest -m blender
 
 demo: $(STAMP)
-	$(PY) -m triposr_blender.batch -- $(DEMO_IMAGE) --out $(DEMO_OUT) --format glb --overwrite $(DEMO_ARGS)
+	$(PY) -m triposr_blender.batch -- $(DEMO_IMAGE) --out $(DEMO_OUT) --format glb --overwrite --preview $(DEMO_ARGS)
 
 bench: $(STAMP)
 	$(PY) scripts/bench.py

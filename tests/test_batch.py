@@ -406,6 +406,9 @@ def test_a_run_leaves_no_temporary_folders_and_clears_those_of_killed_runs(tmp_p
     assert sorted(path.name for path in out.iterdir()) == [
         f".triposr-{os.getpid()}-xyz",
         f"{FIXTURE_IMAGE.stem}.glb",
+        "report-pictures",  # the contact sheet's, beside its report: every run writes them
+        "report.html",
+        "report.json",
     ]
     left = [path.name for path in temp.iterdir() if path.name.startswith(("blender_", "triposr-"))]
     assert left == [], "Blender's session folder and the worker's folder are removed"

@@ -220,25 +220,34 @@ def test_the_ray_a_batch_starts_listens_on_loopback_only(tmp_path):
     assert not exposed(seen), sorted(exposed(seen))
 
 
-def run_without_a_cluster(*arguments):
-    """The batch of one image, as run by a user with no Ray cluster on this machine."""
-    command = [sys.executable, "-m", "triposr_blender.batch", "--", str(FIXTURE_IMAGE), *arguments]
+def run_without_a_cluster(out, *arguments):
+    """The batch of one image into ``out``, as run by a user with no Ray cluster on this machine."""
+    command = [
+        sys.executable,
+        "-m",
+        "triposr_blender.batch",
+        "--",
+        str(FIXTURE_IMAGE),
+        "--out",
+        str(out),
+        *arguments,
+    ]
     return subprocess.run(
         command, cwd=REPO, env=without_a_cluster(), capture_output=True, text=True, timeout=120
     )
 
 
-def test_an_address_where_no_cluster_answers_fails_in_seconds_with_one_message():
+def test_an_address_where_no_cluster_answers_fails_in_seconds_with_one_message(tmp_path):
     address = f"127.0.0.1:{free_port()}"
     started = time.monotonic()
-    run = run_without_a_cluster("--ray", address)
+    run = run_without_a_cluster(tmp_path, "--ray", address)
     assert run.returncode == batch_cli.EXIT_FAILED
     assert f"error: No Ray cluster answers at {address}" in run.stderr and "Traceback" not in run.stderr
     assert time.monotonic() - started < 60
 
 
-def test_ray_auto_without_a_cluster_says_how_to_start_one():
-    run = run_without_a_cluster("--ray", "auto")
+def test_ray_auto_without_a_cluster_says_how_to_start_one(tmp_path):
+    run = run_without_a_cluster(tmp_path, "--ray", "auto")
     assert run.returncode == batch_cli.EXIT_FAILED
     assert "error: No Ray cluster runs on this machine" in run.stderr and "ray start --head" in run.stderr
     assert "Traceback" not in run.stderr

@@ -159,7 +159,8 @@ def test_a_batch_on_a_server_that_sends_a_broken_result_writes_nothing_and_says_
     assert result.returncode == batch_cli.EXIT_FAILED, result.stderr
     assert f"The TripoSR server at {url} sent a result that cannot be used: its normal map" in result.stderr
     assert "Traceback" not in result.stdout + result.stderr
-    assert not list((tmp_path / "out").iterdir())
+    written = sorted(path.name for path in (tmp_path / "out").iterdir())
+    assert written == ["report.html", "report.json"], "no mesh and no picture: only the run's report"
 
 
 def until(job, condition, timeout=60):

@@ -78,6 +78,9 @@ class MeshResult:
     mesh: Mesh
     texture: BakedTexture | None = None
     codes: bytes = b""
+    # A generation's input as the model saw it, (H, W, 3) uint8: the object cut out and centred on grey; None
+    # for a re-mesh, and from a server (the batch's contact sheet shows it).
+    prepared: np.ndarray | None = None
 
 
 @dataclass(frozen=True)

@@ -8,9 +8,10 @@ follow ``--``::
     python -m triposr_blender.batch -- INPUT... --ray [ADDRESS] [options]
 
 ``command`` is the command line; ``in_blender`` runs it in Blender, ``on_ray`` on Ray, and both share ``plan``
-(inputs, output names, the report). ``--help`` documents every option. The model loads once
-per run (on Ray, once per worker). A bad image is reported and skipped and
-the run goes on; the exit status is 1 when any image failed, 2 for a usage error and 130 when interrupted.
+(inputs, output names, the report) and ``contact_sheet`` (report.html: every input's card, its pictures).
+``--help`` documents every option. The model loads once per run (on Ray, once per worker). A bad image is
+reported and skipped and the run goes on; the exit status is 1 when any image failed, 2 for a usage error
+and 130 when interrupted.
 Each output is written to a temporary name first and moved into place when complete, so ``--skip-existing``
 can resume an interrupted run without trusting a half-written file. A file the run did not make is never
 replaced unless ``--overwrite`` says so, and every output folder is checked before the first image.

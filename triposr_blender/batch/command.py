@@ -27,6 +27,7 @@ from .plan import (
 # Formats Blender's exporters write; the core's own writer (core/export.py) writes those of RAY_FORMATS too.
 FORMATS = ("glb", "obj", "ply", "fbx", "usd", "blend")
 RAY_FORMATS = ("glb", "obj", "ply")
+DEFAULT_REPORT = "report.json"
 # The options the worker takes, then how the objects are made, as the command line offers them.
 COMMAND_LINE_OPTIONS = (
     *options.IMAGE_OPTIONS,
@@ -65,7 +66,7 @@ read and write; local paths must be the same on every node of the cluster (share
 
 EPILOG = """\
 examples:
-  python -m triposr_blender.batch -- photos/ --out meshes --format obj
+  python -m triposr_blender.batch -- photos/ --out meshes --format obj --preview
   blender -b --python batch/__main__.py -- 'concept/*.png' --one-blend props.blend --skip-existing
   python -m triposr_blender.batch -- photos/ --out meshes --threshold 20 --overwrite
   python -m triposr_blender.batch -- chair.png --model ./TripoSR --device cpu --report report.json
@@ -241,8 +242,22 @@ def build_parser():
         "--report",
         type=local_path,
         metavar="FILE",
-        help="write a JSON report: each image's input, output, status (done, skipped, failed, or pending "
-        "if interrupted first), error and seconds, updated after every image",
+        help="the JSON report: each image's input, output, status (done, skipped, failed, or pending if "
+        "interrupted first), error, faces, vertices and seconds, updated after every image; its contact "
+        "sheet (FILE with .html, its pictures in a folder beside it) shows each image's card, failures first "
+        f"(default: {DEFAULT_REPORT} in --out, or beside the --one-blend file; none when --out is a URL)",
+    )
+    parser.add_argument(
+        "--preview",
+        action="store_true",
+        help="draw each mesh from the front, three-quarter, side and back onto its card in the contact sheet "
+        "(about a second an image)",
+    )
+    parser.add_argument(
+        "--turntable",
+        type=positive(int),
+        metavar="N",
+        help="also N views around each mesh, played as an animation on its card (an animated PNG)",
     )
     add_ray_arguments(parser.add_argument_group("the batch on a Ray cluster"))
     return parser
@@ -360,6 +375,7 @@ def run(argv):
     except OutputError as error:
         parser.error(str(error))
     plan = [(Item(input=str(location)), name) for location, name in zip(inputs, names, strict=True)]
+    args.report = args.report or default_report(args)
     report = Report([item for item, _ in plan] + problems, args.report, _settings(args))
     with Interruption() as interruption:
         try:
@@ -368,7 +384,7 @@ def run(argv):
             sys.stderr.write("\nInterrupted: the outputs written so far are kept; --skip-existing resumes.\n")
             return EXIT_INTERRUPTED
         finally:
-            report.save()
+            report.save(final=True)
             report.print_summary()
     return EXIT_FAILED if report.counts()["failed"] else 0
 
@@ -429,6 +445,14 @@ def check_texture_format(args, parser):
             "--quad-remesh with --texture-size: the quads carry colors per vertex, not a baked texture; "
             "leave one of them out"
         )
+
+
+def default_report(args):
+    """Where the report goes when --report names no file: beside the outputs, where they are on this
+    computer."""
+    if args.one_blend:
+        return args.one_blend.with_name(f"{args.one_blend.stem}-{DEFAULT_REPORT}")
+    return None if is_url(args.out) else Path(args.out) / DEFAULT_REPORT
 
 
 def _settings(args):

@@ -22,13 +22,24 @@ import bpy
 
 from ..backends.backend import Backend, BackendStartError, Connection, backend_for
 from ..blender import materials, mesh_builder
-from ..blender.image_input import InputError, file_input
+from ..blender.image_input import InputError, file_input, image_loaded, image_pixels
 from ..blender.placement import ROW_SPACING, Destination
 from ..blender.quad_remesh import QuadRemeshError, quad_remesh
+from ..core import preview
+from ..core.export import png_bytes
 from ..dependencies import dependency_paths
 from ..options import ENV_SERVER_TOKEN, GenerateOptions
 from ..vendor_install import remove_folders_of_ended_processes
-from .plan import CODES_SUFFIX, STAGING_PREFIX, LocalFolder, ProgressBar, model_settings
+from . import contact_sheet
+from .plan import (
+    CODES_SUFFIX,
+    STAGING_PREFIX,
+    THUMBNAIL_SIZE,
+    LocalFolder,
+    ProgressBar,
+    model_settings,
+    result_pictures,
+)
 
 # The worker's error kinds (exception class names) that would fail every image alike.
 ERRORS_THAT_STOP_THE_BATCH = frozenset({"ModelLoadError", "MissingDependencies"})
@@ -101,10 +112,12 @@ class BlenderBatch:
         output = self.args.one_blend or self.out / f"{name}.{self.args.format}"
         if self.args.skip_existing and self._exists(output, name):
             item.status, item.output = "skipped", str(output)
+            if self.report.path is not None:
+                item.pictures = contact_sheet.earlier_pictures(self.report.path, name)
             return
         started = time.monotonic()
         try:
-            self._generate_and_write(Path(item.input), name, output)
+            self._generate_and_write(item, name, output)
             item.status, item.output = "done", str(output)
         except GenerationError as error:
             item.status, item.error = "failed", str(error)
@@ -124,9 +137,11 @@ class BlenderBatch:
             return name in bpy.data.objects
         return output.exists()
 
-    def _generate_and_write(self, image_path, name, output):
-        obj = self._generate(image_path, name, output)
+    def _generate_and_write(self, item, name, output):
+        obj, result = self._generate(Path(item.input), name, output)
         try:
+            item.faces, item.vertices = len(obj.data.polygons), len(obj.data.vertices)
+            self._save_pictures(item, name, result)
             if self.args.one_blend:
                 self._add_to_one_blend(output)
                 obj = None  # it stays in the file
@@ -152,7 +167,7 @@ class BlenderBatch:
             except QuadRemeshError as error:
                 mesh_builder.remove_object(obj)
                 raise GenerationError(str(error)) from error
-        return obj
+        return obj, result
 
     def _run_on_worker(self, path):
         """The worker's ``MeshResult`` for one input, showing the worker's progress while it works: an image,
@@ -183,6 +198,17 @@ class BlenderBatch:
             return Connection(self.args.server, os.environ.get(ENV_SERVER_TOKEN, ""))
         return Connection(pythonpath=tuple(dependency_paths()))
 
+    def _save_pictures(self, item, name, result):
+        """A converted input's pictures for the contact sheet, beside the report: its thumbnail (an image's:
+        the worker has read it, so its size is known to be sane), and those of its result."""
+        if self.report.path is None:
+            return
+        self.progress("Drawing the previews", 0.0)
+        pictures = {} if self.args.from_codes else input_thumbnail(Path(item.input))
+        pictures.update(result_pictures(result, self.args.preview, self.args.turntable))
+        for kind, data in pictures.items():
+            item.pictures[kind] = contact_sheet.save_picture(self.report.path, name, kind, data)
+
     def _destination(self):
         """At the origin; in a --one-blend file, next in a row along +X, so the meshes do not overlap."""
         size = self.args.target_size
@@ -211,6 +237,17 @@ def read_codes(path):
         return path.read_bytes()
     except OSError as error:
         raise GenerationError(f"Cannot read {path}: {error.strerror or error}.") from error
+
+
+def input_thumbnail(image_path):
+    """{"input": PNG bytes}: the image as Blender reads it, shrunk for the contact sheet; {} for one
+    Blender cannot read (its card says why)."""
+    try:
+        with image_loaded(str(image_path), size_checked=True) as image:
+            pixels = image_pixels(image)
+    except InputError:
+        return {}
+    return {"input": png_bytes(preview.thumbnail(pixels, THUMBNAIL_SIZE))}
 
 
 def image_for_worker(image_path):

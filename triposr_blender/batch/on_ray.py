@@ -16,6 +16,7 @@ progress and keeps the report; the extension's code travels to the cluster with 
 its Python dependencies (requirements.txt and requirements-ray.txt).
 """
 
+import dataclasses
 import functools
 import gc
 import os
@@ -28,16 +29,20 @@ import pyarrow.fs
 import ray
 
 from .. import ray_cluster
-from ..core import progress
+from ..core import preview, progress
+from ..core.export import png_bytes
 from ..options import GenerateOptions
+from . import contact_sheet
 from .plan import (
     CODES_SUFFIX,
     STAGING_PREFIX,
+    THUMBNAIL_SIZE,
     OutputError,
     empty_folder,
     file_name,
     is_url,
     model_settings,
+    result_pictures,
 )
 
 REPORT_INTERVAL = 2.0  # seconds between saves of the report: a run may have tens of thousands of images
@@ -85,12 +90,18 @@ def run(args, plan, report, _interruption):
 
 
 def collect(rows, todo, report):
-    """Each input's outcome into its item as Ray hands the rows back, the report saved now and then."""
+    """Each input's outcome into its item as Ray hands the rows back, its pictures beside the report, the
+    report saved now and then."""
     saved = time.monotonic()
     for row in rows:
-        item = todo[row["position"]][0]
+        item, name = todo[row["position"]]
         item.status, item.seconds = row["status"], round(float(row["seconds"]), 3)
         item.output, item.error = row["output"] or None, row["error"] or None
+        if row["faces"]:
+            item.faces, item.vertices = int(row["faces"]), int(row["vertices"])
+        for kind in contact_sheet.PICTURES:
+            if report.path is not None and row[kind]:
+                item.pictures[kind] = contact_sheet.save_picture(report.path, name, kind, row[kind])
         if time.monotonic() - saved > REPORT_INTERVAL:
             report.save()
             saved = time.monotonic()
@@ -124,10 +135,14 @@ def dataset(args, todo, run_tag):
     # that fails after its retries (LOST_ROW_MESSAGE) is skipped rather than ending the run.
     ray.data.DataContext.get_current().max_errored_blocks = -1
     inputs = ray.data.from_items(rows, override_num_blocks=len(rows))
-    prepared = inputs.map(prepare, fn_kwargs={"options": options, "from_codes": args.from_codes})
+    pictures = {"preview": args.preview, "turntable": args.turntable} if args.report is not None else None
+    prepared = inputs.map(
+        prepare, fn_kwargs={"options": options, "from_codes": args.from_codes, "thumbnail": bool(pictures)}
+    )
     return prepared.map(
         Converter,
         fn_constructor_kwargs={
+            "pictures": pictures,
             "model": worker_model_settings(args, workers["num_gpus"]),
             "options": options,
             "out": absolute(args.out),
@@ -172,17 +187,20 @@ def worker_model_settings(args, gpus):
     return model_settings(args, args.device if args.device != "auto" or gpus else "cpu")
 
 
-def prepare(row, options, from_codes):
-    """Read one input and, for an image, cut it out and centre it (a Ray task); a failure becomes the row's
-    error."""
+def prepare(row, options, from_codes, thumbnail):
+    """Read one input and, for an image, cut it out and centre it, and shrink it for the contact sheet when
+    there is one (a Ray task); a failure becomes the row's error."""
     started = time.monotonic()
-    row.update(data=b"", shape=np.zeros(3, np.int64), error="")
+    row.update(data=b"", shape=np.zeros(3, np.int64), error="", input_thumbnail=b"")
     try:
         if from_codes:
             row["data"] = ArrowFolder.read(row["input"])
         else:
-            pixels = prepared_pixels(row["input"], options)
+            source = ArrowFolder.read(row["input"]) if is_url(row["input"]) else row["input"]
+            pixels = prepared_pixels(source, row["input"], options)
             row.update(data=pixels.tobytes(), shape=np.array(pixels.shape))
+            if thumbnail:
+                row["input_thumbnail"] = input_thumbnail(source)
     except Exception as error:
         message = failure_message(error, "the CPU")
         # The core names a local file in its messages, not the bytes read from a URL.
@@ -191,15 +209,24 @@ def prepare(row, options, from_codes):
     return row
 
 
-def prepared_pixels(location, options):
-    """The image cut out and centred, as the worker process prepares it for the encoder."""
+def input_thumbnail(source):
+    """The input image shrunk for the contact sheet, as PNG bytes."""
+    from ..core.preprocess import load_image
+
+    pixels = np.asarray(load_image(source).convert("RGBA"))
+    return png_bytes(preview.thumbnail(pixels, THUMBNAIL_SIZE))
+
+
+def prepared_pixels(source, location, options):
+    """The image (a path, or the bytes read from ``location``) cut out and centred, as the worker process
+    prepares it for the encoder."""
     from ..core import preprocess_image
     from ..core.errors import InvalidImageError
 
     if file_name(location).lower().endswith((".exr", ".hdr")):
         raise InvalidImageError("EXR and HDR images are read by Blender: convert them without --ray.")
     image = preprocess_image(
-        ArrowFolder.read(location) if is_url(location) else location,
+        source,
         remove_background=options.remove_background,
         foreground_ratio=options.foreground_ratio,
     )
@@ -221,10 +248,10 @@ def failure_message(error, device):
 class Converter:
     """A model worker (a Ray actor): loads the model once, then makes and writes each input's mesh."""
 
-    def __init__(self, model, options, out, file_format, size, save_codes, run_tag):
+    def __init__(self, model, options, out, file_format, size, save_codes, run_tag, pictures):
         from ..worker import pipeline
 
-        self.settings, self.options = model, options
+        self.settings, self.options, self.pictures = model, options, pictures
         self.file_format, self.size = file_format, size
         self.folder = ArrowFolder(out)
         self.save_codes, self.run_tag = save_codes, run_tag
@@ -237,32 +264,42 @@ class Converter:
     def __call__(self, row):
         started = time.monotonic()
         error = row["error"] or self.load_error
-        output = ""
+        output, result = "", None
         if not error:
             try:
-                output = self.convert(row)
+                output, result = self.convert(row)
             except Exception as failure:
                 error = failure_message(failure, str(self.model.device))
+        pictures = {kind: b"" for kind in contact_sheet.PICTURES}
+        if result is not None and self.pictures is not None:
+            drawn = result_pictures(result, self.pictures["preview"], self.pictures["turntable"])
+            pictures.update(input=row["input_thumbnail"], **drawn)
         return {
             "position": row["position"],
             "status": "failed" if error else "done",
             "output": output,
             "error": error,
             "seconds": row["seconds"] + time.monotonic() - started,
+            "faces": len(result.mesh.faces) if result is not None else 0,
+            "vertices": len(result.mesh.vertices) if result is not None else 0,
+            **pictures,
         }
 
     def convert(self, row):
-        """One input's mesh, written; -> where its main file is."""
+        """One input's mesh, written; -> where its main file is, and the result."""
         from ..core import export
         from ..worker import pipeline
 
         scene, codes = self.encode(row)
         kept = codes if self.save_codes else None  # compressing them costs a second: only when saved
         result = pipeline.mesh_from_scene(self.model, scene, self.options.mesh, progress.ignore, kept)
+        if row["shape"].any():  # an image's: the contact sheet shows it as the model saw it
+            prepared = np.frombuffer(row["data"], np.uint8).reshape(row["shape"])
+            result = dataclasses.replace(result, prepared=prepared)
         files = export.files(row["name"], self.file_format, result.mesh, result.texture, self.size)
         if self.save_codes:
             files = {f"{row['name']}{CODES_SUFFIX}": result.codes, **files}
-        return self.folder.write(files, self.run_tag)
+        return self.folder.write(files, self.run_tag), result
 
     def encode(self, row):
         """The scene codes of a prepared image, or those saved with --save-codes (this model's only)."""

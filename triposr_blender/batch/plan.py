@@ -13,14 +13,22 @@ import tempfile
 import time
 import urllib.parse
 import urllib.request
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ..backends.types import ModelSettings
+from ..backends.types import MeshResult, ModelSettings
+from ..core import preview
+from ..core.export import apng_bytes, png_bytes
 from ..options import IMAGE_EXTENSIONS
+from . import contact_sheet
 
 # --save-codes writes each image's scene codes beside its output under this suffix; --from-codes reads them.
 CODES_SUFFIX = ".triposr.npz"
+SHEET_INTERVAL = 30.0  # seconds between rewrites of the contact sheet during a run
+PREVIEW_SIZE = 320  # pixels, each of the preview's four views
+TURNTABLE_SIZE = 256
+THUMBNAIL_SIZE = 256
+TURNTABLE_SECONDS = 4  # one turn, whatever the number of frames
 STATUSES = ("done", "skipped", "failed")  # and "pending" for inputs an interruption left untouched
 # Outputs are staged under .triposr-<pid of the run>-<random> beside them and moved into place when whole.
 STAGING_PREFIX = ".triposr-"
@@ -35,6 +43,10 @@ class Item:
     status: str = "pending"  # pending, done, skipped or failed
     error: str | None = None
     seconds: float = 0.0
+    faces: int | None = None
+    vertices: int | None = None
+    # The contact sheet's pictures of it (contact_sheet.PICTURES), by kind: paths relative to the report.
+    pictures: dict[str, str] = field(default_factory=dict)
 
 
 def is_url(location: str) -> bool:
@@ -196,6 +208,7 @@ class Report:
         self.path = path
         self.settings = settings
         self.started = time.monotonic()
+        self.sheet_written = self.started
 
     def counts(self):
         return {status: sum(item.status == status for item in self.items) for status in STATUSES}
@@ -204,7 +217,9 @@ class Report:
         done = [item.seconds for item in self.items if item.status == "done"]
         return sum(done) / len(done) if done else 0.0
 
-    def save(self):
+    def save(self, final=False):
+        """The JSON report, after every image; its contact sheet every ``SHEET_INTERVAL`` s, and at the end
+        (``final``)."""
         if self.path is None:
             return
         summary = {
@@ -217,6 +232,9 @@ class Report:
         partial = self.path.with_name(self.path.name + ".partial")
         partial.write_text(json.dumps(content, indent=2) + "\n", encoding="utf-8")
         os.replace(partial, self.path)
+        if final or time.monotonic() - self.sheet_written >= SHEET_INTERVAL:
+            contact_sheet.write(self.path, content)
+            self.sheet_written = time.monotonic()
 
     def print_summary(self, stream=None):
         stream = stream or sys.stderr
@@ -238,6 +256,7 @@ class Report:
             stream.write(f"Outputs: {self.settings['target']}\n")
         if self.path is not None:
             stream.write(f"Report: {self.path}\n")
+            stream.write(f"Contact sheet: {contact_sheet.sheet_path(self.path)}\n")
 
 
 class OutputError(Exception):
@@ -328,3 +347,19 @@ class Interruption:
 def model_settings(args, device):
     """The model a batch run loads, as its arguments ask, on ``device``."""
     return ModelSettings(source=args.model, device=device, cpu_fast=args.cpu_fast)
+
+
+def result_pictures(
+    result: MeshResult, preview_views: bool, turntable_frames: int | None
+) -> dict[str, bytes]:
+    """A result's pictures for the contact sheet, as PNG bytes by kind: the input as the model saw it (when
+    the result has it), and the preview and turntable the options ask for."""
+    pictures = {}
+    if result.prepared is not None:
+        pictures["cleaned"] = png_bytes(preview.thumbnail(result.prepared, THUMBNAIL_SIZE))
+    if preview_views:
+        pictures["preview"] = png_bytes(preview.preview_strip(result.mesh, PREVIEW_SIZE, result.texture))
+    if turntable_frames:
+        frames = preview.turntable(result.mesh, turntable_frames, TURNTABLE_SIZE, result.texture)
+        pictures["turntable"] = apng_bytes(frames, TURNTABLE_SECONDS * 1000 // turntable_frames)
+    return pictures

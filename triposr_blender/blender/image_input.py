@@ -48,9 +48,12 @@ def worker_reads(path: str) -> bool:
 
 
 @contextlib.contextmanager
-def image_loaded(path: str):
-    """The file as a Blender image, removed afterwards unless the file already held it (scene unchanged)."""
-    check_pixel_count(path)
+def image_loaded(path: str, size_checked: bool = False):
+    """The file as a Blender image, removed afterwards unless the file already held it (scene unchanged).
+    An EXR or HDR file's pixel count is checked first, unless ``size_checked`` says the worker has read the
+    file already (then it may be any format Blender reads)."""
+    if not size_checked:
+        check_pixel_count(path)
     images_before = set(bpy.data.images)
     try:
         image = bpy.data.images.load(path, check_existing=True)

@@ -152,15 +152,43 @@ def png_bytes(pixels: np.ndarray) -> bytes:
     """An 8-bit RGB or RGBA PNG of (H, W, 3|4) uint8 pixels, top row first: zlib and struct alone, so
     Blender's own Python (which has no Pillow) writes them too."""
     height, width, channels = pixels.shape
-    rows = np.ascontiguousarray(pixels, np.uint8).reshape(height, width * channels)
-    raw = np.concatenate([np.zeros((height, 1), np.uint8), rows], axis=1).tobytes()  # filter 0 on each row
-    header = struct.pack(">IIBBBBB", width, height, 8, {3: 2, 4: 6}[channels], 0, 0, 0)
     return (
         PNG_SIGNATURE
-        + png_chunk(b"IHDR", header)
-        + png_chunk(b"IDAT", zlib.compress(raw, 6))
+        + png_chunk(b"IHDR", png_header(width, height, channels))
+        + png_chunk(b"IDAT", png_data(pixels))
         + png_chunk(b"IEND", b"")
     )
+
+
+def apng_bytes(frames: list[np.ndarray], frame_ms: int = 100) -> bytes:
+    """An animated PNG (APNG, which every browser plays) of equal-sized (H, W, 3|4) uint8 frames, looping,
+    each shown ``frame_ms``; viewers without APNG show the first frame."""
+    height, width, channels = frames[0].shape
+    chunks = [png_chunk(b"IHDR", png_header(width, height, channels))]
+    chunks.append(png_chunk(b"acTL", struct.pack(">II", len(frames), 0)))  # 0: loop for ever
+    sequence = 0
+    for index, frame in enumerate(frames):
+        # the whole canvas each time, replacing the last frame (dispose: none, blend: source)
+        control = struct.pack(">IIIIIHHBB", sequence, width, height, 0, 0, frame_ms, 1000, 0, 0)
+        chunks.append(png_chunk(b"fcTL", control))
+        sequence += 1
+        if index == 0:
+            chunks.append(png_chunk(b"IDAT", png_data(frame)))
+        else:
+            chunks.append(png_chunk(b"fdAT", struct.pack(">I", sequence) + png_data(frame)))
+            sequence += 1
+    return PNG_SIGNATURE + b"".join(chunks) + png_chunk(b"IEND", b"")
+
+
+def png_header(width: int, height: int, channels: int) -> bytes:
+    return struct.pack(">IIBBBBB", width, height, 8, {3: 2, 4: 6}[channels], 0, 0, 0)
+
+
+def png_data(pixels: np.ndarray) -> bytes:
+    """The compressed rows of one image (filter 0 on each row)."""
+    height, width, channels = pixels.shape
+    rows = np.ascontiguousarray(pixels, np.uint8).reshape(height, width * channels)
+    return zlib.compress(np.concatenate([np.zeros((height, 1), np.uint8), rows], axis=1).tobytes(), 6)
 
 
 def png_chunk(kind: bytes, data: bytes) -> bytes:

@@ -22,6 +22,7 @@ from .color import to_uint8
 from .mesh import BakedTexture, Mesh
 from .normal_map import FLAT_NORMAL, NormalBake
 from .progress import BAKE_STAGE, RASTERIZE_STAGE, UNWRAP_STAGE, Progress, report
+from .raster import barycentric_matrices, coverage
 
 ColorFn = Callable[[np.ndarray], np.ndarray]
 
@@ -29,13 +30,8 @@ ColorFn = Callable[[np.ndarray], np.ndarray]
 # fail to flatten: on a 40k-triangle marching-cubes mesh that took 20 s instead of 1 s. Capping a chart's
 # area at this share of the surface keeps charts flat from the start, for about 10 % less texel density.
 MAX_CHART_AREA_SHARE = 1 / 300
-# Candidate texels tested per rasterisation batch: bounds the batch arrays to some tens of MB.
-TEXELS_PER_BATCH = 1 << 20
 # Texels per colour_fn call: steady progress, a chance to cancel, and bounded memory during large bakes.
 POINTS_PER_QUERY = 1 << 18
-# A texel centre on a shared UV edge belongs to both triangles; this tolerance keeps it from falling
-# through the crack between them through rounding.
-EDGE_TOLERANCE = 1e-7
 NO_FACE = -1
 # The 8-neighbourhood used by dilation, as (row, column) offsets.
 NEIGHBOURS = [(dr, dc) for dr in (-1, 0, 1) for dc in (-1, 0, 1) if (dr, dc) != (0, 0)]
@@ -120,70 +116,14 @@ def texel_coordinates(corner_uvs: np.ndarray, texture_size: int) -> np.ndarray:
 
 
 def rasterize_faces(corner_uvs: np.ndarray, texture_size: int) -> np.ndarray:
-    """Which face covers each texel centre -> (S, S) int32 face index, ``NO_FACE`` where none does.
-
-    Vectorised over triangles: triangles with bounding boxes of similar size go through numpy together,
-    each batch testing every texel centre of each triangle's (padded) box with barycentric coordinates.
-    """
-    xy = texel_coordinates(corner_uvs, texture_size)
-    lowest = np.ceil(xy.min(axis=1)).astype(np.int64)  # first texel centre inside the box, per axis
-    highest = np.floor(xy.max(axis=1)).astype(np.int64)
-    extent = highest - lowest + 1
-    inverse, usable = barycentric_matrices(xy)
-    usable &= (extent > 0).all(axis=1)
+    """Which face covers each texel centre -> (S, S) int32 face index, ``NO_FACE`` where none does (a later
+    face wins a tie)."""
     face_image = np.full((texture_size, texture_size), NO_FACE, np.int32)
-    size_class = box_size_class(extent)
-    for key in np.unique(size_class[usable]):
-        faces = np.flatnonzero(usable & (size_class == key))
-        width, height = extent[faces].max(axis=0)
-        per_batch = max(1, TEXELS_PER_BATCH // (width * height))
-        for start in range(0, len(faces), per_batch):
-            batch = faces[start : start + per_batch]
-            rasterize_batch(face_image, batch, xy[batch, 0], inverse[batch], lowest[batch], highest[batch])
+    for faces, rows, columns, _b1, _b2 in coverage(
+        texel_coordinates(corner_uvs, texture_size), *face_image.shape
+    ):
+        face_image[rows, columns] = faces
     return face_image
-
-
-def barycentric_matrices(xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per triangle: the 2×2 matrix taking p - corner0 to barycentrics (b1, b2), and whether it exists."""
-    edges = np.stack([xy[:, 1] - xy[:, 0], xy[:, 2] - xy[:, 0]], axis=2)  # columns are the two edges
-    determinant = edges[:, 0, 0] * edges[:, 1, 1] - edges[:, 0, 1] * edges[:, 1, 0]
-    usable = np.abs(determinant) > 1e-12
-    safe = np.where(usable, determinant, 1.0)
-    inverse = np.empty_like(edges)
-    inverse[:, 0, 0] = edges[:, 1, 1] / safe
-    inverse[:, 0, 1] = -edges[:, 0, 1] / safe
-    inverse[:, 1, 0] = -edges[:, 1, 0] / safe
-    inverse[:, 1, 1] = edges[:, 0, 0] / safe
-    return inverse, usable
-
-
-def box_size_class(extent: np.ndarray) -> np.ndarray:
-    """Bounding boxes binned by width and height on a ×1.5 scale, so a batch pads each box by < 50 %."""
-    bins = np.ceil(np.log(extent.clip(min=1)) / np.log(1.5)).astype(np.int64)
-    return bins[:, 0] * 1000 + bins[:, 1]
-
-
-def rasterize_batch(
-    face_image: np.ndarray,
-    faces: np.ndarray,
-    origin: np.ndarray,
-    inverse: np.ndarray,
-    lowest: np.ndarray,
-    highest: np.ndarray,
-) -> None:
-    """Write ``faces`` into ``face_image`` at the texel centres they contain (a later face wins a tie)."""
-    width, height = (highest - lowest + 1).max(axis=0)
-    offset_x, offset_y = np.meshgrid(np.arange(width), np.arange(height), indexing="xy")
-    columns = lowest[:, :1] + offset_x.reshape(1, -1)
-    rows = lowest[:, 1:] + offset_y.reshape(1, -1)
-    in_box = (columns <= highest[:, :1]) & (rows <= highest[:, 1:])
-    dx = columns - origin[:, :1]
-    dy = rows - origin[:, 1:]
-    b1 = inverse[:, 0, :1] * dx + inverse[:, 0, 1:] * dy
-    b2 = inverse[:, 1, :1] * dx + inverse[:, 1, 1:] * dy
-    inside = in_box & (b1 >= -EDGE_TOLERANCE) & (b2 >= -EDGE_TOLERANCE) & (b1 + b2 <= 1 + EDGE_TOLERANCE)
-    which_face, which_texel = np.nonzero(inside)
-    face_image[rows[which_face, which_texel], columns[which_face, which_texel]] = faces[which_face]
 
 
 def texel_weights(

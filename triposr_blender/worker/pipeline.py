@@ -10,6 +10,7 @@ says how to install them.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import hashlib
 import json
@@ -176,7 +177,7 @@ def tensor_bytes(value) -> int:
 
 def encode_image(model, image, options: GenerateOptions, progress: Progress, allow_download: bool = True):
     """One image (a path or a PIL image) prepared on the model's device and encoded: its scene codes
-    [1, 3, C, H, W].
+    [1, 3, C, H, W], and the prepared image (H, W, 3) uint8.
     ``allow_download``: whether background removal may fetch its model (online access)."""
     from ..core import preprocess_image
 
@@ -189,7 +190,7 @@ def encode_image(model, image, options: GenerateOptions, progress: Progress, all
         allow_download=allow_download,
         device=model.device,
     )
-    return model.encode(prepared, progress=progress)
+    return model.encode(prepared, progress=progress), np.asarray(prepared, np.uint8)
 
 
 def mesh_from_scene(
@@ -244,7 +245,7 @@ def scene_of(model, data: bytes, settings: ModelSettings, name: str = "The saved
 
 
 class CodesCache:
-    """The scene codes of recent images, least recently used first out."""
+    """The scene codes of recent images, each with its prepared image; least recently used first out."""
 
     def __init__(self, size: int = CODES_CACHE_SIZE):
         self.size = size
@@ -306,13 +307,15 @@ class Pipeline:
         recently, alike."""
         model = self.model(settings, progress)
         key = codes_key(image, options, settings, model)
-        scene = self.codes.get(key)
-        if scene is None:
-            scene = encode_image(model, pil_image(image), options, progress, not settings.offline)
-            self.codes.put(key, scene)
+        encoded = self.codes.get(key)
+        if encoded is None:
+            encoded = encode_image(model, pil_image(image), options, progress, not settings.offline)
+            self.codes.put(key, encoded)
         else:
             progress(REUSING_CODES, 1.0)
-        return mesh_from_scene(model, scene, options.mesh, progress, codes_of(model, scene, settings))
+        scene, prepared = encoded
+        result = mesh_from_scene(model, scene, options.mesh, progress, codes_of(model, scene, settings))
+        return dataclasses.replace(result, prepared=prepared)
 
     def remesh(
         self, codes: bytes, options: MeshOptions, settings: ModelSettings, progress: Progress

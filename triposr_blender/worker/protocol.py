@@ -115,13 +115,16 @@ def result_message(result: MeshResult) -> dict:
         message["texture"] = _fields_of(result.texture)
     if result.codes:
         message["codes"] = np.frombuffer(result.codes, np.uint8)
+    if result.prepared is not None:
+        message["prepared"] = result.prepared
     return message
 
 
 def result_of(message: dict) -> MeshResult:
     texture = message.get("texture")
     codes = message["codes"].tobytes() if "codes" in message else b""
-    return MeshResult(Mesh(**message["mesh"]), BakedTexture(**texture) if texture else None, codes)
+    texture = BakedTexture(**texture) if texture else None
+    return MeshResult(Mesh(**message["mesh"]), texture, codes, message.get("prepared"))
 
 
 def _fields_of(instance) -> dict:
