@@ -10,14 +10,19 @@ the add-on's mesh builder makes the Blender object with its material, and Cycles
 - docs/images/normal-map.jpg: that light mesh without its normal map and with it;
 - docs/images/quads.jpg: the mesh quad-remeshed to 3,000 quads with its colors, beside its wireframe;
 - docs/images/smoothing.jpg: the bench field with noise on every triplane texel (the lumps users see), as
-  extracted and with Smoothing 0.5.
+  extracted and with Smoothing 0.5;
+- docs/images/photo-texture.jpg: scripts/bench_photo_texture.py's photo (Cycles' render of the true Suzanne,
+  with a fine pattern only the photo holds), then the mesh with a 1024 texture baked from the model's
+  colours alone, and with Photo Texture.
 
-About three minutes on two cores. No GPU, no network, no real weights.
+About four minutes on two cores. No GPU, no network, no real weights. ``photo-texture`` as the only
+argument renders that picture alone.
 """
 
 import dataclasses
 import math
 import sys
+import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -25,11 +30,14 @@ sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
 import bpy  # noqa: E402
 from bench_field import THRESHOLD, load_bench_field, noisy_copy  # noqa: E402
+from PIL import Image  # noqa: E402
 
+from triposr_blender.backends.types import MeshResult  # noqa: E402
 from triposr_blender.blender import mesh_builder  # noqa: E402
 from triposr_blender.blender.placement import Destination  # noqa: E402
 from triposr_blender.blender.quad_remesh import quad_remesh  # noqa: E402
-from triposr_blender.core import progress  # noqa: E402
+from triposr_blender.core import photo_texture, progress  # noqa: E402
+from triposr_blender.core.texture import bake_texture  # noqa: E402
 from triposr_blender.options import MeshOptions  # noqa: E402
 from triposr_blender.worker.pipeline import mesh_from_scene  # noqa: E402
 
@@ -69,15 +77,16 @@ def scene_with_camera_and_light() -> None:
         scene.collection.objects.link(light)
 
 
-def facing_the_camera(*objects) -> None:
+def facing_the_camera(*objects, turned: bool = False) -> None:
     """The bench field holds Suzanne in Blender's axes, not a TripoSR output's: the builder's turn from the
-    model's front (+X) to Blender's (-Y) leaves her facing -X, so she turns back a quarter; and the camera
-    aims at the middle of what is shown."""
+    model's front (+X) to Blender's (-Y) leaves her facing -X, so she turns back a quarter (unless she was
+    ``turned`` to face +X already, as Photo Texture's benchmark does); and the camera aims at the middle of
+    what is shown."""
     from mathutils import Vector
 
     corners = []
     for obj in objects:
-        obj.rotation_euler.z += math.radians(90)
+        obj.rotation_euler.z += 0.0 if turned else math.radians(90)
         bpy.context.view_layer.update()
         corners += [obj.matrix_world @ Vector(corner) for corner in obj.bound_box]
     middle = sum(corners, Vector()) / len(corners)
@@ -96,6 +105,9 @@ def render(path: Path) -> None:
 
 
 def main() -> None:
+    if sys.argv[1:] == ["photo-texture"]:
+        photo_texture_picture()
+        return
     model, scene_codes = load_bench_field()
 
     def made(codes, **options):
@@ -127,6 +139,34 @@ def main() -> None:
     noisy = noisy_copy(scene_codes)
     side_by_side(made(noisy), made(noisy, smoothing=0.5))
     render(IMAGES / "smoothing.jpg")
+    photo_texture_picture()
+
+
+def photo_texture_picture() -> None:
+    """The benchmark's photo, then its mesh baked without and with Photo Texture."""
+    import bench_photo_texture as bench  # beside this script
+
+    field = bench.Field()
+    mesh = field.mesh(256)
+    with tempfile.TemporaryDirectory() as folder:
+        photo = bench.framed(
+            bench.render_photo(bench.true_mesh(field), bench.Shot(), Path(folder)), Path(folder)
+        )
+    projection = photo_texture.PhotoProjection(mesh, photo, photo_texture.fit_camera(mesh, photo).camera)
+    without, with_photo = (
+        MeshResult(mesh, bake_texture(mesh, field.colors, 1024, photo=photo)) for photo in (None, projection)
+    )
+    side_by_side(without, with_photo, turned=True)
+    path = IMAGES / "photo-texture.jpg"
+    render(path)
+    # the photo on the left, on the grey of the render's background, as tall as the render
+    rendered = Image.open(path)
+    crop = Image.fromarray(photo.pixels)
+    crop.thumbnail((rendered.height - 40, rendered.height - 40))
+    picture = Image.new("RGB", (rendered.width + rendered.height, rendered.height), (46, 46, 51))
+    picture.paste(crop, ((rendered.height - crop.width) // 2, (rendered.height - crop.height) // 2), crop)
+    picture.paste(rendered, (rendered.height, 0))
+    picture.save(path, quality=90)
 
 
 def as_wireframe(obj) -> None:
@@ -134,12 +174,12 @@ def as_wireframe(obj) -> None:
     modifier.thickness, modifier.use_even_offset = 0.008, False  # even offset spikes at acute corners
 
 
-def side_by_side(left_result, right_result):
+def side_by_side(left_result, right_result, turned: bool = False):
     """A fresh scene with the two results beside each other, facing the camera: (left, right) objects."""
     scene_with_camera_and_light()
     left = mesh_builder.build_object(bpy.context, "Left", left_result, Destination((-1.4, 0, 0), 2.2))
     right = mesh_builder.build_object(bpy.context, "Right", right_result, Destination((1.4, 0, 0), 2.2))
-    facing_the_camera(left, right)
+    facing_the_camera(left, right, turned=turned)
     return left, right
 
 

@@ -9,7 +9,7 @@ import numpy as np
 
 from triposr_blender.backends.backend import Backend, Connection, Job
 from triposr_blender.backends.types import RESULT, ImageFile, MeshResult, ModelState, Outcome, Progress
-from triposr_blender.core.mesh import Mesh
+from triposr_blender.core.mesh import FramedPhoto, Mesh
 
 SCHEME = "fake://"
 OCTAHEDRON = Mesh(
@@ -19,10 +19,14 @@ OCTAHEDRON = Mesh(
     vertex_colors=np.full((6, 3), 0.25, np.float32),
 )
 STAGE = "Asking the fake farm"
+CODES = b"the fake farm's scene codes"
+# The photo its generations were framed from: 5 × 3 pixels on an 8-pixel canvas.
+PHOTO = FramedPhoto(np.arange(60, dtype=np.uint8).reshape(3, 5, 4), 8, (1, 2))
 
 
 class FakeBackend(Backend):
     asked: ClassVar[list[tuple[str, str]]] = []  # (the image file, the address), every instance's
+    remeshed_with: ClassVar[list[tuple[bytes, FramedPhoto | None]]] = []  # (the codes, the photo) of Re-mesh
 
     def __init__(self, connection: Connection):
         self.connection = connection
@@ -40,9 +44,10 @@ class FakeBackend(Backend):
     def generate(self, image, options, model) -> Job:
         assert isinstance(image, ImageFile)
         FakeBackend.asked.append((image.path, self.connection.address))
-        return self._ended(Outcome(RESULT, result=MeshResult(OCTAHEDRON)))
+        return self._ended(Outcome(RESULT, result=MeshResult(OCTAHEDRON, codes=CODES, photo=PHOTO)))
 
-    def remesh(self, codes, options, model) -> Job:
+    def remesh(self, codes, options, model, photo=None) -> Job:
+        FakeBackend.remeshed_with.append((codes, photo))
         return self._ended(Outcome(RESULT, result=MeshResult(OCTAHEDRON)))
 
     def load(self, model) -> Job:

@@ -7,8 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
-from fake_backend import OCTAHEDRON, FakeBackend
+from fake_backend import CODES, OCTAHEDRON, PHOTO, FakeBackend
 from fixture_model import IMAGE
 from glb import read_glb
 
@@ -47,6 +48,39 @@ def test_the_panels_generate_runs_on_the_fake_backend_by_its_address(extension, 
         len(OCTAHEDRON.vertices),
         len(OCTAHEDRON.faces),
     )
+
+
+def test_remesh_gives_the_backend_the_photo_the_object_keeps_in_a_saved_file(
+    extension, new_objects, monkeypatch, tmp_path
+):
+    """Photo Texture again on Re-mesh: the photo Generate framed stays with the object, in the saved .blend
+    too, and Re-mesh of the object appended from that file hands it to the backend with the scene codes."""
+    import bpy
+
+    from triposr_blender.ui.session import SESSION
+
+    SESSION.stop()
+    monkeypatch.setenv("TRIPOSR_SERVER", "fake://farm")
+    blend = tmp_path / "kept.blend"
+    try:
+        assert bpy.ops.triposr.generate(filepath=str(IMAGE)) == {"FINISHED"}
+        (made,) = new_objects()
+        bpy.data.libraries.write(str(blend), {made})
+        bpy.data.objects.remove(made)
+        with bpy.data.libraries.load(str(blend), link=False) as (data_from, data_to):
+            data_to.objects = list(data_from.objects)
+        (appended,) = data_to.objects
+        bpy.context.scene.collection.objects.link(appended)
+        for obj in bpy.context.view_layer.objects:
+            obj.select_set(obj == appended)
+        bpy.context.view_layer.objects.active = appended
+        assert bpy.ops.triposr.remesh() == {"FINISHED"}
+    finally:
+        SESSION.stop()
+
+    codes, photo = FakeBackend.remeshed_with[-1]
+    assert codes == CODES and photo.frame == PHOTO.frame
+    np.testing.assert_array_equal(photo.pixels, PHOTO.pixels)
 
 
 def test_a_batch_runs_on_the_fake_backend_by_its_address(tmp_path, own_dependency_folder):

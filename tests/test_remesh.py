@@ -1,7 +1,9 @@
 """Re-mesh (bpy.ops.triposr.remesh) in the real bpy: a TripoSR object gets a new mesh from the scene codes it
 keeps, in place, without its image or the encoder; what cannot be re-meshed says why and changes nothing."""
 
+import dataclasses
 import shutil
+import zlib
 
 import bpy
 import numpy as np
@@ -11,6 +13,7 @@ from conftest import FIXTURE_IMAGE, FIXTURE_MODEL, FIXTURE_RESOLUTION
 from fixture_model import NEW_THRESHOLD, OPTIONS, core_mesh_at, core_model, core_scene
 
 from triposr_blender.blender import source
+from triposr_blender.core.mesh import FramedPhoto
 from triposr_blender.core.orientation import transform
 from triposr_blender.core.scene_codes import SceneCodes
 from triposr_blender.ui.session import SESSION
@@ -229,3 +232,33 @@ def test_a_saved_object_is_remeshed_without_its_image_file(installed_blender, tm
 
     assert remeshed["outcome"] == {"result": ["FINISHED"]}
     assert remeshed["faces"] == len(core_mesh_at(NEW_THRESHOLD).faces)
+
+
+def test_the_kept_photo_reads_back_as_it_was_stored(generated):
+    obj, _ = generated
+    photo = FramedPhoto(np.arange(4 * 6 * 4, dtype=np.uint8).reshape(4, 6, 4), 10, (3, 1))
+
+    source.store(obj, dataclasses.replace(source.source_of(obj), photo=photo))
+    kept = source.source_of(obj).photo
+
+    assert kept.frame == photo.frame
+    np.testing.assert_array_equal(kept.pixels, photo.pixels)
+
+
+@pytest.mark.parametrize("damage", ["inflates past its size", "truncated", "off its canvas"])
+def test_a_damaged_kept_photo_is_dropped_and_the_object_stays_re_meshable(generated, damage):
+    """A .blend can be edited: the photo's bytes are never inflated past the size its frame gives."""
+    obj, _ = generated
+    photo = FramedPhoto(np.zeros((4, 4, 4), np.uint8), 8, (2, 2))
+    source.store(obj, dataclasses.replace(source.source_of(obj), photo=photo))
+    group = obj[source.KEY]
+    if damage == "inflates past its size":
+        group["photo"] = zlib.compress(bytes(10_000_000))
+    elif damage == "truncated":
+        group["photo"] = bytes(group["photo"])[:5]
+    else:
+        group["photo_frame"] = [4, 4, 8, 6, 2]
+
+    kept = source.source_of(obj)
+
+    assert kept is not None and kept.photo is None

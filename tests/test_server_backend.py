@@ -23,6 +23,7 @@ from triposr_blender.blender import source
 from triposr_blender.options import GenerateOptions
 from triposr_blender.ui import status
 from triposr_blender.ui.session import SESSION
+from triposr_blender.worker.pipeline import PHOTO_SQUASHED
 
 pytestmark = pytest.mark.blender
 
@@ -161,6 +162,18 @@ def test_a_batch_on_a_server_that_sends_a_broken_result_writes_nothing_and_says_
     assert "Traceback" not in result.stdout + result.stderr
     written = sorted(path.name for path in (tmp_path / "out").iterdir())
     assert written == ["report.html", "report.json"], "no mesh and no picture: only the run's report"
+
+
+def test_what_a_server_job_did_otherwise_than_asked_comes_with_its_mesh(server):
+    """Photo Texture has nothing to fit on an image with no alpha when Remove Background is off: the server's
+    job says so in its status, and the client hands the note on with the mesh."""
+    client = RemoteClient(server.url, TOKEN)
+    options = GenerateOptions(**OPTIONS, texture_size=512)
+
+    outcome = client.generate(ImageFile(str(IMAGE)), options, ModelSettings(str(FIXTURE))).wait(120)
+
+    assert outcome.event == "result" and outcome.result.texture is not None
+    assert outcome.result.notes == (PHOTO_SQUASHED,)
 
 
 def until(job, condition, timeout=60):

@@ -3,6 +3,8 @@ command with a target face count and a baked texture give a decimated object col
 and shaded by a packed normal map, and a GLB whose material has a baseColorTexture read through TEXCOORD_0
 and a normalTexture."""
 
+import html
+import json
 import subprocess
 import sys
 
@@ -12,6 +14,7 @@ from conftest import FIXTURE_IMAGE, FIXTURE_MODEL, FIXTURE_RESOLUTION, FIXTURE_T
 from glb import read_glb
 
 from triposr_blender.blender import materials
+from triposr_blender.worker.pipeline import PHOTO_SQUASHED
 
 pytestmark = pytest.mark.blender
 
@@ -72,6 +75,12 @@ def test_the_batch_writes_a_light_glb_with_its_texture_as_base_color_and_its_nor
     (material,) = document["materials"]
     assert "baseColorTexture" in material["pbrMetallicRoughness"] and "normalTexture" in material
     assert [image["mimeType"] for image in document["images"]] == ["image/png"] * 2
+    # Photo Texture (on by default) has nothing to fit on an image with no alpha and no background removal:
+    # the image is converted all the same, and the summary, the report and its card say why
+    (item,) = json.loads((tmp_path / "report.json").read_text())["images"]
+    assert item["status"] == "done" and item["notes"] == [PHOTO_SQUASHED]
+    assert f"note: {FIXTURE_IMAGE}: {PHOTO_SQUASHED}" in run.stderr
+    assert f'<p class="note">{html.escape(PHOTO_SQUASHED)}</p>' in (tmp_path / "report.html").read_text()
 
 
 @pytest.mark.parametrize(("option", "value"), [("--texture-size", "256"), ("--target-faces", "0")])

@@ -455,6 +455,28 @@ def test_a_result_keeps_its_scene_codes_and_remesh_makes_a_new_mesh_from_them_wi
     assert events.result.codes == b"", "the caller keeps the codes it sent"
 
 
+def test_the_photo_a_generation_framed_comes_back_and_remesh_projects_it_again(client, tmp_path):
+    """Photo Texture across the process boundary: Generate hands back the photo it framed (an image with
+    transparency), and Re-mesh given it fits the camera to it again; without it, the result says why not."""
+    image = Image.open(IMAGE).convert("RGBA")
+    image.putalpha(Image.new("L", image.size, 0))
+    image.paste(Image.open(IMAGE).crop((8, 8, 88, 88)), (8, 8))  # opaque inside a transparent border
+    image.save(tmp_path / "cut-out.png")
+    mesh_options = MeshOptions(
+        resolution=OPTIONS["resolution"], threshold=OPTIONS["threshold"], texture_size=512
+    )
+
+    made = (
+        generate(client, ImageFile(str(tmp_path / "cut-out.png")), texture_size=512).wait(JOB_TIMEOUT).result
+    )
+    with_photo = client.remesh(made.codes, mesh_options, MODEL, made.photo).wait(JOB_TIMEOUT).result
+    without = client.remesh(made.codes, mesh_options, MODEL).wait(JOB_TIMEOUT).result
+
+    assert made.photo.pixels.shape == (80, 80, 4) and made.photo.offset == made.photo.frame[3:]
+    assert pipeline.PHOTO_NOT_KEPT not in with_photo.notes
+    assert without.notes == (pipeline.PHOTO_NOT_KEPT,)
+
+
 def test_scene_codes_of_another_model_are_refused_by_remesh(client):
     made = generate(client).wait(JOB_TIMEOUT).result
     foreign = SceneCodes(

@@ -194,6 +194,12 @@ TEXTURE_SIZE = Option(
     off=0,
     switched_by="color_mode",
 )
+PHOTO_TEXTURE = Option(
+    "photo_texture",
+    "Photo Texture",
+    "Project the photo's own detail onto the side it shows, where the outlines match (baked textures only)",
+    default=True,
+)
 QUAD_REMESH = Option(
     "quad_remesh",
     "Quad Remesh",
@@ -230,6 +236,7 @@ MESH_OPTIONS = (
     FLOATER_FRACTION,
     TARGET_FACES,
     TEXTURE_SIZE,
+    PHOTO_TEXTURE,
 )
 # How the object is made in Blender: the worker never sees these.
 OBJECT_OPTIONS = (QUAD_REMESH, SHADE_SMOOTH, TARGET_SIZE)
@@ -248,6 +255,7 @@ class MeshOptions:
     floater_fraction: float = FLOATER_FRACTION.default
     target_faces: int = TARGET_FACES.off
     texture_size: int = TEXTURE_SIZE.off
+    photo_texture: bool = PHOTO_TEXTURE.default
 
     def __post_init__(self):
         for field in dataclasses.fields(self):
@@ -255,6 +263,11 @@ class MeshOptions:
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+    @property
+    def projects_photo(self) -> bool:
+        """Whether the input photo is projected onto the baked texture (Photo Texture)."""
+        return bool(self.texture_size) and self.photo_texture
 
     @classmethod
     def from_attributes(cls, source, **given):

@@ -17,6 +17,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from ..core.mesh import FramedPhoto
 from ..options import GenerateOptions, MeshOptions
 from .types import ImageInput, ModelSettings, ModelState, Outcome, Progress
 
@@ -106,8 +107,11 @@ class Backend(abc.ABC):
         access included."""
 
     @abc.abstractmethod
-    def remesh(self, codes: bytes, options: MeshOptions, model: ModelSettings) -> Job:
-        """Queue a new mesh from saved scene codes (``core.scene_codes`` bytes): no image, no encoder."""
+    def remesh(
+        self, codes: bytes, options: MeshOptions, model: ModelSettings, photo: FramedPhoto | None = None
+    ) -> Job:
+        """Queue a new mesh from saved scene codes (``core.scene_codes`` bytes): no image, no encoder; with
+        ``photo``, the photo kept with them, for Photo Texture."""
 
     @abc.abstractmethod
     def load(self, model: ModelSettings) -> Job:

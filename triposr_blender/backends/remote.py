@@ -18,6 +18,7 @@ not).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import itertools
 import json
@@ -32,11 +33,14 @@ from ..core import result_archive
 from ..core.color import to_uint8
 from ..core.errors import TripoSRError
 from ..core.export import png_bytes
+from ..core.mesh import FramedPhoto
 from ..options import GenerateOptions, MeshOptions
 from .addresses import is_loopback
 from .backend import GENERATE, LOAD, REMESH, Backend, Connection, Job
 from .types import (
     CANCELLED,
+    MAX_NOTE_CHARS,
+    MAX_NOTES,
     RESULT,
     EncodedImage,
     ImageFile,
@@ -56,6 +60,15 @@ FINISHED = {"done", "failed", "cancelled"}
 
 class ServerError(Exception):
     """The server refused a request or could not be reached; the text says why, for the user."""
+
+
+def notes_of(status: dict) -> tuple[str, ...]:
+    """A finished job's notes (what it did otherwise than asked), read as untrusted input: at most
+    ``MAX_NOTES`` strings, each cut to ``MAX_NOTE_CHARS``; an older server sends none."""
+    notes = status.get("notes")
+    if not isinstance(notes, list):
+        return ()
+    return tuple(note[:MAX_NOTE_CHARS] for note in notes[:MAX_NOTES] if isinstance(note, str))
 
 
 class RemoteClient(Backend):
@@ -92,8 +105,12 @@ class RemoteClient(Backend):
         """Upload ``image`` with ``options``."""
         return self._start(GENERATE, model, {"image": ("image.png", image_bytes(image))}, options)
 
-    def remesh(self, codes: bytes, options: MeshOptions, model: ModelSettings) -> Job:
-        """Upload saved scene codes for a new mesh: the server needs neither the image nor its encoder."""
+    def remesh(
+        self, codes: bytes, options: MeshOptions, model: ModelSettings, photo: FramedPhoto | None = None
+    ) -> Job:
+        """Upload saved scene codes for a new mesh: the server needs neither the image nor its encoder. The
+        photo stays here (the server's API takes none yet), so the server's note says Photo Texture was not
+        applied."""
         return self._start(REMESH, model, {"codes": ("codes.triposr.npz", codes)}, options)
 
     def load(self, model: ModelSettings) -> Job:
@@ -176,7 +193,8 @@ class RemoteClient(Backend):
             elif status["state"] == "done":
                 limit = result_archive.max_bytes(options.resolution, options.texture_size)
                 archive = self._request("GET", f"/v1/jobs/{server_id}/result.npz", raw=True, limit=limit)
-                ending = Outcome(RESULT, result=self._mesh_result(archive, options))
+                result = dataclasses.replace(self._mesh_result(archive, options), notes=notes_of(status))
+                ending = Outcome(RESULT, result=result)
             else:
                 ending = Outcome.failed("ServerJobFailed", status["error"])
             self._forget_on_server(server_id)

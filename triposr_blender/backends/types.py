@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..core.defaults import DEFAULT_CHUNK_SIZE
-from ..core.mesh import BakedTexture, Mesh
+from ..core.mesh import BakedTexture, FramedPhoto, Mesh
 
 
 @dataclass(frozen=True)
@@ -70,6 +70,11 @@ class ModelState:
     cpu_fast: bool = False  # whether the encoder runs with int8 layers
 
 
+# The most notes a result carries, and the longest: bounds on what a server may send.
+MAX_NOTES = 8
+MAX_NOTE_CHARS = 1000
+
+
 @dataclass(frozen=True)
 class MeshResult:
     """What a generation gives back: the mesh in TripoSR's model space, its baked texture if asked for, and
@@ -81,6 +86,12 @@ class MeshResult:
     # A generation's input as the model saw it, (H, W, 3) uint8: the object cut out and centred on grey; None
     # for a re-mesh, and from a server (the batch's contact sheet shows it).
     prepared: np.ndarray | None = None
+    # What the job did otherwise than asked, and why, for the user (the panel, the log, the batch report):
+    # e.g. Photo Texture not applied.
+    notes: tuple[str, ...] = ()
+    # A generation's photo as it was framed, which the object keeps so that Re-mesh projects it again; None
+    # for an image squashed whole, a re-mesh, and from a server.
+    photo: FramedPhoto | None = None
 
 
 @dataclass(frozen=True)

@@ -45,6 +45,7 @@ figcaption { font-size: 11px; color: #aaa; }
 img { display: block; height: 128px; width: auto; background: #555; border-radius: 3px; }
 img.wide { height: 128px; }
 .error { color: #ffb3b3; margin: 6px 0; }
+.note { color: #ffd591; margin: 6px 0; }
 .facts { color: #bbb; font-size: 12px; margin-top: 6px; }
 """
 
@@ -140,6 +141,7 @@ def card(item: dict, settings: dict, folder: Path) -> str:
         parts.append(f'<div class="pictures">{"".join(figures)}</div>')
     if item.get("error"):
         parts.append(f'<p class="error">{escape(item["error"])}</p>')
+    parts += [f'<p class="note">{escape(note)}</p>' for note in item.get("notes") or ()]
     facts = [item["status"]]
     if item.get("faces") is not None:
         facts.append(f"{item['faces']:,} faces, {item['vertices']:,} vertices")

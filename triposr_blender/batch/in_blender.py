@@ -141,6 +141,7 @@ class BlenderBatch:
         obj, result = self._generate(Path(item.input), name, output)
         try:
             item.faces, item.vertices = len(obj.data.polygons), len(obj.data.vertices)
+            item.notes = list(result.notes)
             self._save_pictures(item, name, result)
             if self.args.one_blend:
                 self._add_to_one_blend(output)

@@ -46,6 +46,7 @@ from .plan import (
 )
 
 REPORT_INTERVAL = 2.0  # seconds between saves of the report: a run may have tens of thousands of images
+NOTE_SEPARATOR = "\n"  # between a row's notes: one line each
 # A model worker that dies (its node lost, a crash, out of memory) is started again and its image tried again,
 # up to this many times; then that image fails alone instead of being retried for ever or ending the run.
 RETRIES = 2
@@ -99,6 +100,7 @@ def collect(rows, todo, report):
         item.output, item.error = row["output"] or None, row["error"] or None
         if row["faces"]:
             item.faces, item.vertices = int(row["faces"]), int(row["vertices"])
+        item.notes = row["notes"].split(NOTE_SEPARATOR) if row["notes"] else []
         for kind in contact_sheet.PICTURES:
             if report.path is not None and row[kind]:
                 item.pictures[kind] = contact_sheet.save_picture(report.path, name, kind, row[kind])
@@ -192,13 +194,16 @@ def prepare(row, options, from_codes, thumbnail):
     there is one (a Ray task); a failure becomes the row's error."""
     started = time.monotonic()
     row.update(data=b"", shape=np.zeros(3, np.int64), error="", input_thumbnail=b"")
+    row.update(photo=b"", photo_frame=np.zeros(5, np.int64))  # FramedPhoto.frame's five numbers
     try:
         if from_codes:
             row["data"] = ArrowFolder.read(row["input"])
         else:
             source = ArrowFolder.read(row["input"]) if is_url(row["input"]) else row["input"]
-            pixels = prepared_pixels(source, row["input"], options)
+            pixels, photo = prepared_pixels(source, row["input"], options)
             row.update(data=pixels.tobytes(), shape=np.array(pixels.shape))
+            if photo is not None:
+                row.update(photo=photo.pixels.tobytes(), photo_frame=np.array(photo.frame, np.int64))
             if thumbnail:
                 row["input_thumbnail"] = input_thumbnail(source)
     except Exception as error:
@@ -219,18 +224,26 @@ def input_thumbnail(source):
 
 def prepared_pixels(source, location, options):
     """The image (a path, or the bytes read from ``location``) cut out and centred, as the worker process
-    prepares it for the encoder."""
-    from ..core import preprocess_image
+    prepares it for the encoder, and the photo it was framed from (or None)."""
     from ..core.errors import InvalidImageError
+    from ..core.preprocess import prepare_input
 
     if file_name(location).lower().endswith((".exr", ".hdr")):
         raise InvalidImageError("EXR and HDR images are read by Blender: convert them without --ray.")
-    image = preprocess_image(
+    prepared = prepare_input(
         source,
         remove_background=options.remove_background,
         foreground_ratio=options.foreground_ratio,
     )
-    return np.asarray(image, dtype=np.uint8)
+    return np.asarray(prepared.image, dtype=np.uint8), prepared.photo
+
+
+def photo_of(row):
+    """The framed photo a row carries (``FramedPhoto.frame`` beside its pixels' bytes), or None: an image
+    squashed whole, or saved scene codes."""
+    from ..core.mesh import FramedPhoto
+
+    return FramedPhoto.unpacked(row["photo"], row["photo_frame"]) if row["photo"] else None
 
 
 def failure_message(error, device):
@@ -282,6 +295,7 @@ class Converter:
             "seconds": row["seconds"] + time.monotonic() - started,
             "faces": len(result.mesh.faces) if result is not None else 0,
             "vertices": len(result.mesh.vertices) if result is not None else 0,
+            "notes": NOTE_SEPARATOR.join(result.notes) if result is not None else "",
             **pictures,
         }
 
@@ -292,7 +306,11 @@ class Converter:
 
         scene, codes = self.encode(row)
         kept = codes if self.save_codes else None  # compressing them costs a second: only when saved
-        result = pipeline.mesh_from_scene(self.model, scene, self.options.mesh, progress.ignore, kept)
+        # an image's photo, or why there is none: its image was squashed whole, or it came as scene codes
+        why_no_photo = pipeline.PHOTO_SQUASHED if row["shape"].any() else pipeline.PHOTO_NOT_KEPT
+        result = pipeline.mesh_from_scene(
+            self.model, scene, self.options.mesh, progress.ignore, kept, photo_of(row), why_no_photo
+        )
         if row["shape"].any():  # an image's: the contact sheet shows it as the model saw it
             prepared = np.frombuffer(row["data"], np.uint8).reshape(row["shape"])
             result = dataclasses.replace(result, prepared=prepared)

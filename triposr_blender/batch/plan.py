@@ -47,6 +47,8 @@ class Item:
     vertices: int | None = None
     # The contact sheet's pictures of it (contact_sheet.PICTURES), by kind: paths relative to the report.
     pictures: dict[str, str] = field(default_factory=dict)
+    # What its job did otherwise than asked, and why (e.g. Photo Texture not applied).
+    notes: list[str] = field(default_factory=list)
 
 
 def is_url(location: str) -> bool:
@@ -249,6 +251,8 @@ class Report:
         for item in self.items:
             if item.error and item.status in ("failed", "skipped"):
                 inputs_of.setdefault((item.status, item.error), []).append(item.input)
+            for note in item.notes:
+                inputs_of.setdefault(("note", note), []).append(item.input)
         for (status, error), inputs in inputs_of.items():
             shown = ", ".join(inputs[:3]) + (f" and {len(inputs) - 3} more" if len(inputs) > 3 else "")
             stream.write(f"  {status}: {shown}: {error}\n")

@@ -41,7 +41,10 @@ def build_object(
         created.append(obj)
         obj.matrix_world = Matrix(world.tolist())  # a bare nested list would be read column by column
         if result.codes:
-            source.store(obj, source.Source(result.codes, options or GenerateOptions(), model_to_object))
+            made_from = source.Source(
+                result.codes, options or GenerateOptions(), model_to_object, result.photo
+            )
+            source.store(obj, made_from)
         (context.collection or context.scene.collection).objects.link(obj)
         select_only(context, obj)
         return obj
@@ -74,7 +77,8 @@ def replace_mesh(obj: bpy.types.Object, result: MeshResult, options: GenerateOpt
         remove_datablocks(reversed(created))
         raise
     obj.data = mesh
-    source.store(obj, source.Source(result.codes or made_from.codes, options, made_from.model_to_object))
+    codes = result.codes or made_from.codes
+    source.store(obj, source.Source(codes, options, made_from.model_to_object, made_from.photo))
     if old.users == 0:
         name = old.name
         materials.remove_mesh(old)

@@ -21,6 +21,8 @@ DEFAULT_FOREGROUND_RATIO = 0.85
 # The most pixels an input image may have: Pillow's own decompression-bomb limit (about 9459²). It applies
 # to the pixels actually decoded, so a huge JPEG that Pillow decodes at a reduced scale (draft) still opens.
 MAX_IMAGE_PIXELS = 89_478_485
+# Images are scaled down to this many pixels a side before anything else (preprocess.load_image).
+MAX_IMAGE_SIDE = 2048
 
 # The fewest faces decimation can leave: a closed mesh (a tetrahedron) has four.
 MIN_TARGET_FACES = 4

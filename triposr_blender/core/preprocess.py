@@ -10,6 +10,7 @@ cut-out premultiplies colour by alpha and then composites with alpha again, dark
 
 import io
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -17,19 +18,40 @@ import torch
 from PIL import Image, ImageOps
 
 from .background import object_mask
-from .defaults import DEFAULT_FOREGROUND_RATIO, MAX_IMAGE_PIXELS
+from .defaults import DEFAULT_FOREGROUND_RATIO, MAX_IMAGE_PIXELS, MAX_IMAGE_SIDE
 from .errors import InvalidImageError
+from .mesh import FramedPhoto
 from .progress import REMOVING_BACKGROUND, Progress
 
 ImageSource = Image.Image | str | Path | bytes
 
-DEFAULT_MAX_SIDE = 2048
+DEFAULT_MAX_SIDE = MAX_IMAGE_SIDE
 # rembg's masks are soft; a result with no pixel more likely object than background found nothing.
 CONFIDENT_FOREGROUND = 128
 SIXTEEN_BIT_GREY_MODES = {"I;16", "I;16L", "I;16B", "I;16N", "I"}
 
 
+@dataclass(frozen=True, eq=False)
+class PreparedInput:
+    """The model's input, and the photo it was framed from (None where the whole image was squashed to a
+    square: no alpha and no background removal, so nothing marks where the object is)."""
+
+    image: Image.Image
+    photo: FramedPhoto | None
+
+
 def preprocess_image(
+    image: ImageSource,
+    remove_background: bool = True,
+    foreground_ratio: float = DEFAULT_FOREGROUND_RATIO,
+    **options,
+) -> Image.Image:
+    """Prepare ``image`` (a PIL image, a file path or encoded bytes) for ``TripoSR.encode``:
+    ``prepare_input``'s image alone."""
+    return prepare_input(image, remove_background, foreground_ratio, **options).image
+
+
+def prepare_input(
     image: ImageSource,
     remove_background: bool = True,
     foreground_ratio: float = DEFAULT_FOREGROUND_RATIO,
@@ -39,10 +61,10 @@ def preprocess_image(
     progress: Progress | None = None,
     allow_download: bool = True,
     device: str | torch.device = "cpu",
-) -> Image.Image:
-    """Prepare ``image`` (a PIL image, a file path or encoded bytes) for ``TripoSR.encode``.
+) -> PreparedInput:
+    """Prepare ``image`` for ``TripoSR.encode``, keeping the framing (for Photo Texture).
 
-    Returns a new RGB image: the object centred on 0.5 grey, filling ``foreground_ratio`` of the side.
+    The input is a new RGB image: the object centred on 0.5 grey, filling ``foreground_ratio`` of the side.
     An image whose alpha channel has transparent pixels is framed using that alpha, whatever
     ``remove_background`` says; any other image goes through rembg's ``rembg_model`` if
     ``remove_background`` (on ``device``, the model's: see background.py), or is returned as RGB unchanged
@@ -58,8 +80,9 @@ def preprocess_image(
     elif remove_background:
         cutout = cut_out_object(image.convert("RGB"), rembg_model, progress, allow_download, device)
     else:
-        return image.convert("RGB")
-    return composite_on_grey(frame_object(cutout, foreground_ratio))
+        return PreparedInput(image.convert("RGB"), None)
+    canvas, photo = frame_object(cutout, foreground_ratio)
+    return PreparedInput(composite_on_grey(canvas), photo)
 
 
 def load_image(source: ImageSource, *, max_side: int = DEFAULT_MAX_SIDE) -> Image.Image:
@@ -207,9 +230,10 @@ def cut_out_object(
     return cutout
 
 
-def frame_object(cutout: Image.Image, foreground_ratio: float) -> Image.Image:
+def frame_object(cutout: Image.Image, foreground_ratio: float) -> tuple[Image.Image, FramedPhoto]:
     """Crop an RGBA image to its non-transparent pixels and centre them on a transparent square canvas
-    whose side is the object's longer side / ``foreground_ratio`` (TripoSR's ``resize_foreground``)."""
+    whose side is the object's longer side / ``foreground_ratio`` (TripoSR's ``resize_foreground``).
+    Returns the canvas, and the crop with where it lies on the canvas."""
     obj = cutout.crop(cutout.getchannel("A").getbbox())
     side = max(obj.size)
     canvas_side = int(side / foreground_ratio)
@@ -217,7 +241,7 @@ def frame_object(cutout: Image.Image, foreground_ratio: float) -> Image.Image:
     # Same rounding as the reference, which pads to a square first and then to the canvas.
     left, top = ((side - extent) // 2 + (canvas_side - side) // 2 for extent in obj.size)
     canvas.paste(obj, (left, top))
-    return canvas
+    return canvas, FramedPhoto(np.asarray(obj, np.uint8), canvas_side, (left, top))
 
 
 def composite_on_grey(image: Image.Image) -> Image.Image:

@@ -45,15 +45,43 @@ def render(mesh: Mesh, view: View, size: int = 512, texture: BakedTexture | None
     """The mesh seen from ``view``: (size, size, 4) uint8 RGBA, sRGB colours, alpha where it is."""
     samples = size * SUPERSAMPLE
     camera = Camera.around(mesh, view, samples)
-    xy, depth = camera.project(mesh.vertices)
     light = lighting(mesh, camera)
-    front = np.flatnonzero(light > 0)  # a closed surface's far side is hidden by its near side anyway
+    # a closed surface's far side is hidden by its near side anyway
+    buffer = depth_buffer(mesh, camera, np.flatnonzero(light > 0))
+    seen = np.flatnonzero(buffer.face >= 0)
+    b12 = buffer.weights[seen].astype(np.float64)
+    barycentric = np.concatenate([1 - b12.sum(axis=1, keepdims=True), b12], axis=1)
+    faces = buffer.face[seen]
+    rgba = np.zeros((samples * samples, 4), np.float32)
+    rgba[seen, :3] = surface_colors(mesh, texture, faces, barycentric) * np.abs(light[faces, None])
+    rgba[seen, 3] = 1.0
+    # each output pixel is the mean of its samples: smooth edges, alpha the share covered
+    blocks = rgba.reshape(size, SUPERSAMPLE, size, SUPERSAMPLE, 4).sum(axis=(1, 3))
+    covered = blocks[..., 3:]
+    color = blocks[..., :3] / np.maximum(covered, 1e-9)
+    return to_uint8(np.concatenate([color, covered / SUPERSAMPLE**2], axis=2))
+
+
+@dataclass(frozen=True, eq=False)
+class DepthBuffer:
+    """Per pixel (row-major, ``samples``² entries): the nearest surface's depth along the view (inf where
+    none), its face (-1 where none) and the barycentric weights of that face's corners 1 and 2 there."""
+
+    depth: np.ndarray  # float32
+    face: np.ndarray  # int64
+    weights: np.ndarray  # (samples², 2) float32
+
+
+def depth_buffer(mesh: Mesh, camera: Camera, faces: np.ndarray) -> DepthBuffer:
+    """Rasterise the given faces of ``mesh`` from ``camera``, keeping the nearest at each pixel centre."""
+    samples = camera.samples
+    xy, depth = camera.project(mesh.vertices)
     nearest = np.full(samples * samples, np.inf, np.float32)
     face = np.full(samples * samples, -1, np.int64)
     weights = np.zeros((samples * samples, 2), np.float32)
-    for batch, rows, columns, b1, b2 in coverage(xy[mesh.faces[front]], samples, samples):
-        faces = front[batch]
-        corner_depths = depth[mesh.faces[faces]]
+    for batch, rows, columns, b1, b2 in coverage(xy[mesh.faces[faces]], samples, samples):
+        batch_faces = faces[batch]
+        corner_depths = depth[mesh.faces[batch_faces]]
         # 1/depth is what varies linearly across the screen
         inverse = (1 - b1 - b2) / corner_depths[:, 0] + b1 / corner_depths[:, 1] + b2 / corner_depths[:, 2]
         pixel_depth = (1.0 / inverse).astype(np.float32)
@@ -63,19 +91,9 @@ def render(mesh: Mesh, view: View, size: int = 512, texture: BakedTexture | None
         closer = pixel_depth[order] < nearest[pixels]
         chosen, pixels = order[closer], pixels[closer]
         nearest[pixels] = pixel_depth[chosen]
-        face[pixels] = faces[chosen]
+        face[pixels] = batch_faces[chosen]
         weights[pixels] = np.stack([b1[chosen], b2[chosen]], axis=1)
-    seen = np.flatnonzero(face >= 0)
-    b12 = weights[seen].astype(np.float64)
-    barycentric = np.concatenate([1 - b12.sum(axis=1, keepdims=True), b12], axis=1)
-    rgba = np.zeros((samples * samples, 4), np.float32)
-    rgba[seen, :3] = surface_colors(mesh, texture, face[seen], barycentric) * np.abs(light[face[seen], None])
-    rgba[seen, 3] = 1.0
-    # each output pixel is the mean of its samples: smooth edges, alpha the share covered
-    blocks = rgba.reshape(size, SUPERSAMPLE, size, SUPERSAMPLE, 4).sum(axis=(1, 3))
-    covered = blocks[..., 3:]
-    color = blocks[..., :3] / np.maximum(covered, 1e-9)
-    return to_uint8(np.concatenate([color, covered / SUPERSAMPLE**2], axis=2))
+    return DepthBuffer(nearest, face, weights)
 
 
 def preview_strip(mesh: Mesh, size: int = 256, texture: BakedTexture | None = None) -> np.ndarray:
@@ -100,14 +118,24 @@ class Camera:
     axes: np.ndarray  # rows: right, up, forward (unit vectors)
     focal: float  # pixels
     samples: int  # the image's side, in samples
+    shift: tuple[float, float] = (
+        0.0,
+        0.0,
+    )  # the principal point's offset from the image's centre, in samples
 
     @classmethod
-    def around(cls, mesh: Mesh, view: View, samples: int) -> Camera:
-        """The input camera turned to ``view``, moved back where the object would not fit the frame."""
-        half_angle = math.radians(FIELD_OF_VIEW) / 2
-        radius = float(np.linalg.norm(mesh.vertices, axis=1).max()) if len(mesh.vertices) else 0.0
-        distance = max(INPUT_DISTANCE, FRAME_MARGIN * radius / math.sin(half_angle))
-        azimuth, elevation = math.radians(view.azimuth), math.radians(view.elevation)
+    def orbit(
+        cls,
+        azimuth: float,
+        elevation: float,
+        distance: float,
+        samples: int,
+        zoom: float = 1.0,
+        shift: tuple[float, float] = (0.0, 0.0),
+    ) -> Camera:
+        """The input camera turned ``azimuth`` degrees about +Z and raised ``elevation`` degrees, at
+        ``distance`` from the origin and looking at it; ``zoom`` scales its focal length."""
+        azimuth, elevation = math.radians(azimuth), math.radians(elevation)
         direction = np.array(
             [
                 math.cos(elevation) * math.cos(azimuth),
@@ -119,8 +147,15 @@ class Camera:
         right = np.cross(forward, [0.0, 0.0, 1.0])
         right /= np.linalg.norm(right)
         up = np.cross(right, forward)
-        focal = samples / 2 / math.tan(half_angle)
-        return cls(distance * direction, np.stack([right, up, forward]), focal, samples)
+        focal = zoom * samples / 2 / math.tan(math.radians(FIELD_OF_VIEW) / 2)
+        return cls(distance * direction, np.stack([right, up, forward]), focal, samples, shift)
+
+    @classmethod
+    def around(cls, mesh: Mesh, view: View, samples: int) -> Camera:
+        """The input camera turned to ``view``, moved back where the object would not fit the frame."""
+        radius = float(np.linalg.norm(mesh.vertices, axis=1).max()) if len(mesh.vertices) else 0.0
+        distance = max(INPUT_DISTANCE, FRAME_MARGIN * radius / math.sin(math.radians(FIELD_OF_VIEW) / 2))
+        return cls.orbit(view.azimuth, view.elevation, distance, samples)
 
     def project(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Pixel coordinates (column, row; centres on whole numbers) and depth along the view, per point."""
@@ -128,7 +163,11 @@ class Camera:
         depth = np.maximum(local[:, 2], 1e-6)
         centre = self.samples / 2 - 0.5
         xy = np.stack(
-            [centre + self.focal * local[:, 0] / depth, centre - self.focal * local[:, 1] / depth], 1
+            [
+                centre + self.shift[0] + self.focal * local[:, 0] / depth,
+                centre + self.shift[1] - self.focal * local[:, 1] / depth,
+            ],
+            1,
         )
         return xy, depth
 

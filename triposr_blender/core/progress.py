@@ -25,6 +25,7 @@ COLOR_STAGE = "Coloring vertices"
 DECIMATE_STAGE = "Decimating mesh"
 UNWRAP_STAGE = "Unwrapping UVs"
 RASTERIZE_STAGE = "Rasterizing UV layout"
+PHOTO_STAGE = "Fitting the photo"
 BAKE_STAGE = "Baking texture"
 JOB_STAGES = (
     DOWNLOAD_STAGE,
@@ -40,6 +41,7 @@ JOB_STAGES = (
     DECIMATE_STAGE,
     UNWRAP_STAGE,
     RASTERIZE_STAGE,
+    PHOTO_STAGE,
     BAKE_STAGE,
 )
 

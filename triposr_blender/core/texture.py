@@ -21,6 +21,7 @@ import xatlas
 from .color import to_uint8
 from .mesh import BakedTexture, Mesh
 from .normal_map import FLAT_NORMAL, NormalBake
+from .photo_texture import PhotoProjection, blend
 from .progress import BAKE_STAGE, RASTERIZE_STAGE, UNWRAP_STAGE, Progress, report
 from .raster import barycentric_matrices, coverage
 
@@ -44,13 +45,15 @@ def bake_texture(
     padding: int = 4,
     progress: Progress | None = None,
     dense: Mesh | None = None,
+    photo: PhotoProjection | None = None,
 ) -> BakedTexture:
     """Unwrap ``mesh`` and bake ``color_fn`` (points (N, 3) -> sRGB colours (N, 3) in [0, 1]) into a texture;
     with ``dense``, the denser mesh ``mesh`` was decimated from, a tangent-space normal map of its shading
     too, in the same pass (see normal_map.py).
 
     ``padding`` texels of colour are grown around every chart, so mipmaps and bilinear filtering do not
-    pull in the empty background along seams. The mesh's own vertex colours are not used.
+    pull in the empty background along seams. The mesh's own vertex colours are not used. With ``photo``,
+    the photo's colours are blended in where it shows the surface (see photo_texture.py).
     """
     check_texture_size(texture_size)
     report(progress, UNWRAP_STAGE, 0.0)
@@ -62,7 +65,7 @@ def bake_texture(
     rows, columns = np.nonzero(covered)
     normal_bake = NormalBake(mesh, corner_uvs, dense) if dense is not None else None
     colors, normals = bake_texels(
-        mesh, corner_uvs, face_image, rows, columns, color_fn, normal_bake, progress
+        mesh, corner_uvs, face_image, rows, columns, color_fn, normal_bake, photo, progress
     )
     rgb, filled = dilate(spread(colors, rows, columns, texture_size), covered, padding)
     normal_image = None
@@ -145,13 +148,17 @@ def bake_texels(
     columns: np.ndarray,
     color_fn: ColorFn,
     normal_bake: NormalBake | None,
+    photo: PhotoProjection | None,
     progress: Progress | None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """``color_fn`` (and ``normal_bake``) at the surface points of the given texels -> (N, 3) float32 colours
     (and encoded normals, else None), a chunk at a time (the float64 intermediates of all 7M texels of a
-    4096² texture at once would need gigabytes)."""
+    4096² texture at once would need gigabytes). With ``photo``, its colours are blended in at the end: the
+    match of the model's colours to the photo's needs every texel both see."""
     colors = np.empty((len(rows), 3), np.float32)
     normals = np.empty((len(rows), 3), np.float32) if normal_bake is not None else None
+    if photo is not None:
+        photo_colors, photo_weights = np.empty((len(rows), 3), np.float32), np.empty(len(rows), np.float32)
     texture_size = face_image.shape[0]
     for start in range(0, len(rows), POINTS_PER_QUERY):
         report(progress, BAKE_STAGE, start / len(rows))
@@ -162,6 +169,10 @@ def bake_texels(
         colors[part] = color_fn(points.astype(np.float32))
         if normal_bake is not None:
             normals[part] = normal_bake.texels(faces, weights, points)
+        if photo is not None:
+            photo_colors[part], photo_weights[part] = photo.sample(faces, weights, points)
+    if photo is not None:
+        colors = blend(colors, photo_colors, photo_weights)
     report(progress, BAKE_STAGE, 1.0)
     return colors, normals
 

@@ -71,6 +71,7 @@ class ServerJob:
             "progress": round(self.progress, 4),
             "position": position,
             "error": self.error or None,
+            "notes": list(self.result.notes) if self.result is not None else [],
         }
 
 

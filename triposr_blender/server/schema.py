@@ -15,6 +15,7 @@ from fastapi import File, Form, UploadFile
 from pydantic import BaseModel, Field
 
 from .. import options
+from ..backends.types import MAX_NOTE_CHARS, MAX_NOTES
 from ..options import GenerateOptions
 from .jobs import CANCELLED, DONE, FAILED, QUEUED, RUNNING
 
@@ -45,6 +46,12 @@ class JobStatus(BaseModel):
         ge=0, description="While queued: how many jobs wait before it (0: it runs next); else null"
     )
     error: str | None = Field(description="Why it failed, or why it was cancelled by the server")
+    notes: list[Annotated[str, Field(max_length=MAX_NOTE_CHARS)]] = Field(
+        default_factory=list,
+        max_length=MAX_NOTES,
+        description="Once done: what the job did otherwise than asked, and why, for people (e.g. Photo "
+        "Texture not applied)",
+    )
 
 
 class JobCreated(BaseModel):

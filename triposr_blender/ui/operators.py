@@ -139,6 +139,13 @@ class WorkerJobOperator:
         return self.finished(context, job, outcome)
 
 
+def report_notes(operator, result) -> None:
+    """What the job did otherwise than asked (Photo Texture not applied, and why): a warning each, in the
+    status bar and the Info log."""
+    for note in result.notes:
+        operator.report({"WARNING"}, note)
+
+
 def show_progress(context, job: Job | None) -> None:
     if context.workspace is not None:
         text = f"TripoSR: {job.stage} ({job.fraction:.0%})" if job else None
@@ -193,7 +200,9 @@ class TRIPOSR_OT_generate(WorkerJobOperator, bpy.types.Operator):
             raise UserError(message)
         model = preference_values.model_settings(context, self.device)
         codes = SESSION.last_codes.get(self._input) if self.options.is_repeat else None
-        if codes:  # Adjust Last Operation: only mesh options can change, so the model need not run again
+        # Adjust Last Operation: only mesh options can change, so the model need not run again; but only a
+        # generation has the photo to project (the worker skips the encoder for an image it just encoded)
+        if codes and not self._options.mesh.projects_photo:
             return [SESSION.worker().remesh(codes, self._options.mesh, model)]
         return [SESSION.worker().generate(image, self._options, model)]
 
@@ -209,6 +218,7 @@ class TRIPOSR_OT_generate(WorkerJobOperator, bpy.types.Operator):
         SESSION.last_codes = {self._input: result.codes} if result.codes else {}
         quads = self.make_quads(context, obj, self.quad_remesh)
         self.report({"INFO"}, f"Created {obj.name}: {len(obj.data.vertices):,} vertices{quads}.")
+        report_notes(self, result)
         return True
 
     def draw(self, context):
@@ -326,7 +336,7 @@ class TRIPOSR_OT_remesh(WorkerJobOperator, bpy.types.Operator):
             made_from = source.source_of(obj)
             if made_from is None:
                 raise UserError(f"{obj.name} keeps damaged TripoSR data: Generate it again from its image.")
-            jobs.append(SESSION.worker().remesh(made_from.codes, chosen, model))
+            jobs.append(SESSION.worker().remesh(made_from.codes, chosen, model, made_from.photo))
             now_made_with = GenerateOptions(**{**made_from.options.as_dict(), **chosen.as_dict()})
             self._objects[jobs[-1].id] = (obj.name, now_made_with)
         return jobs
@@ -344,6 +354,7 @@ class TRIPOSR_OT_remesh(WorkerJobOperator, bpy.types.Operator):
             return False
         quads = self.make_quads(context, obj, self.quad_remesh)
         self.report({"INFO"}, f"Remeshed {name}: {len(obj.data.vertices):,} vertices{quads}.")
+        report_notes(self, outcome.result)
         return True
 
     def draw(self, context):

@@ -63,6 +63,10 @@ SPANISH = {
     "Decimate to at most this many triangles before coloring, for a light asset (0 keeps every triangle)": (
         "Diezma a lo sumo a estos triángulos antes de colorear, para un recurso ligero (0 los conserva todos)"
     ),
+    "Photo Texture": "Textura de foto",
+    "Project the photo's own detail onto the side it shows, where the outlines match (baked textures only)": (
+        "Proyecta el detalle de la foto en el lado que muestra, si los contornos coinciden (solo texturas)"
+    ),
     "Texture Size": "Tamaño de textura",
     "Width and height of the baked texture in pixels: finer detail, 4× the time and memory per doubling": (
         "Ancho y alto de la textura horneada en píxeles: más detalle, 4× el tiempo y la memoria al doblarlo"

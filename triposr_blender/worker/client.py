@@ -29,6 +29,7 @@ from pathlib import Path
 
 from ..backends.backend import GENERATE, LOAD, REMESH, Backend, BackendStartError, Connection, Job
 from ..backends.types import CANCELLED, ImageInput, ModelSettings, ModelState, Outcome
+from ..core.mesh import FramedPhoto
 from ..options import GenerateOptions, MeshOptions
 from ..vendor_install import no_console_window, remove_folders_of_ended_processes
 from . import protocol
@@ -125,8 +126,10 @@ class WorkerClient(Backend):
     def generate(self, image: ImageInput, options: GenerateOptions, model: ModelSettings) -> Job:
         return self._submit(GENERATE, protocol.generate_command(image, options, model), model)
 
-    def remesh(self, codes: bytes, options: MeshOptions, model: ModelSettings) -> Job:
-        return self._submit(REMESH, protocol.remesh_command(codes, options, model), model)
+    def remesh(
+        self, codes: bytes, options: MeshOptions, model: ModelSettings, photo: FramedPhoto | None = None
+    ) -> Job:
+        return self._submit(REMESH, protocol.remesh_command(codes, options, model, photo), model)
 
     def load(self, model: ModelSettings) -> Job:
         return self._submit(LOAD, protocol.load_command(model), model)

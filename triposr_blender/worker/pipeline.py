@@ -22,7 +22,8 @@ import numpy as np
 from ..backends.types import EncodedImage, ImageFile, ImageInput, MeshResult, ModelSettings, ModelState
 from ..core.color import to_uint8
 from ..core.errors import InvalidImageError, ModelLoadError, TripoSRError
-from ..core.progress import PREPARING, REUSING_CODES, Progress
+from ..core.mesh import FramedPhoto
+from ..core.progress import PHOTO_STAGE, PREPARING, REUSING_CODES, Progress
 from ..core.scene_codes import SceneCodes
 from ..options import GenerateOptions, MeshOptions, OptionError
 from . import protocol
@@ -177,12 +178,13 @@ def tensor_bytes(value) -> int:
 
 def encode_image(model, image, options: GenerateOptions, progress: Progress, allow_download: bool = True):
     """One image (a path or a PIL image) prepared on the model's device and encoded: its scene codes
-    [1, 3, C, H, W], and the prepared image (H, W, 3) uint8.
+    [1, 3, C, H, W], the prepared image (H, W, 3) uint8, and the photo it was framed from (None where the
+    image was taken whole, squashed to a square).
     ``allow_download``: whether background removal may fetch its model (online access)."""
-    from ..core import preprocess_image
+    from ..core.preprocess import prepare_input
 
     progress(PREPARING, 0.0)
-    prepared = preprocess_image(
+    prepared = prepare_input(
         image,
         remove_background=options.remove_background,
         foreground_ratio=options.foreground_ratio,
@@ -190,16 +192,36 @@ def encode_image(model, image, options: GenerateOptions, progress: Progress, all
         allow_download=allow_download,
         device=model.device,
     )
-    return model.encode(prepared, progress=progress), np.asarray(prepared, np.uint8)
+    scene = model.encode(prepared.image, progress=progress)
+    return scene, np.asarray(prepared.image, np.uint8), prepared.photo
+
+
+# Why Photo Texture was not applied, where there was no photo to fit.
+PHOTO_SQUASHED = (
+    "Photo Texture was not applied: with Remove Background off and no transparency in the image, nothing "
+    "marks the object's outline. Turn Remove Background on, or use an image with a transparent background."
+)
+PHOTO_NOT_KEPT = (
+    "Photo Texture was not applied: this re-mesh came without the photo (a saved codes file keeps none, and "
+    "a TripoSR server is not sent it). Generate from the image again to project it."
+)
 
 
 def mesh_from_scene(
-    model, scene, options: MeshOptions, progress: Progress, codes: SceneCodes | None = None
+    model,
+    scene,
+    options: MeshOptions,
+    progress: Progress,
+    codes: SceneCodes | None = None,
+    photo: FramedPhoto | None = None,
+    why_no_photo: str = PHOTO_NOT_KEPT,
 ) -> MeshResult:
     """Scene codes to the finished mesh: extracted (smoothed), rid of floaters, decimated to ``target_faces``
     and baked into a ``texture_size`` texture where the options ask (0: don't); a decimated mesh's bake
-    carries a normal map of the dense mesh's shading. ``codes``, the scene codes
-    saved with their model, go along in the result, so the object made from it can be re-meshed later.
+    carries a normal map of the dense mesh's shading, and with ``photo_texture`` the ``photo``'s detail
+    where it shows the surface (else a note says why not: ``why_no_photo`` where there is no photo).
+    ``codes``, the scene codes saved with their model, go along in the result, so the object made from it
+    can be re-meshed later.
 
     Decimation and baking happen here, beside the model that colours the new vertices and the texels, so a
     game-ready result takes one job.
@@ -223,11 +245,31 @@ def mesh_from_scene(
     dense = mesh
     if options.target_faces:
         mesh = decimate(mesh, options.target_faces, color_fn, progress)
-    texture = None
+    texture, notes = None, ()
     if options.texture_size:
+        projection, notes = (
+            photo_projection(mesh, photo, why_no_photo, progress) if options.photo_texture else (None, ())
+        )
         detail = dense if mesh is not dense else None  # a decimated mesh gets the dense one's shading back
-        texture = bake_texture(mesh, color_fn, options.texture_size, progress=progress, dense=detail)
-    return MeshResult(mesh, texture, codes.to_bytes() if codes is not None else b"")
+        texture = bake_texture(
+            mesh, color_fn, options.texture_size, progress=progress, dense=detail, photo=projection
+        )
+    return MeshResult(mesh, texture, codes.to_bytes() if codes is not None else b"", notes=notes)
+
+
+def photo_projection(mesh, photo: FramedPhoto | None, why_no_photo: str, progress: Progress):
+    """The photo as the camera fitted to the mesh's outline throws it, and no note; or None and the note
+    that says why not."""
+    from ..core.photo_texture import PhotoProjection, fit_camera
+
+    if photo is None:
+        return None, (why_no_photo,)
+    progress(PHOTO_STAGE, 0.0)
+    fit = fit_camera(mesh, photo)
+    progress(PHOTO_STAGE, 1.0)
+    if not fit.usable:
+        return None, (fit.refusal(),)
+    return PhotoProjection(mesh, photo, fit.camera), ()
 
 
 def codes_of(model, scene, settings: ModelSettings) -> SceneCodes:
@@ -245,7 +287,8 @@ def scene_of(model, data: bytes, settings: ModelSettings, name: str = "The saved
 
 
 class CodesCache:
-    """The scene codes of recent images, each with its prepared image; least recently used first out."""
+    """The scene codes of recent images, each with its prepared image and framed photo; least recently used
+    first out."""
 
     def __init__(self, size: int = CODES_CACHE_SIZE):
         self.size = size
@@ -313,17 +356,24 @@ class Pipeline:
             self.codes.put(key, encoded)
         else:
             progress(REUSING_CODES, 1.0)
-        scene, prepared = encoded
-        result = mesh_from_scene(model, scene, options.mesh, progress, codes_of(model, scene, settings))
-        return dataclasses.replace(result, prepared=prepared)
+        scene, prepared, photo = encoded
+        codes = codes_of(model, scene, settings)
+        result = mesh_from_scene(model, scene, options.mesh, progress, codes, photo, PHOTO_SQUASHED)
+        return dataclasses.replace(result, prepared=prepared, photo=photo)
 
     def remesh(
-        self, codes: bytes, options: MeshOptions, settings: ModelSettings, progress: Progress
+        self,
+        codes: bytes,
+        options: MeshOptions,
+        settings: ModelSettings,
+        progress: Progress,
+        photo: FramedPhoto | None = None,
     ) -> MeshResult:
-        """A new mesh from saved scene codes, which must be the loaded model's. No codes in the result: the
-        caller has them, and compressing them again would cost a second."""
+        """A new mesh from saved scene codes, which must be the loaded model's, and the photo kept with them
+        for Photo Texture, if any. No codes in the result: the caller has them, and compressing them again
+        would cost a second."""
         model = self.model(settings, progress)
-        return mesh_from_scene(model, scene_of(model, codes, settings), options, progress)
+        return mesh_from_scene(model, scene_of(model, codes, settings), options, progress, photo=photo)
 
     def load(self, settings: ModelSettings, progress: Progress) -> ModelState:
         """Download (once) and load the model ahead of the first generation: the preferences' button."""
@@ -345,8 +395,9 @@ class Jobs:
     def remesh(self, request: dict, progress: Progress) -> dict:
         options = MeshOptions.from_dict(request["options"])
         settings = protocol.settings_of(request["model"])
+        photo = protocol.photo_of(request.get("photo"))
         return protocol.result_message(
-            self.pipeline.remesh(request["codes"].tobytes(), options, settings, progress)
+            self.pipeline.remesh(request["codes"].tobytes(), options, settings, progress, photo)
         )
 
     def load(self, request: dict, progress: Progress) -> dict:

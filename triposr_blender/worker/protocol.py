@@ -50,7 +50,7 @@ from ..backends.types import (
     Outcome,
     Progress,
 )
-from ..core.mesh import BakedTexture, Mesh
+from ..core.mesh import BakedTexture, FramedPhoto, Mesh
 from ..options import GenerateOptions, MeshOptions
 
 TERMINAL_EVENTS = frozenset({RESULT, ERROR, CANCELLED})
@@ -66,13 +66,18 @@ def generate_command(image: ImageInput, options: GenerateOptions, model: ModelSe
     }
 
 
-def remesh_command(codes: bytes, options: MeshOptions, model: ModelSettings) -> dict:
-    return {
+def remesh_command(
+    codes: bytes, options: MeshOptions, model: ModelSettings, photo: FramedPhoto | None = None
+) -> dict:
+    command = {
         "cmd": "remesh",
         "codes": np.frombuffer(codes, np.uint8),
         "options": options.as_dict(),
         "model": dataclasses.asdict(model),
     }
+    if photo is not None:
+        command["photo"] = photo_message(photo)
+    return command
 
 
 def load_command(model: ModelSettings) -> dict:
@@ -117,6 +122,10 @@ def result_message(result: MeshResult) -> dict:
         message["codes"] = np.frombuffer(result.codes, np.uint8)
     if result.prepared is not None:
         message["prepared"] = result.prepared
+    if result.notes:
+        message["notes"] = list(result.notes)
+    if result.photo is not None:
+        message["photo"] = photo_message(result.photo)
     return message
 
 
@@ -124,7 +133,20 @@ def result_of(message: dict) -> MeshResult:
     texture = message.get("texture")
     codes = message["codes"].tobytes() if "codes" in message else b""
     texture = BakedTexture(**texture) if texture else None
-    return MeshResult(Mesh(**message["mesh"]), texture, codes, message.get("prepared"))
+    notes = tuple(message.get("notes", ()))
+    photo = photo_of(message.get("photo"))
+    return MeshResult(Mesh(**message["mesh"]), texture, codes, message.get("prepared"), notes, photo)
+
+
+def photo_message(photo: FramedPhoto) -> dict:
+    return {"pixels": photo.pixels, "frame": np.array(photo.frame, np.int64)}
+
+
+def photo_of(message: dict | None) -> FramedPhoto | None:
+    """A framed photo from its message (checked: a Re-mesh's comes from a saved .blend), or None."""
+    if message is None:
+        return None
+    return FramedPhoto.unpacked(np.ascontiguousarray(message["pixels"], np.uint8).tobytes(), message["frame"])
 
 
 def _fields_of(instance) -> dict:
