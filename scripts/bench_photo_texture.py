@@ -11,10 +11,11 @@ fit finds the photo's camera, and what it costs. No real weights.
 - Measures, each with and without the photo: the error on covered pixels from the photo's camera (the
   photo itself is the truth there); from ±45° and from behind, against the true surface rendered by the
   core's renderer, on what the photo does not show (no leak), and on the band where the photo's weight
-  falls off (no seam); the camera fit (overlap, and projected or not) for each camera perturbation; the
-  time the photo adds at each texture size, stage by stage (the UV unwrap, whose time varies by tens of
-  seconds from run to run, is the same with and without); and an independent check of the camera:
-  Cycles' outline of the true shape against the core renderer's from the same camera.
+  falls off (no seam); the same input view with vertex colours (Color Attribute), at resolutions 128 and 256;
+  the camera fit (overlap, and projected or not) for each camera perturbation; the time the photo adds at
+  each texture size, stage by stage (the UV unwrap, whose time varies by tens of seconds from run to run,
+  is the same with and without); and an independent check of the camera: Cycles' outline of the true
+  shape against the core renderer's from the same camera.
 
     .venv/bin/python scripts/bench_photo_texture.py [--resolution 256] [--texture-sizes 1024 2048] [--quick]
 """
@@ -276,6 +277,19 @@ def input_view_errors(mesh, field, photo_rgba, shot, size, fit, photo):
     return rmse(before.rgb, truth, where), rmse(after.rgb, truth, where), plain, projected
 
 
+def vertex_color_errors(field: Field, resolution: int, photo_rgba, shot: Shot, photo):
+    """The input view's RMSE with the model's vertex colours, and with the photo blended into them
+    (``photo_texture.onto_vertices``, as the add-on does with Color Attribute): (without, with)."""
+    mesh = field.mesh(resolution)
+    projection = photo_texture.PhotoProjection(mesh, photo, photo_texture.fit_camera(mesh, photo).camera)
+    camera = shot.camera(PHOTO_SIZE)
+    truth = photo_rgba.reshape(-1, 4)[:, :3] / 255.0
+    inside = photo_rgba.reshape(-1, 4)[:, 3] == 255
+    before, after = unlit(mesh, camera), unlit(photo_texture.onto_vertices(mesh, projection), camera)
+    where = inside & before.covered
+    return rmse(before.rgb, truth, where), rmse(after.rgb, truth, where)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--resolution", type=int, default=256)
@@ -339,6 +353,13 @@ def main() -> None:
                     f"{rmse(with_photo.rgb, reference.rgb, where):.4f} ({where.mean():.0%} of pixels)"
                 )
             print(f"view {name}: RMSE without -> with: " + "; ".join(rows))
+
+        for resolution in (128, 256):
+            before, after = vertex_color_errors(field, resolution, photo_rgba, nominal, photo)
+            print(
+                f"vertex colours at resolution {resolution}, input view: RMSE {before:.4f} without, "
+                f"{after:.4f} with: {decibels(before, after):+.1f} dB"
+            )
 
         if not args.quick:
             print(

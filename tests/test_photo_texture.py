@@ -158,6 +158,24 @@ def test_the_bake_takes_the_photos_detail_where_it_shows_the_surface_and_nothing
     np.testing.assert_allclose(hidden_colours.mean(axis=0), truth[seen].mean(axis=0), atol=0.08)
 
 
+def test_vertex_colours_take_the_photos_colours_where_it_shows_them_and_keep_the_models_elsewhere(mesh):
+    framing = prepare_input(
+        photograph(mesh, PhotoCamera(5.0, 0.9, (0.02, 0.01))), remove_background=False
+    ).photo
+    projection = PhotoProjection(mesh, framing, fit_camera(mesh, framing).camera)
+    plain = Mesh(mesh.vertices, mesh.faces, model_colors(mesh.vertices))
+
+    projected = photo_texture.onto_vertices(plain, projection)
+
+    faces, weights = photo_texture.vertex_corners(plain)
+    _, weight = projection.sample(faces, weights, plain.vertices.astype(np.float64))
+    seen, hidden = weight > 0.9, weight == 0
+    assert seen.mean() > 0.15 and hidden.mean() > 0.4
+    error = np.abs(projected.vertex_colors - stripes(plain.vertices)).mean(axis=1)
+    assert np.median(error[seen]) < 0.05
+    assert projected.vertex_colors[hidden].std(axis=0).max() < 0.02  # matched, but no stripes
+
+
 def test_a_surface_hidden_behind_another_gets_nothing_of_the_photo():
     """Two parallel squares facing the camera: the far one is wholly behind the near, larger one."""
 
@@ -205,7 +223,8 @@ def test_the_overlap_threshold_is_the_one_the_message_names():
 
 def test_the_pipeline_projects_a_photo_that_fits_and_says_why_it_keeps_the_models_colours_otherwise():
     """The real mesh stage on the benchmark field (a real decoder, no real weights): the photo of its own
-    mesh is projected; a photo of something else, or none, leaves the bake as the model's, with a note."""
+    mesh is projected, into the texture or else the vertex colours; a photo of something else, or none,
+    leaves the bake as the model's, with a note."""
     model, scene = load_bench_field()
     options = MeshOptions(resolution=64, threshold=THRESHOLD, texture_size=512)
     plain = mesh_from_scene(model, scene, dataclasses.replace(options, photo_texture=False), progress.ignore)
@@ -216,9 +235,12 @@ def test_the_pipeline_projects_a_photo_that_fits_and_says_why_it_keeps_the_model
 
     projected = mesh_from_scene(model, scene, options, progress.ignore, photo=fitting)
     refused = mesh_from_scene(model, scene, options, progress.ignore, photo=other)
+    vertex_colours = dataclasses.replace(options, texture_size=0)
+    coloured = mesh_from_scene(model, scene, vertex_colours, progress.ignore, photo=fitting)
 
     assert projected.notes == () and not np.array_equal(projected.texture.image, plain.texture.image)
     assert len(refused.notes) == 1 and "Photo Texture was not applied" in refused.notes[0]
     np.testing.assert_array_equal(refused.texture.image, plain.texture.image)
+    assert coloured.notes == () and not np.allclose(coloured.mesh.vertex_colors, plain.mesh.vertex_colors)
     nothing_to_fit = pipeline.photo_projection(mesh, None, pipeline.PHOTO_SQUASHED, progress.ignore)
     assert nothing_to_fit == (None, (pipeline.PHOTO_SQUASHED,))

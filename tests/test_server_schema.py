@@ -149,8 +149,9 @@ def test_a_stateful_client_follows_the_links_to_every_operation_on_a_job(server)
 
     Client.run(
         settings=hypothesis.settings(
-            max_examples=6, stateful_step_count=8, deadline=None, database=None,
+            max_examples=10, stateful_step_count=8, deadline=None, database=None,
             suppress_health_check=list(hypothesis.HealthCheck),
+            derandomize=True,  # the same walk every run: a random one could miss an operation now and then
         )
     )  # fmt: skip
     assert job_operations(server) <= reached, job_operations(server) - reached

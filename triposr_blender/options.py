@@ -197,7 +197,7 @@ TEXTURE_SIZE = Option(
 PHOTO_TEXTURE = Option(
     "photo_texture",
     "Photo Texture",
-    "Project the photo's own detail onto the side it shows, where the outlines match (baked textures only)",
+    "Project the photo's own detail onto the side of the object it shows, where the outlines match",
     default=True,
 )
 QUAD_REMESH = Option(
@@ -263,11 +263,6 @@ class MeshOptions:
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
-
-    @property
-    def projects_photo(self) -> bool:
-        """Whether the input photo is projected onto the baked texture (Photo Texture)."""
-        return bool(self.texture_size) and self.photo_texture
 
     @classmethod
     def from_attributes(cls, source, **given):

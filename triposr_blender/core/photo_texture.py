@@ -339,6 +339,26 @@ class PhotoProjection:
         return sample(self.colors, on_photo).astype(np.float32), weight.astype(np.float32)
 
 
+def onto_vertices(mesh: Mesh, projection: PhotoProjection) -> Mesh:
+    """The mesh with the photo blended into its vertex colours as into texels: at resolution 256 a vertex is
+    finer than the model's colour field, so the photo's detail shows there too."""
+    faces, weights = vertex_corners(mesh)
+    colors, weight = projection.sample(faces, weights, mesh.vertices.astype(np.float64))
+    weight = np.where(weights.any(axis=1), weight, 0.0)  # a vertex no face uses keeps the model's colour
+    return Mesh(mesh.vertices, mesh.faces, blend(mesh.vertex_colors, colors, weight.astype(np.float32)))
+
+
+def vertex_corners(mesh: Mesh) -> tuple[np.ndarray, np.ndarray]:
+    """Each vertex as a corner of one of its faces: that face (V,), and one-hot barycentric weights (V, 3),
+    all zero for a vertex no face uses."""
+    faces = np.zeros(len(mesh.vertices), np.int64)
+    for corner in range(3):
+        faces[mesh.faces[:, corner]] = np.arange(len(mesh.faces))
+    if not len(mesh.faces):
+        return faces, np.zeros((len(mesh.vertices), 3))
+    return faces, (mesh.faces[faces] == np.arange(len(mesh.vertices))[:, None]).astype(np.float64)
+
+
 def depth_edges(depth: np.ndarray) -> np.ndarray:
     """Pixels beside a jump in depth, or on the outline (where the surface meets the empty background)."""
     filled = np.isfinite(depth)

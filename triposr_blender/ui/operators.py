@@ -202,7 +202,7 @@ class TRIPOSR_OT_generate(WorkerJobOperator, bpy.types.Operator):
         codes = SESSION.last_codes.get(self._input) if self.options.is_repeat else None
         # Adjust Last Operation: only mesh options can change, so the model need not run again; but only a
         # generation has the photo to project (the worker skips the encoder for an image it just encoded)
-        if codes and not self._options.mesh.projects_photo:
+        if codes and not self._options.photo_texture:
             return [SESSION.worker().remesh(codes, self._options.mesh, model)]
         return [SESSION.worker().generate(image, self._options, model)]
 

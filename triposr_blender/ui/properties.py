@@ -145,9 +145,7 @@ def draw_mesh_options(layout, data) -> None:
     texture_size = layout.row()
     texture_size.active = data.color_mode == "TEXTURE"
     texture_size.prop(data, "texture_size")
-    photo = layout.row()
-    photo.active = data.color_mode == "TEXTURE"
-    photo.prop(data, "photo_texture")
+    layout.prop(data, "photo_texture")
     quads = layout.row()
     quads.active = data.color_mode == "VERTEX"  # the quads carry the colors as a Color Attribute
     quads.prop(data, "quad_remesh")

@@ -64,8 +64,8 @@ SPANISH = {
         "Diezma a lo sumo a estos triángulos antes de colorear, para un recurso ligero (0 los conserva todos)"
     ),
     "Photo Texture": "Textura de foto",
-    "Project the photo's own detail onto the side it shows, where the outlines match (baked textures only)": (
-        "Proyecta el detalle de la foto en el lado que muestra, si los contornos coinciden (solo texturas)"
+    "Project the photo's own detail onto the side of the object it shows, where the outlines match": (
+        "Proyecta el detalle de la foto en el lado del objeto que muestra, si los contornos coinciden"
     ),
     "Texture Size": "Tamaño de textura",
     "Width and height of the baked texture in pixels: finer detail, 4× the time and memory per doubling": (

@@ -218,8 +218,9 @@ def mesh_from_scene(
 ) -> MeshResult:
     """Scene codes to the finished mesh: extracted (smoothed), rid of floaters, decimated to ``target_faces``
     and baked into a ``texture_size`` texture where the options ask (0: don't); a decimated mesh's bake
-    carries a normal map of the dense mesh's shading, and with ``photo_texture`` the ``photo``'s detail
-    where it shows the surface (else a note says why not: ``why_no_photo`` where there is no photo).
+    carries a normal map of the dense mesh's shading; with ``photo_texture`` the texture, or else the vertex
+    colours, take the ``photo``'s detail where it shows the surface (or a note says why not:
+    ``why_no_photo`` where there is no photo).
     ``codes``, the scene codes saved with their model, go along in the result, so the object made from it
     can be re-meshed later.
 
@@ -228,6 +229,7 @@ def mesh_from_scene(
     """
     from ..core.decimate import decimate
     from ..core.floaters import remove_floaters
+    from ..core.photo_texture import onto_vertices
     from ..core.texture import bake_texture
 
     def color_fn(points: np.ndarray) -> np.ndarray:
@@ -245,15 +247,17 @@ def mesh_from_scene(
     dense = mesh
     if options.target_faces:
         mesh = decimate(mesh, options.target_faces, color_fn, progress)
-    texture, notes = None, ()
+    projection, notes = (
+        photo_projection(mesh, photo, why_no_photo, progress) if options.photo_texture else (None, ())
+    )
+    texture = None
     if options.texture_size:
-        projection, notes = (
-            photo_projection(mesh, photo, why_no_photo, progress) if options.photo_texture else (None, ())
-        )
         detail = dense if mesh is not dense else None  # a decimated mesh gets the dense one's shading back
         texture = bake_texture(
             mesh, color_fn, options.texture_size, progress=progress, dense=detail, photo=projection
         )
+    elif projection is not None:
+        mesh = onto_vertices(mesh, projection)
     return MeshResult(mesh, texture, codes.to_bytes() if codes is not None else b"", notes=notes)
 
 
