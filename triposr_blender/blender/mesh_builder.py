@@ -4,6 +4,8 @@ Runs on Blender's main thread only. Everything it creates is removed again if an
 failed build leaves the file as it was.
 """
 
+import dataclasses
+
 import bpy
 import numpy as np
 from mathutils import Matrix
@@ -41,9 +43,8 @@ def build_object(
         created.append(obj)
         obj.matrix_world = Matrix(world.tolist())  # a bare nested list would be read column by column
         if result.codes:
-            made_from = source.Source(
-                result.codes, options or GenerateOptions(), model_to_object, result.photo
-            )
+            photo = source.packed_photo(result.photo)
+            made_from = source.Source(result.codes, options or GenerateOptions(), model_to_object, **photo)
             source.store(obj, made_from)
         (context.collection or context.scene.collection).objects.link(obj)
         select_only(context, obj)
@@ -77,8 +78,8 @@ def replace_mesh(obj: bpy.types.Object, result: MeshResult, options: GenerateOpt
         remove_datablocks(reversed(created))
         raise
     obj.data = mesh
-    codes = result.codes or made_from.codes
-    source.store(obj, source.Source(codes, options, made_from.model_to_object, made_from.photo))
+    codes = result.codes or made_from.codes  # the photo goes along as it is stored
+    source.store(obj, dataclasses.replace(made_from, codes=codes, options=options))
     if old.users == 0:
         name = old.name
         materials.remove_mesh(old)

@@ -27,12 +27,39 @@ KEY = "triposr"
 
 @dataclass(frozen=True)
 class Source:
-    """What a TripoSR object was made from."""
+    """What a TripoSR object was made from. The photo stays as stored (compressed) until Re-mesh asks for
+    it: the panel reads the source at every redraw."""
 
     codes: bytes
     options: GenerateOptions
     model_to_object: np.ndarray  # (4, 4)
-    photo: FramedPhoto | None = None
+    photo_data: bytes = b""  # the kept photo's pixels, zlib-compressed RGBA; empty: none
+    photo_frame: tuple[int, ...] = ()  # its FramedPhoto.frame
+
+    def photo(self) -> FramedPhoto | None:
+        """The kept photo, or None where there is none or it is damaged (the object stays re-meshable): its
+        frame bounds what is inflated, and the inflated bytes must be exactly that size."""
+        if not self.photo_data:
+            return None
+        try:
+            height, width = self.photo_frame[:2]
+            inflater = zlib.decompressobj()
+            pixels = inflater.decompress(self.photo_data, max(1, height * width * 4))
+            if inflater.unconsumed_tail or not inflater.eof:
+                return None
+            return FramedPhoto.unpacked(pixels, self.photo_frame)
+        except (TypeError, ValueError, zlib.error):
+            return None
+
+
+def packed_photo(photo: FramedPhoto | None) -> dict:
+    """``Source``'s photo fields for a framed photo (none for None)."""
+    if photo is None:
+        return {}
+    return {
+        "photo_data": zlib.compress(photo.pixels.tobytes(), PHOTO_COMPRESSION),
+        "photo_frame": photo.frame,
+    }
 
 
 # zlib's level for the kept photo: most of the size gone, in a fraction of a second for 2048².
@@ -45,9 +72,8 @@ def store(obj: bpy.types.Object, source: Source) -> None:
         "options": json.dumps(source.options.as_dict()),
         "model_to_object": source.model_to_object.astype(np.float64).ravel().tolist(),
     }
-    if source.photo is not None:
-        group["photo"] = zlib.compress(source.photo.pixels.tobytes(), PHOTO_COMPRESSION)
-        group["photo_frame"] = list(source.photo.frame)
+    if source.photo_data:
+        group["photo"], group["photo_frame"] = source.photo_data, list(source.photo_frame)
     obj[KEY] = group
 
 
@@ -64,23 +90,16 @@ def source_of(obj: bpy.types.Object | None) -> Source | None:
         return None
     if not is_usable_transform(model_to_object):
         return None
-    return Source(codes, options, model_to_object, photo_of(group))
+    return Source(codes, options, model_to_object, *kept_photo(group))
 
 
-def photo_of(group) -> FramedPhoto | None:
-    """The kept photo, or None where there is none or it is damaged (the object stays re-meshable): its size
-    bounds what is inflated, and the inflated bytes must be exactly that size."""
-    if "photo" not in group or "photo_frame" not in group:
-        return None
+def kept_photo(group) -> tuple[bytes, tuple[int, ...]]:
+    """The stored photo's bytes and frame as they are (checked when inflated), or none if malformed."""
     try:
-        frame = [int(value) for value in group["photo_frame"]]
-        inflater = zlib.decompressobj()
-        pixels = inflater.decompress(bytes(group["photo"]), max(1, frame[0] * frame[1] * 4))
-        if inflater.unconsumed_tail or not inflater.eof:
-            return None
-        return FramedPhoto.unpacked(pixels, frame)
-    except (TypeError, ValueError, IndexError, zlib.error):
-        return None
+        frame = tuple(int(value) for value in group["photo_frame"])
+        return (bytes(group["photo"]), frame) if len(frame) == 5 else (b"", ())
+    except (KeyError, TypeError, ValueError):
+        return b"", ()
 
 
 def is_usable_transform(matrix: np.ndarray) -> bool:

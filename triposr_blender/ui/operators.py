@@ -336,7 +336,7 @@ class TRIPOSR_OT_remesh(WorkerJobOperator, bpy.types.Operator):
             made_from = source.source_of(obj)
             if made_from is None:
                 raise UserError(f"{obj.name} keeps damaged TripoSR data: Generate it again from its image.")
-            jobs.append(SESSION.worker().remesh(made_from.codes, chosen, model, made_from.photo))
+            jobs.append(SESSION.worker().remesh(made_from.codes, chosen, model, made_from.photo()))
             now_made_with = GenerateOptions(**{**made_from.options.as_dict(), **chosen.as_dict()})
             self._objects[jobs[-1].id] = (obj.name, now_made_with)
         return jobs
