@@ -23,6 +23,16 @@ def codes_archive(scene_codes_entry, format_version=1) -> bytes:
     return data.getvalue()
 
 
+def with_photo_entries(codes: bytes, pixels_entry: bytes, frame) -> bytes:
+    """Saved ``codes`` and a photo as a damaged disk or an attacker writes it: ``pixels_entry`` as the bytes
+    of photo.npy, and ``frame`` as photo_frame.npy."""
+    data = io.BytesIO(codes)
+    with zipfile.ZipFile(data, "a", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("photo.npy", pixels_entry)
+        archive.writestr("photo_frame.npy", npy(np.array(frame, np.int64)))
+    return data.getvalue()
+
+
 def one_value_of_640_mb(archive) -> None:
     """scene_codes.npy holding one "value" of a (160, 1024, 1024) float32 sub-array type: 640 MB of zeros
     that deflate to a few hundred kB, and a header that declares a single value."""

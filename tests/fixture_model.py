@@ -33,14 +33,32 @@ def core_scene():
     return core_model().encode(image)
 
 
+def cut_out(folder: Path) -> Path:
+    """IMAGE as a cut-out (its middle opaque inside a transparent border), saved in ``folder``: framed as a
+    photo of an object is, so that Photo Texture has a photo to project."""
+    from PIL import Image
+
+    image = Image.open(IMAGE).convert("RGBA")
+    image.putalpha(Image.new("L", image.size, 0))
+    image.paste(Image.open(IMAGE).crop((8, 8, 88, 88)), (8, 8))
+    image.save(folder / "cut-out.png")
+    return folder / "cut-out.png"
+
+
 @functools.cache
 def core_mesh_at(threshold: float):
     """The mesh the core makes in this process from IMAGE with OPTIONS at ``threshold`` (and the default
     mesh options: its floaters removed), in TripoSR's model space."""
+    return mesh_of(core_scene(), threshold)
+
+
+def mesh_of(scene, threshold: float):
+    """The mesh the core makes of the fixture model's ``scene`` codes at ``threshold``, its floaters
+    removed."""
     from triposr_blender.core.floaters import remove_floaters
     from triposr_blender.options import FLOATER_FRACTION
 
-    extracted = core_model().extract_mesh(core_scene(), resolution=OPTIONS["resolution"], threshold=threshold)
+    extracted = core_model().extract_mesh(scene, resolution=OPTIONS["resolution"], threshold=threshold)
     return remove_floaters(extracted, FLOATER_FRACTION.default)
 
 

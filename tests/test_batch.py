@@ -12,9 +12,10 @@ from pathlib import Path
 import bpy
 import numpy as np
 import pytest
+import torch
 from batch_harness import TINY_MODEL_ARGS, image_copies, image_folder, run_batch, run_python, statuses
 from conftest import FIXTURE_IMAGE, FIXTURE_MODEL, REPO
-from fixture_model import NEW_THRESHOLD, core_mesh_at, write_exr
+from fixture_model import NEW_THRESHOLD, cut_out, mesh_of, write_exr
 from glb import read_glb
 
 from triposr_blender.backends.types import ImageFile, MeshResult
@@ -24,7 +25,8 @@ from triposr_blender.batch.plan import expand_inputs
 from triposr_blender.blender import mesh_builder, source
 from triposr_blender.blender.placement import Destination
 from triposr_blender.core.mesh import Mesh
-from triposr_blender.core.scene_codes import SceneCodes
+from triposr_blender.core.scene_codes import SceneCodes, photo_in
+from triposr_blender.worker.pipeline import PHOTO_NOT_KEPT
 
 pytestmark = [pytest.mark.blender, pytest.mark.usefixtures("own_dependency_folder")]
 
@@ -445,11 +447,15 @@ def test_ctrl_c_during_an_export_stops_the_run_with_exit_130(tmp_path, monkeypat
 # Scene codes: save them once, make new meshes from them without the encoder
 
 
-def test_saved_scene_codes_make_new_meshes_at_a_new_threshold_without_the_encoder(tmp_path):
-    first = run_batch(FIXTURE_IMAGE, "--out", tmp_path / "first", "--save-codes", *TINY_MODEL_ARGS)
+def test_saved_scene_codes_make_new_meshes_at_a_new_threshold_without_the_encoder_and_keep_the_photo(
+    tmp_path,
+):
+    """--save-codes keeps each image's photo beside its codes, so --from-codes projects it again."""
+    image = cut_out(tmp_path)
+    first = run_batch(image, "--out", tmp_path / "first", "--save-codes", *TINY_MODEL_ARGS)
     assert first.returncode == 0, first.stderr
-    codes = tmp_path / "first" / f"{FIXTURE_IMAGE.stem}.triposr.npz"
-    assert SceneCodes.from_bytes(codes.read_bytes()).array.shape[:2] == (1, 3)
+    saved = (tmp_path / "first" / f"{image.stem}.triposr.npz").read_bytes()
+    assert photo_in(saved).pixels.shape == (80, 80, 4)
 
     again = run_batch(
         tmp_path / "first",
@@ -463,9 +469,12 @@ def test_saved_scene_codes_make_new_meshes_at_a_new_threshold_without_the_encode
 
     assert again.returncode == 0, again.stderr
     assert "Encoding image" not in again.stderr and "Removing background" not in again.stderr
-    document, _ = read_glb(tmp_path / "again" / f"{FIXTURE_IMAGE.stem}.glb")
+    document, _ = read_glb(tmp_path / "again" / f"{image.stem}.glb")
     (primitive,) = document["meshes"][0]["primitives"]
-    assert document["accessors"][primitive["indices"]]["count"] == 3 * len(core_mesh_at(NEW_THRESHOLD).faces)
+    expected = mesh_of(torch.from_numpy(SceneCodes.from_bytes(saved).array), NEW_THRESHOLD)
+    assert document["accessors"][primitive["indices"]]["count"] == 3 * len(expected.faces)
+    (item,) = statuses(tmp_path / "again" / "report.json").values()
+    assert PHOTO_NOT_KEPT not in item["notes"], "the camera was fitted to the saved photo"
 
 
 def test_scene_codes_are_kept_in_a_blend_output_and_not_carried_into_other_formats(tmp_path):

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from batch_harness import TINY_MODEL_ARGS, image_copies, image_folder, run_batch, statuses
 from conftest import FIXTURE_IMAGE, REPO
-from fixture_model import NEW_THRESHOLD, core_mesh_at
+from fixture_model import NEW_THRESHOLD, core_mesh_at, cut_out
 from glb import assert_same_coloured_mesh
 from listeners import descendants, exposed, listening_addresses
 from ray_harness import without_a_cluster
@@ -22,6 +22,8 @@ from server_harness import free_port
 
 from triposr_blender.batch import command as batch_cli
 from triposr_blender.batch.plan import expand_inputs
+from triposr_blender.core.scene_codes import photo_in
+from triposr_blender.worker.pipeline import PHOTO_NOT_KEPT
 
 ray = pytest.importorskip("ray")
 
@@ -90,9 +92,11 @@ def test_skip_existing_resumes_a_run_where_it_stopped(both_runs, tmp_path):
 def test_scene_codes_saved_on_ray_make_new_meshes_in_another_format_through_file_system_urls(
     local_ray, tmp_path
 ):
+    """... and keep the photo of each image that had one, for Photo Texture."""
     images, first, again = tmp_path / "images", tmp_path / "first", tmp_path / "again"
     images.mkdir()
     shutil.copy(FIXTURE_IMAGE, images / "disc.png")
+    cut_out(images)
 
     saved = run_on_ray(f"file://{images}", "--out", f"file://{first}", "--format", "obj", "--save-codes")
     model_args = TINY_MODEL_ARGS[:-2]
@@ -102,9 +106,15 @@ def test_scene_codes_saved_on_ray_make_new_meshes_in_another_format_through_file
     )  # fmt: skip
 
     assert saved == remeshed == 0
-    assert sorted(path.name for path in first.iterdir()) == ["disc.obj", "disc.triposr.npz"]
+    assert sorted(path.name for path in first.iterdir()) == [
+        "cut-out.obj", "cut-out.triposr.npz", "disc.obj", "disc.triposr.npz"
+    ]  # fmt: skip
     header = (again / "disc.ply").read_bytes().split(b"end_header\n")[0].decode()
     assert f"element face {len(core_mesh_at(NEW_THRESHOLD).faces)}" in header
+    assert photo_in((first / "cut-out.triposr.npz").read_bytes()).pixels.shape == (80, 80, 4)
+    notes = {name: item["notes"] for name, item in statuses(again / "report.json").items()}
+    assert notes["disc.triposr.npz"] == [PHOTO_NOT_KEPT], "its image had no alpha: nothing was framed"
+    assert PHOTO_NOT_KEPT not in notes["cut-out.triposr.npz"], "the camera was fitted to the saved photo"
 
 
 def test_the_command_joins_a_cluster_at_its_address_and_ctrl_c_stops_its_job(local_ray, tmp_path):

@@ -13,7 +13,6 @@ from fixture_model import OPTIONS, core_model, core_scene
 from glb import primitive_arrays
 from gltf_validator import assert_valid
 
-from triposr_blender.backends.types import MeshResult
 from triposr_blender.blender import materials
 from triposr_blender.core import export, result_archive, texture
 from triposr_blender.core.decimate import decimate
@@ -183,6 +182,6 @@ def test_an_obj_names_the_map_where_blenders_importer_reads_a_normal_map(decimat
 def test_the_servers_npz_brings_the_map_to_blender(decimated_result):
     archive = npz_bytes(SimpleNamespace(result=decimated_result))
     size = decimated_result.texture.image.shape[0]
-    received = MeshResult(*result_archive.from_bytes(archive, DEFAULT_RESOLUTION, texture_size=size))
+    _mesh, received, _codes, _photo = result_archive.from_bytes(archive, DEFAULT_RESOLUTION, size)
 
-    np.testing.assert_array_equal(received.texture.normal_image, decimated_result.texture.normal_image)
+    np.testing.assert_array_equal(received.normal_image, decimated_result.texture.normal_image)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import FIXTURE_IMAGE, FIXTURE_MODEL, FIXTURE_RESOLUTION
-from fixture_model import NEW_THRESHOLD, OPTIONS, core_mesh_at, core_model, core_scene
+from fixture_model import NEW_THRESHOLD, OPTIONS, core_mesh_at, core_model, core_scene, cut_out
 
 from triposr_blender.blender import source
 from triposr_blender.core.mesh import FramedPhoto
@@ -243,6 +243,19 @@ def test_the_kept_photo_reads_back_as_it_was_stored(generated):
 
     assert kept.frame == photo.frame
     np.testing.assert_array_equal(kept.pixels, photo.pixels)
+
+
+def test_adjust_last_operation_re_meshes_with_the_photo_the_generation_framed(
+    extension, new_objects, tmp_path
+):
+    """What Adjust Last Operation re-meshes (Blender's redo, which no Python API can start, finds it in the
+    session): the generation's scene codes and the photo they were encoded from, as its object keeps them."""
+    assert bpy.ops.triposr.generate(filepath=str(cut_out(tmp_path))) == {"FINISHED"}
+    kept = source.source_of(bpy.context.active_object)
+
+    ((codes, photo),) = SESSION.last_codes.values()
+
+    assert codes == kept.codes and photo.frame == kept.photo().frame
 
 
 @pytest.mark.parametrize("damage", ["inflates past its size", "truncated", "off its canvas"])

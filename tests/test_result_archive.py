@@ -10,9 +10,9 @@ import pytest
 
 from triposr_blender.backends.types import MeshResult
 from triposr_blender.core import result_archive
-from triposr_blender.core.mesh import BakedTexture, Mesh
+from triposr_blender.core.mesh import BakedTexture, FramedPhoto, Mesh
 from triposr_blender.core.result_archive import ResultError
-from triposr_blender.core.scene_codes import SceneCodes
+from triposr_blender.core.scene_codes import SceneCodes, photo_in
 from triposr_blender.worker import protocol
 
 RESOLUTION, TEXTURE_SIZE = 256, 512
@@ -44,12 +44,17 @@ def read(data: bytes, texture_size: int = 0):
     return result_archive.from_bytes(data, RESOLUTION, texture_size)
 
 
-def test_a_result_reads_back_as_it_was_written():
+def test_a_result_reads_back_as_it_was_written_with_the_photo_its_codes_were_encoded_from():
     codes = SceneCodes(np.zeros((1, 3, 4, 8, 8), np.float32), "model-id", "tiny").to_bytes()
-    mesh, baked, read_codes = read(result_archive.to_bytes(tetrahedron(), texture(), codes), TEXTURE_SIZE)
+    photo = FramedPhoto(np.full((6, 4, 4), 200, np.uint8), canvas_side=8, offset=(2, 1))
+    written = result_archive.to_bytes(tetrahedron(), texture(), codes, photo)
+
+    mesh, baked, read_codes, read_photo = read(written, TEXTURE_SIZE)
     np.testing.assert_array_equal(mesh.faces, tetrahedron().faces)
     np.testing.assert_array_equal(baked.normal_image, texture().normal_image)
-    assert SceneCodes.from_bytes(read_codes).model_id == "model-id"
+    assert SceneCodes.from_bytes(read_codes).model_id == "model-id" and photo_in(read_codes) is None
+    assert np.array_equal(read_photo.pixels, photo.pixels) and read_photo.frame == photo.frame
+    assert photo_in(written).frame == photo.frame, "sent back as codes, it brings its photo along"
 
 
 def test_an_archive_that_inflates_far_beyond_any_mesh_is_refused_before_it_is_inflated():
@@ -130,6 +135,6 @@ def test_a_normal_map_is_checked_as_the_texture_is(normal_map, message):
 
 
 def test_a_result_hands_its_arrays_on_without_copying_them():
-    mesh, baked, _ = read(result_archive.to_bytes(tetrahedron(), texture(), b""), TEXTURE_SIZE)
+    mesh, baked, _, _ = read(result_archive.to_bytes(tetrahedron(), texture(), b""), TEXTURE_SIZE)
     message = protocol.result_message(MeshResult(mesh, baked))
     assert message["mesh"]["vertices"] is mesh.vertices and message["texture"]["image"] is baked.image

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import requests
-from codes_files import codes_archive, npy, one_value_of_640_mb
+from codes_files import codes_archive, npy, one_value_of_640_mb, with_photo_entries
 from fixture_model import FIXTURE, IMAGE, NEW_THRESHOLD, OPTIONS, core_mesh, core_mesh_at, core_scene
 from listeners import descendants, exposed, listening_addresses
 from server_harness import (
@@ -439,6 +439,14 @@ def test_scene_codes_whose_version_is_no_whole_number_are_400_not_500(server):
     codes = codes_archive(lambda archive: archive.writestr("scene_codes.npy", npy(np.zeros(1))), 1 + 2j)
     refused = server.request("POST", "/v1/jobs", files={"codes": ("codes.triposr.npz", codes)})
     assert refused.status_code == 400 and "are damaged" in refused.json()["detail"]
+
+
+def test_scene_codes_with_a_photo_off_its_frame_are_refused_before_they_are_queued(server):
+    codes = SceneCodes(np.zeros((1, 3, 4, 8, 8), np.float32), "x").to_bytes()
+    damaged = with_photo_entries(codes, npy(np.zeros((30, 20, 4), np.uint8)), (30, 20, 40, 30, 5))
+    refused = server.request("POST", "/v1/jobs", files={"codes": ("codes.triposr.npz", damaged)})
+    assert refused.status_code == 400
+    assert refused.json()["detail"].startswith("The uploaded scene codes hold a damaged photo (a 20 × 30")
 
 
 def test_this_models_codes_with_another_channel_count_fail_the_job_with_a_message(server):

@@ -11,7 +11,7 @@ import time
 import bpy
 import numpy as np
 import pytest
-from fixture_model import FIXTURE, IMAGE, NEW_THRESHOLD, OPTIONS, core_mesh, core_mesh_at
+from fixture_model import FIXTURE, IMAGE, NEW_THRESHOLD, OPTIONS, core_mesh, core_mesh_at, cut_out
 from glb import read_glb
 from server_harness import REPO, TOKEN, Server, serving_result
 
@@ -23,7 +23,7 @@ from triposr_blender.blender import source
 from triposr_blender.options import GenerateOptions
 from triposr_blender.ui import status
 from triposr_blender.ui.session import SESSION
-from triposr_blender.worker.pipeline import PHOTO_SQUASHED
+from triposr_blender.worker.pipeline import PHOTO_NOT_KEPT, PHOTO_SQUASHED
 
 pytestmark = pytest.mark.blender
 
@@ -174,6 +174,23 @@ def test_what_a_server_job_did_otherwise_than_asked_comes_with_its_mesh(server):
 
     assert outcome.event == "result" and outcome.result.texture is not None
     assert outcome.result.notes == (PHOTO_SQUASHED,)
+
+
+def test_the_servers_result_brings_its_photo_and_a_re_mesh_there_sends_it_back_to_project_again(
+    server, tmp_path
+):
+    """Photo Texture through a server: the result carries the photo the image was framed from (the object
+    keeps it), and a Re-mesh on the server sends it with the scene codes; without it, the job says why not."""
+    client = RemoteClient(server.url, TOKEN)
+    options = GenerateOptions(**OPTIONS, texture_size=512)
+    model = ModelSettings(str(FIXTURE))
+
+    made = client.generate(ImageFile(str(cut_out(tmp_path))), options, model).wait(120).result
+    again = client.remesh(made.codes, options.mesh, model, made.photo).wait(120).result
+    without = client.remesh(made.codes, options.mesh, model).wait(120).result
+
+    assert made.photo.pixels.shape == (80, 80, 4) and again.notes != without.notes
+    assert PHOTO_NOT_KEPT not in again.notes and without.notes == (PHOTO_NOT_KEPT,)
 
 
 def until(job, condition, timeout=60):

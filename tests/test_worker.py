@@ -17,7 +17,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fixture_model import FIXTURE, IMAGE, NEW_THRESHOLD, OPTIONS, core_mesh, core_mesh_at, core_scene
+from fixture_model import (
+    FIXTURE,
+    IMAGE,
+    NEW_THRESHOLD,
+    OPTIONS,
+    core_mesh,
+    core_mesh_at,
+    core_scene,
+    cut_out,
+)
 from PIL import Image
 
 from triposr_blender.backends.types import (
@@ -29,7 +38,7 @@ from triposr_blender.backends.types import (
     Progress,
 )
 from triposr_blender.core.model import ENCODE_STAGE
-from triposr_blender.core.scene_codes import SceneCodes
+from triposr_blender.core.scene_codes import SceneCodes, with_photo
 from triposr_blender.options import GenerateOptions, MeshOptions
 from triposr_blender.worker import pipeline, protocol
 from triposr_blender.worker.__main__ import Worker
@@ -457,23 +466,20 @@ def test_a_result_keeps_its_scene_codes_and_remesh_makes_a_new_mesh_from_them_wi
 
 def test_the_photo_a_generation_framed_comes_back_and_remesh_projects_it_again(client, tmp_path):
     """Photo Texture across the process boundary: Generate hands back the photo it framed (an image with
-    transparency), and Re-mesh given it fits the camera to it again; without it, the result says why not."""
-    image = Image.open(IMAGE).convert("RGBA")
-    image.putalpha(Image.new("L", image.size, 0))
-    image.paste(Image.open(IMAGE).crop((8, 8, 88, 88)), (8, 8))  # opaque inside a transparent border
-    image.save(tmp_path / "cut-out.png")
+    transparency), and Re-mesh given it, or codes saved with it, fits the camera to it again; without it,
+    the result says why not."""
     mesh_options = MeshOptions(
         resolution=OPTIONS["resolution"], threshold=OPTIONS["threshold"], texture_size=512
     )
 
-    made = (
-        generate(client, ImageFile(str(tmp_path / "cut-out.png")), texture_size=512).wait(JOB_TIMEOUT).result
-    )
-    with_photo = client.remesh(made.codes, mesh_options, MODEL, made.photo).wait(JOB_TIMEOUT).result
+    made = generate(client, ImageFile(str(cut_out(tmp_path))), texture_size=512).wait(JOB_TIMEOUT).result
+    given = client.remesh(made.codes, mesh_options, MODEL, made.photo).wait(JOB_TIMEOUT).result
+    saved = with_photo(made.codes, made.photo)
+    kept_in_codes = client.remesh(saved, mesh_options, MODEL).wait(JOB_TIMEOUT).result
     without = client.remesh(made.codes, mesh_options, MODEL).wait(JOB_TIMEOUT).result
 
     assert made.photo.pixels.shape == (80, 80, 4) and made.photo.offset == made.photo.frame[3:]
-    assert pipeline.PHOTO_NOT_KEPT not in with_photo.notes
+    assert pipeline.PHOTO_NOT_KEPT not in given.notes and kept_in_codes.notes == given.notes
     assert without.notes == (pipeline.PHOTO_NOT_KEPT,)
 
 

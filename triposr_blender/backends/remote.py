@@ -29,7 +29,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
-from ..core import result_archive
+from ..core import result_archive, scene_codes
 from ..core.color import to_uint8
 from ..core.errors import TripoSRError
 from ..core.export import png_bytes
@@ -108,10 +108,10 @@ class RemoteClient(Backend):
     def remesh(
         self, codes: bytes, options: MeshOptions, model: ModelSettings, photo: FramedPhoto | None = None
     ) -> Job:
-        """Upload saved scene codes for a new mesh: the server needs neither the image nor its encoder. The
-        photo stays here (the server's API takes none yet), so the server's note says Photo Texture was not
-        applied."""
-        return self._start(REMESH, model, {"codes": ("codes.triposr.npz", codes)}, options)
+        """Upload saved scene codes for a new mesh, with the photo the object keeps for Photo Texture: the
+        server needs neither the image nor its encoder."""
+        upload = scene_codes.with_photo(codes, photo)
+        return self._start(REMESH, model, {"codes": ("codes.triposr.npz", upload)}, options)
 
     def load(self, model: ModelSettings) -> Job:
         """The server's model state (it loads its model itself, at start)."""
@@ -208,7 +208,10 @@ class RemoteClient(Backend):
     def _mesh_result(self, archive: bytes, options: MeshOptions) -> MeshResult:
         """The server's result, checked as untrusted input before anything is built from it."""
         try:
-            return MeshResult(*result_archive.from_bytes(archive, options.resolution, options.texture_size))
+            mesh, texture, codes, photo = result_archive.from_bytes(
+                archive, options.resolution, options.texture_size
+            )
+            return MeshResult(mesh, texture, codes, photo=photo)
         except TripoSRError as error:
             raise ServerError(
                 f"The TripoSR server at {self.url} sent a result that cannot be used: {error}. Nothing was "

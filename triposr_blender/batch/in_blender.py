@@ -27,6 +27,7 @@ from ..blender.placement import ROW_SPACING, Destination
 from ..blender.quad_remesh import QuadRemeshError, quad_remesh
 from ..core import preview
 from ..core.export import png_bytes
+from ..core.scene_codes import with_photo
 from ..dependencies import dependency_paths
 from ..options import ENV_SERVER_TOKEN, GenerateOptions
 from ..vendor_install import remove_folders_of_ended_processes
@@ -156,7 +157,8 @@ class BlenderBatch:
     def _generate(self, image_path, name, output):
         result = self._run_on_worker(image_path)
         if self.args.save_codes:
-            save_codes(result.codes, output.parent / f"{name}{CODES_SUFFIX}")
+            # with the photo, so that --from-codes projects it again (Photo Texture)
+            save_codes(with_photo(result.codes, result.photo), output.parent / f"{name}{CODES_SUFFIX}")
         if output.suffix != ".blend":
             result = dataclasses.replace(result, codes=b"")  # other formats would carry them as properties
         self.progress("Building the mesh", 0.0)

@@ -31,6 +31,7 @@ import ray
 from .. import ray_cluster
 from ..core import preview, progress
 from ..core.export import png_bytes
+from ..core.scene_codes import photo_in, with_photo
 from ..options import GenerateOptions
 from . import contact_sheet
 from .plan import (
@@ -198,14 +199,15 @@ def prepare(row, options, from_codes, thumbnail):
     try:
         if from_codes:
             row["data"] = ArrowFolder.read(row["input"])
+            photo = photo_in(row["data"], f"The scene codes {file_name(row['input'])}")
         else:
             source = ArrowFolder.read(row["input"]) if is_url(row["input"]) else row["input"]
             pixels, photo = prepared_pixels(source, row["input"], options)
             row.update(data=pixels.tobytes(), shape=np.array(pixels.shape))
-            if photo is not None:
-                row.update(photo=photo.pixels.tobytes(), photo_frame=np.array(photo.frame, np.int64))
             if thumbnail:
                 row["input_thumbnail"] = input_thumbnail(source)
+        if photo is not None:
+            row.update(photo=photo.pixels.tobytes(), photo_frame=np.array(photo.frame, np.int64))
     except Exception as error:
         message = failure_message(error, "the CPU")
         # The core names a local file in its messages, not the bytes read from a URL.
@@ -240,7 +242,7 @@ def prepared_pixels(source, location, options):
 
 def photo_of(row):
     """The framed photo a row carries (``FramedPhoto.frame`` beside its pixels' bytes), or None: an image
-    squashed whole, or saved scene codes."""
+    squashed whole, or scene codes saved without one."""
     from ..core.mesh import FramedPhoto
 
     return FramedPhoto.unpacked(row["photo"], row["photo_frame"]) if row["photo"] else None
@@ -306,7 +308,8 @@ class Converter:
 
         scene, codes = self.encode(row)
         kept = codes if self.save_codes else None  # compressing them costs a second: only when saved
-        # an image's photo, or why there is none: its image was squashed whole, or it came as scene codes
+        # an image's photo or its saved codes', or why there is none: the image was squashed whole, or the
+        # codes were saved without it
         why_no_photo = pipeline.PHOTO_SQUASHED if row["shape"].any() else pipeline.PHOTO_NOT_KEPT
         result = pipeline.mesh_from_scene(
             self.model, scene, self.options.mesh, progress.ignore, kept, photo_of(row), why_no_photo
@@ -316,7 +319,7 @@ class Converter:
             result = dataclasses.replace(result, prepared=prepared)
         files = export.files(row["name"], self.file_format, result.mesh, result.texture, self.size)
         if self.save_codes:
-            files = {f"{row['name']}{CODES_SUFFIX}": result.codes, **files}
+            files = {f"{row['name']}{CODES_SUFFIX}": with_photo(result.codes, photo_of(row)), **files}
         return self.folder.write(files, self.run_tag), result
 
     def encode(self, row):

@@ -21,8 +21,17 @@ import zipfile
 import numpy as np
 
 from .errors import TripoSRError
-from .mesh import BakedTexture, Mesh
-from .scene_codes import CODES_ENTRY, MAX_CODES_BYTES, NPY_HEADER_BYTES, SceneCodes, read_entry
+from .mesh import BakedTexture, FramedPhoto, Mesh
+from .scene_codes import (
+    CODES_ENTRY,
+    MAX_CODES_BYTES,
+    MAX_PHOTO_BYTES,
+    NPY_HEADER_BYTES,
+    SceneCodes,
+    photo_entries,
+    photo_in,
+    read_entry,
+)
 
 MAX_VERTICES_PER_SQUARE_CELL = 64
 FLOAT_BYTES = 8  # float64 at most; anything narrower is smaller
@@ -32,8 +41,11 @@ class ResultError(TripoSRError):
     """A result archive that is not what a generation makes; the text says what is wrong."""
 
 
-def to_bytes(mesh: Mesh, texture: BakedTexture | None, codes: bytes) -> bytes:
-    """The archive: the arrays Blender builds the object from, and the scene codes' own entries."""
+def to_bytes(
+    mesh: Mesh, texture: BakedTexture | None, codes: bytes, photo: FramedPhoto | None = None
+) -> bytes:
+    """The archive: the arrays Blender builds the object from, the scene codes' own entries and the photo
+    they were encoded from (so a Re-mesh of the object projects it again), as saved codes hold it."""
     arrays = {"vertices": mesh.vertices, "faces": mesh.faces, "vertex_colors": mesh.vertex_colors}
     if texture is not None:
         arrays.update(corner_uvs=texture.corner_uvs, texture=texture.image)
@@ -42,6 +54,8 @@ def to_bytes(mesh: Mesh, texture: BakedTexture | None, codes: bytes) -> bytes:
     if codes:
         with np.load(io.BytesIO(codes), allow_pickle=False) as entries:
             arrays.update({name: entries[name] for name in entries.files})
+    if photo is not None:
+        arrays.update(photo_entries(photo))
     buffer = io.BytesIO()
     np.savez_compressed(buffer, **arrays)
     return buffer.getvalue()
@@ -65,12 +79,16 @@ def entry_limits(resolution: int, texture_size: int) -> dict[str, int]:
 
 def max_bytes(resolution: int, texture_size: int) -> int:
     """The largest archive such a job comes back as, to bound a download before it is read: every entry at
-    its limit, the scene codes, and room for the archive's headers (deflate grows nothing by more)."""
-    return sum(entry_limits(resolution, texture_size).values()) + MAX_CODES_BYTES + 16 * NPY_HEADER_BYTES
+    its limit, the scene codes, the photo, and room for the archive's headers (deflate grows nothing by
+    more)."""
+    entries = sum(entry_limits(resolution, texture_size).values()) + MAX_CODES_BYTES + MAX_PHOTO_BYTES
+    return entries + 16 * NPY_HEADER_BYTES
 
 
-def from_bytes(data: bytes, resolution: int, texture_size: int) -> tuple[Mesh, BakedTexture | None, bytes]:
-    """(mesh, texture or None, scene codes or b"") of an archive made for a job that asked for
+def from_bytes(
+    data: bytes, resolution: int, texture_size: int
+) -> tuple[Mesh, BakedTexture | None, bytes, FramedPhoto | None]:
+    """(mesh, texture or None, scene codes or b"", photo or None) of an archive made for a job that asked for
     ``resolution`` and ``texture_size`` (0: no texture). ResultError says what is wrong with it."""
     limits = entry_limits(resolution, texture_size)
     holder = f"meshes at resolution {resolution}"
@@ -84,6 +102,7 @@ def from_bytes(data: bytes, resolution: int, texture_size: int) -> tuple[Mesh, B
             if "texture.npy" in names or "corner_uvs.npy" in names:
                 texture = _read_texture(archive, names, limits, texture_size)
             codes = SceneCodes.from_bytes(data, "Its scene codes").to_bytes() if CODES_ENTRY in names else b""
+            photo = photo_in(data, "Its scene codes")
     except TripoSRError:
         raise
     except ValueError as error:  # read_entry's refusals, said for the user
@@ -93,7 +112,7 @@ def from_bytes(data: bytes, resolution: int, texture_size: int) -> tuple[Mesh, B
     mesh = _checked_mesh(vertices, faces, colors)
     if texture is not None and len(texture.corner_uvs) != len(mesh.faces):
         raise ResultError(f"its UV layout has {len(texture.corner_uvs)} faces and its mesh {len(mesh.faces)}")
-    return mesh, texture, codes
+    return mesh, texture, codes, photo
 
 
 def _read_texture(archive: zipfile.ZipFile, names: set, limits: dict[str, int], size: int) -> BakedTexture:

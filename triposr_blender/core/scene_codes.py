@@ -7,9 +7,12 @@ rather than meshed into nonsense.
 
 The saved form is a standard compressed ``.npz`` (pipelines open it with ``numpy.load``): ``scene_codes``
 (float32, lossless), ``model_id``, ``model_name`` and ``format_version``. Blender keeps the same bytes on the
-object. Codes can come from an untrusted file, so each entry is checked before it is inflated: its size in
-the archive's directory and its .npy header (a plain number type, no sub-arrays, at most ``MAX_CODES_BYTES``),
-then the values (the expected rank, finite). Only numpy: Blender uses this module.
+object. Codes saved by the batch, and those sent to a server for a Re-mesh, also hold the photo they were
+encoded from (``photo``, RGBA uint8, and ``photo_frame``: ``FramedPhoto.frame``), so Photo Texture projects it
+again wherever the codes go; a reader of the codes alone never inflates it. Codes can come from an untrusted
+file, so each entry is checked before it is inflated: its size in the archive's directory and its .npy header
+(a plain number type, no sub-arrays, at most ``MAX_CODES_BYTES``), then the values (the expected rank,
+finite). Only numpy: Blender uses this module.
 """
 
 from __future__ import annotations
@@ -21,7 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
+from .defaults import MAX_IMAGE_SIDE
 from .errors import TripoSRError
+from .mesh import FramedPhoto
 
 FORMAT_VERSION = 1
 CODES_ENTRY = "scene_codes.npy"
@@ -30,6 +35,8 @@ MAX_CODES_BYTES = 3 * 256**3 * 4
 MAX_FIELD_BYTES = 4096  # format_version, model_id, model_name: one short value each
 NPY_HEADER_BYTES = 65536  # numpy's .npy header is at most this long
 TEXT_FIELDS = ("model_id", "model_name")
+PHOTO_ENTRY, PHOTO_FRAME_ENTRY = "photo.npy", "photo_frame.npy"
+MAX_PHOTO_BYTES = MAX_IMAGE_SIDE**2 * 4  # the largest photo the add-on keeps: RGBA at the loader's size cap
 HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
 
 
@@ -93,6 +100,44 @@ class SceneCodes:
                 f"These scene codes have {self.array.shape[2]} channels, and the loaded model ({model_name}) "
                 f"reads {channels}: they are damaged. Generate again from the image."
             )
+
+
+def photo_entries(photo: FramedPhoto) -> dict[str, np.ndarray]:
+    """The photo as the archives hold it: its pixels, and the frame that places them in the model's input."""
+    return {"photo": photo.pixels, "photo_frame": np.array(photo.frame, np.int64)}
+
+
+def with_photo(data: bytes, photo: FramedPhoto | None) -> bytes:
+    """Saved scene codes (``SceneCodes.to_bytes``) and the photo they were encoded from, in one archive: the
+    codes' entries as they are, the photo's added."""
+    if photo is None:
+        return data
+    buffer = io.BytesIO(data)
+    with zipfile.ZipFile(buffer, "a", compression=zipfile.ZIP_DEFLATED) as archive:
+        for name, array in photo_entries(photo).items():
+            with archive.open(f"{name}.npy", "w", force_zip64=True) as entry:
+                np.lib.format.write_array(entry, array, allow_pickle=False)
+    return buffer.getvalue()
+
+
+def photo_in(data: bytes, source: str = "The saved scene codes") -> FramedPhoto | None:
+    """The photo an archive (saved scene codes, or a server's result) holds beside its codes, checked before
+    it is inflated and against its frame; None for one that holds none. SceneCodesError says what is wrong."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            if PHOTO_ENTRY not in archive.namelist():
+                return None
+            pixels = read_entry(archive, PHOTO_ENTRY, MAX_PHOTO_BYTES, kinds="u", holder="photos")
+            frame = read_entry(archive, PHOTO_FRAME_ENTRY, MAX_FIELD_BYTES, kinds="iu", holder="photos")
+        if pixels.dtype != np.uint8 or pixels.ndim != 3 or pixels.shape[2] != 4 or frame.shape != (5,):
+            raise ValueError(f"its pixels are {pixels.shape} {pixels.dtype} and its frame {frame.shape}")
+        (height, width), (rows, columns) = (int(value) for value in frame[:2]), pixels.shape[:2]
+        if (height, width) != (rows, columns):
+            raise ValueError(f"its frame says {width} × {height} pixels, and it has {columns} × {rows}")
+        return FramedPhoto.unpacked(pixels.tobytes(), frame)
+    except (zipfile.BadZipFile, KeyError, ValueError, OSError, EOFError) as error:
+        message = f"{source} hold a damaged photo ({error}). Generate the object again."
+        raise SceneCodesError(message) from error
 
 
 def read_entry(

@@ -91,7 +91,8 @@ API_VERSION = 1
 DESCRIPTION = """One image in, a coloured 3D mesh out, on the server's GPUs (TripoSR).
 
 1. `POST /v1/jobs` with the image file as `image` (multipart/form-data) and any of Generate's options:
-   202, its `id`, and its URL in `Location`. Saved scene codes as `codes` make a new mesh without the encoder.
+   202, its `id`, and its URL in `Location`. Saved scene codes as `codes` (a job's `result.npz` holds them,
+   with the photo for `photo_texture`) make a new mesh without the encoder.
 2. Follow it: `GET /v1/jobs/{id}` now and then, or its Server-Sent Events at `/v1/jobs/{id}/events`.
 3. Once `done`: `GET /v1/jobs/{id}/result.glb` (or `result.npz`).
 4. `POST /v1/jobs/{id}/cancel` stops a job (it ends `cancelled`); `DELETE /v1/jobs/{id}` forgets it and its
@@ -141,7 +142,8 @@ def job_form_parameters() -> list[inspect.Parameter]:
             ("image", "The image file (PNG, JPEG, WebP, TIFF or BMP). Send this or codes"),
             (
                 "codes",
-                "Instead of an image: saved scene codes (.triposr.npz), meshed again without the encoder",
+                "Instead of an image: saved scene codes (a batch's .triposr.npz, or a job's result.npz), "
+                "meshed again without the encoder; the photo they hold is projected again (photo_texture)",
             ),
         )
     ]

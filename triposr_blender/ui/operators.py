@@ -6,7 +6,7 @@ drains the jobs' events (progress, then the mesh) and builds or updates the obje
 responsive throughout. From scripts (``bpy.ops.triposr.generate(...)``) and in background mode the same work
 runs to the end before the call returns. Either way a failure leaves the scene as it was, with one message
 saying why. Adjust Last Operation never runs the model again: a changed mesh option re-meshes the scene codes
-the generation kept.
+the generation kept, and projects its photo again.
 """
 
 import hashlib
@@ -199,11 +199,10 @@ class TRIPOSR_OT_generate(WorkerJobOperator, bpy.types.Operator):
         if message := missing_dependencies_message():
             raise UserError(message)
         model = preference_values.model_settings(context, self.device)
-        codes = SESSION.last_codes.get(self._input) if self.options.is_repeat else None
-        # Adjust Last Operation: only mesh options can change, so the model need not run again; but only a
-        # generation has the photo to project (the worker skips the encoder for an image it just encoded)
-        if codes and not self._options.photo_texture:
-            return [SESSION.worker().remesh(codes, self._options.mesh, model)]
+        kept = SESSION.last_codes.get(self._input) if self.options.is_repeat else None
+        if kept:  # Adjust Last Operation: only mesh options can change, so the model need not run again
+            codes, photo = kept
+            return [SESSION.worker().remesh(codes, self._options.mesh, model, photo)]
         return [SESSION.worker().generate(image, self._options, model)]
 
     def finished(self, context, job: Job, outcome: Outcome) -> bool:
@@ -215,7 +214,8 @@ class TRIPOSR_OT_generate(WorkerJobOperator, bpy.types.Operator):
         except Exception as error:  # the scene is unchanged (the builders clean up); say why
             self.report({"ERROR"}, f"Could not build the mesh in Blender: {type(error).__name__}: {error}")
             return False
-        SESSION.last_codes = {self._input: result.codes} if result.codes else {}
+        if result.codes:  # a generation's (a re-mesh of them, by Adjust Last Operation, brings none back)
+            SESSION.last_codes = {self._input: (result.codes, result.photo)}
         quads = self.make_quads(context, obj, self.quad_remesh)
         self.report({"INFO"}, f"Created {obj.name}: {len(obj.data.vertices):,} vertices{quads}.")
         report_notes(self, result)

@@ -4,6 +4,7 @@ import bpy
 
 from ..backends.backend import Backend, Job, backend_for
 from ..backends.types import ModelState
+from ..core.mesh import FramedPhoto
 from . import preference_values
 
 # The editors that show the add-on's progress: the sidebar panel and the preferences.
@@ -17,8 +18,9 @@ class Session:
     def __init__(self):
         self.client: Backend | None = None
         self.active: list[Job] = []
-        # The scene codes of the last generation, by its input: Adjust Last Operation re-meshes them.
-        self.last_codes: dict[tuple, bytes] = {}
+        # The scene codes of the last generation and the photo they were encoded from, by its input: Adjust
+        # Last Operation re-meshes them, projecting the photo again.
+        self.last_codes: dict[tuple, tuple[bytes, FramedPhoto | None]] = {}
 
     def worker(self) -> Backend:
         """The backend that runs the model where the preferences say now: the one running, unless they

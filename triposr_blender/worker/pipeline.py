@@ -24,7 +24,7 @@ from ..core.color import to_uint8
 from ..core.errors import InvalidImageError, ModelLoadError, TripoSRError
 from ..core.mesh import FramedPhoto
 from ..core.progress import PHOTO_STAGE, PREPARING, REUSING_CODES, Progress
-from ..core.scene_codes import SceneCodes
+from ..core.scene_codes import SceneCodes, photo_in
 from ..options import GenerateOptions, MeshOptions, OptionError
 from . import protocol
 
@@ -202,8 +202,9 @@ PHOTO_SQUASHED = (
     "marks the object's outline. Turn Remove Background on, or use an image with a transparent background."
 )
 PHOTO_NOT_KEPT = (
-    "Photo Texture was not applied: this re-mesh came without the photo (a saved codes file keeps none, and "
-    "a TripoSR server is not sent it). Generate from the image again to project it."
+    "Photo Texture was not applied: these scene codes came without their photo (the image was taken whole, "
+    "without a cut-out, or an earlier version of the add-on saved them). Generate from the image again to "
+    "project it."
 )
 
 
@@ -373,11 +374,14 @@ class Pipeline:
         progress: Progress,
         photo: FramedPhoto | None = None,
     ) -> MeshResult:
-        """A new mesh from saved scene codes, which must be the loaded model's, and the photo kept with them
-        for Photo Texture, if any. No codes in the result: the caller has them, and compressing them again
-        would cost a second."""
+        """A new mesh from saved scene codes, which must be the loaded model's, and for Photo Texture the
+        ``photo`` kept with them (an object's), else the one their archive holds, if any. Neither codes nor
+        photo in the result: the caller has them, and compressing them again would cost a second."""
         model = self.model(settings, progress)
-        return mesh_from_scene(model, scene_of(model, codes, settings), options, progress, photo=photo)
+        scene = scene_of(model, codes, settings)
+        if photo is None and options.photo_texture:
+            photo = photo_in(codes)
+        return mesh_from_scene(model, scene, options, progress, photo=photo)
 
     def load(self, settings: ModelSettings, progress: Progress) -> ModelState:
         """Download (once) and load the model ahead of the first generation: the preferences' button."""

@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse, Response
 from ... import options
 from ...backends.backend import GENERATE, REMESH
 from ...core.errors import InvalidImageError
-from ...core.scene_codes import SceneCodes, SceneCodesError
+from ...core.scene_codes import SceneCodes, SceneCodesError, photo_in
 from ...options import GenerateOptions, MeshOptions, OptionError
 from ..dependencies import JobOf, Table
 from ..jobs import FINISHED, JobRequest
@@ -123,13 +123,21 @@ async def job_request(form: dict) -> JobRequest:
         if codes is not None:
             data = await part_bytes(codes)
             # Off the event loop: other clients, health checks included, never wait for it.
-            await asyncio.to_thread(SceneCodes.from_bytes, data, "The uploaded scene codes")
+            await asyncio.to_thread(check_codes, data)
             return JobRequest(REMESH, data, mesh_options)
         data = await part_bytes(image)
         await asyncio.to_thread(check_image, data)
         return JobRequest(GENERATE, data, generate_options)
     except (InvalidImageError, SceneCodesError) as error:
         raise HTTPException(400, str(error)) from error
+
+
+def check_codes(data: bytes) -> None:
+    """Refuse scene codes, or a photo kept with them, that the worker could not use, before they take a place
+    in the queue."""
+    source = "The uploaded scene codes"
+    SceneCodes.from_bytes(data, source)
+    photo_in(data, source)
 
 
 def check_image(data: bytes) -> None:

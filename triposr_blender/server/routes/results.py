@@ -42,8 +42,9 @@ async def result_file(job: ServerJob, name: str, make) -> bytes:
 
 
 def npz_bytes(job: ServerJob) -> bytes:
-    """The arrays the add-on builds an object from, and the scene codes (core.result_archive)."""
-    return result_archive.to_bytes(job.result.mesh, job.result.texture, job.result.codes)
+    """The arrays the add-on builds an object from, the scene codes and their photo (core.result_archive)."""
+    result = job.result
+    return result_archive.to_bytes(result.mesh, result.texture, result.codes, result.photo)
 
 
 result_route(
@@ -55,6 +56,7 @@ result_route(
 result_route(
     "result.npz",
     "application/octet-stream",
-    "The arrays Blender builds from, and the scene codes: a numpy .npz",
+    "The arrays Blender builds from, the scene codes and the photo they were encoded from: a numpy .npz "
+    "(sent back as codes, it makes a new mesh with the photo projected again)",
     npz_bytes,
 )
