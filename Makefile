@@ -52,8 +52,13 @@ browser:
 	    { apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null; }; }; } || \
 	  echo "Chromium is not installed (apt-get install chromium): the contact sheet's browser test is skipped."
 
+# Two test processes (pytest-xdist), each taking whole modules, so that a module's server or Ray serves all
+# its tests: most tests wait on the processes they start (workers, servers, Blender), and the other process
+# uses the time. Two, for CI's two cores; TEST_PROCESSES=0 runs them in this process.
+TEST_PROCESSES ?= 2
+
 test: $(STAMP) $(U2NET_HOME)/u2netp.onnx $(GLTF_VALIDATOR) browser
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_PROCESSES) --dist loadfile
 
 # The Blender-side tests (marked `blender`) against the Blender 4.2 LTS bpy wheel (Python 3.11, numpy 1.26), in a
 # venv of their own.

@@ -119,13 +119,14 @@ def new_objects(extension):
         remove_object(obj)
 
 
-# --- Ray, for the batch on Ray and the server on Ray Serve: one local Ray per test run ----------------------
+# --- Ray, for the batch on Ray and the server on Ray Serve: one local Ray per test module ------------------
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def local_ray():
     """A Ray of 2 CPUs whose node and every process of it listen on 127.0.0.1 (the setting above); -> its
-    address. Started once: a start costs seconds."""
+    address. Started once per module (a start costs 11 s of CPU) and stopped after it: an idle Ray still
+    takes a tenth of a core, which the rest of the run would pay for."""
     ray = pytest.importorskip("ray")
     ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False)
     address = ray.get_runtime_context().gcs_address
