@@ -311,15 +311,16 @@ class Converter:
         # an image's photo or its saved codes', or why there is none: the image was squashed whole, or the
         # codes were saved without it
         why_no_photo = pipeline.PHOTO_SQUASHED if row["shape"].any() else pipeline.PHOTO_NOT_KEPT
+        photo = photo_of(row)
         result = pipeline.mesh_from_scene(
-            self.model, scene, self.options.mesh, progress.ignore, kept, photo_of(row), why_no_photo
+            self.model, scene, self.options.mesh, progress.ignore, kept, photo, why_no_photo
         )
         if row["shape"].any():  # an image's: the contact sheet shows it as the model saw it
             prepared = np.frombuffer(row["data"], np.uint8).reshape(row["shape"])
             result = dataclasses.replace(result, prepared=prepared)
         files = export.files(row["name"], self.file_format, result.mesh, result.texture, self.size)
         if self.save_codes:
-            files = {f"{row['name']}{CODES_SUFFIX}": with_photo(result.codes, photo_of(row)), **files}
+            files = {f"{row['name']}{CODES_SUFFIX}": with_photo(result.codes, photo), **files}
         return self.folder.write(files, self.run_tag), result
 
     def encode(self, row):

@@ -35,7 +35,7 @@ MAX_CODES_BYTES = 3 * 256**3 * 4
 MAX_FIELD_BYTES = 4096  # format_version, model_id, model_name: one short value each
 NPY_HEADER_BYTES = 65536  # numpy's .npy header is at most this long
 TEXT_FIELDS = ("model_id", "model_name")
-PHOTO_ENTRY, PHOTO_FRAME_ENTRY = "photo.npy", "photo_frame.npy"
+PHOTO, PHOTO_FRAME = "photo", "photo_frame"  # the photo's two arrays, each in its .npy entry
 MAX_PHOTO_BYTES = MAX_IMAGE_SIDE**2 * 4  # the largest photo the add-on keeps: RGBA at the loader's size cap
 HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
 
@@ -104,7 +104,7 @@ class SceneCodes:
 
 def photo_entries(photo: FramedPhoto) -> dict[str, np.ndarray]:
     """The photo as the archives hold it: its pixels, and the frame that places them in the model's input."""
-    return {"photo": photo.pixels, "photo_frame": np.array(photo.frame, np.int64)}
+    return {PHOTO: photo.pixels, PHOTO_FRAME: np.array(photo.frame, np.int64)}
 
 
 def with_photo(data: bytes, photo: FramedPhoto | None) -> bytes:
@@ -125,10 +125,10 @@ def photo_in(data: bytes, source: str = "The saved scene codes") -> FramedPhoto 
     it is inflated and against its frame; None for one that holds none. SceneCodesError says what is wrong."""
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
-            if PHOTO_ENTRY not in archive.namelist():
+            if f"{PHOTO}.npy" not in archive.namelist():
                 return None
-            pixels = read_entry(archive, PHOTO_ENTRY, MAX_PHOTO_BYTES, kinds="u", holder="photos")
-            frame = read_entry(archive, PHOTO_FRAME_ENTRY, MAX_FIELD_BYTES, kinds="iu", holder="photos")
+            pixels = read_entry(archive, f"{PHOTO}.npy", MAX_PHOTO_BYTES, kinds="u", holder="photos")
+            frame = read_entry(archive, f"{PHOTO_FRAME}.npy", MAX_FIELD_BYTES, kinds="iu", holder="photos")
         if pixels.dtype != np.uint8 or pixels.ndim != 3 or pixels.shape[2] != 4 or frame.shape != (5,):
             raise ValueError(f"its pixels are {pixels.shape} {pixels.dtype} and its frame {frame.shape}")
         (height, width), (rows, columns) = (int(value) for value in frame[:2]), pixels.shape[:2]
